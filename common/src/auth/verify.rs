@@ -1,0 +1,185 @@
+//! Access-token verification (RFC 8725): EdDSA only, `kid` required and looked up in the
+//! JWKS, `iss`/`aud`/`exp`/`nbf` checked. Keys are cached; an unknown `kid` triggers one
+//! refetch (rate-limited, so forged kids cannot make us hammer user-service).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tokio::sync::{Mutex, RwLock};
+
+use super::{AUDIENCE, Claims, ISSUER};
+use crate::error::ApiError;
+
+/// Least time between two JWKS fetches caused by unknown key ids.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Clock skew tolerated on `exp`/`nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token's key is unknown")]
+    UnknownKey,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is invalid")]
+    Invalid,
+    #[error("token keys are unavailable")]
+    KeysUnavailable,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::KeysUnavailable => ApiError::Unavailable {
+                retry_after: 5,
+                detail: "Tokens cannot be verified right now.".into(),
+            },
+            other => ApiError::Unauthorized(format!("{}.", capitalise(&other.to_string()))),
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+enum Source {
+    Remote {
+        client: reqwest::Client,
+        url: String,
+    },
+    Static,
+}
+
+/// Verifies access tokens against a key set that is fetched from a JWKS URL (every
+/// service but user-service) or given directly (user-service, tests).
+pub struct JwtVerifier {
+    source: Source,
+    keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
+    last_fetch: Mutex<Option<Instant>>,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    pub fn remote(client: reqwest::Client, jwks_url: impl Into<String>) -> Self {
+        Self::with_source(Source::Remote {
+            client,
+            url: jwks_url.into(),
+        })
+    }
+
+    pub fn from_jwks(jwks: &JwkSet) -> anyhow::Result<Self> {
+        let verifier = Self::with_source(Source::Static);
+        *verifier.keys.try_write()? = decode_keys(jwks);
+        Ok(verifier)
+    }
+
+    fn with_source(source: Source) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        Self {
+            source,
+            keys: RwLock::new(HashMap::new()),
+            last_fetch: Mutex::new(None),
+            validation,
+        }
+    }
+
+    /// Replaces the key set (user-service after a key rotation).
+    pub async fn set_keys(&self, jwks: &JwkSet) {
+        *self.keys.write().await = decode_keys(jwks);
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::Algorithm);
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        if !is_plain_kid(&kid) {
+            return Err(AuthError::UnknownKey);
+        }
+        let key = match self.keys.read().await.get(&kid).cloned() {
+            Some(key) => key,
+            None => self.refresh_for(&kid).await?,
+        };
+        jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })
+    }
+
+    /// Fetches the JWKS again for an unknown `kid`, at most once per interval.
+    async fn refresh_for(&self, kid: &str) -> Result<Arc<DecodingKey>, AuthError> {
+        let Source::Remote { client, url } = &self.source else {
+            return Err(AuthError::UnknownKey);
+        };
+        let mut last_fetch = self.last_fetch.lock().await;
+        // Another request may have refreshed while we waited for the lock.
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(Arc::clone(key));
+        }
+        if last_fetch.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+            return Err(AuthError::UnknownKey);
+        }
+        let jwks = fetch(client, url).await.map_err(|err| {
+            tracing::warn!(error = format!("{err:#}"), url, "cannot fetch JWKS");
+            AuthError::KeysUnavailable
+        })?;
+        *last_fetch = Some(Instant::now());
+        let keys = decode_keys(&jwks);
+        let found = keys.get(kid).cloned();
+        *self.keys.write().await = keys;
+        found.ok_or(AuthError::UnknownKey)
+    }
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<JwkSet> {
+    Ok(client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// The EdDSA keys of a JWKS by key id; other key types are ignored.
+fn decode_keys(jwks: &JwkSet) -> HashMap<String, Arc<DecodingKey>> {
+    jwks.keys
+        .iter()
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some((kid, Arc::new(key)))
+        })
+        .collect()
+}
+
+/// Key ids are ours: short and plain. Anything else (paths, quotes) is refused unseen.
+fn is_plain_kid(kid: &str) -> bool {
+    (1..=64).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

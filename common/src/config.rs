@@ -1,0 +1,137 @@
+//! Settings shared by several services, as clap argument groups a service flattens into
+//! its own `Config`. Every setting is a flag with an environment fallback and a doc
+//! comment that becomes its `--help` text, the README's config table and `.env.example`
+//! (`cargo xtask docs` writes both; a test fails when they drift).
+
+use std::convert::Infallible;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use crate::telemetry::LogFormat;
+
+/// The development default of `INTERNAL_TOKEN`; services warn when they run with it.
+pub const DEV_INTERNAL_TOKEN: &str = "nexus-dev-internal-token";
+
+/// HTTP server and logging settings every service has.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Log filter in `tracing` EnvFilter syntax.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// Log format: auto (JSON unless on a terminal), json or text.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// Seconds a request may take before it is answered with 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Seconds to drain in-flight requests and workers after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServerArgs {
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// PostgreSQL pool settings.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Largest number of connections in the service's pool.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    /// Seconds to keep retrying the first connection at start-up.
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    pub db_connect_timeout_secs: u64,
+}
+
+/// RabbitMQ settings of services that publish or consume events.
+#[derive(Debug, Clone, Args)]
+pub struct AmqpArgs {
+    /// RabbitMQ URL.
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+          value_parser = secret, hide_env_values = true)]
+    pub amqp_url: SecretString,
+    /// Topic exchange all events are published to.
+    #[arg(long, env = "EVENTS_EXCHANGE", default_value = crate::events::EXCHANGE)]
+    pub events_exchange: String,
+}
+
+/// Token verification settings of services that accept user tokens.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Where the token-signing public keys are published (user-service's JWKS).
+    #[arg(
+        long,
+        env = "JWKS_URL",
+        default_value = "http://127.0.0.1:8082/.well-known/jwks.json"
+    )]
+    pub jwks_url: String,
+}
+
+/// The shared secret guarding `/internal/...` endpoints between services.
+#[derive(Debug, Clone, Args)]
+pub struct InternalArgs {
+    /// Bearer token for service-to-service `/internal/...` calls. Set a long random value
+    /// in production; the default is for local development only.
+    #[arg(long, env = "INTERNAL_TOKEN", default_value = DEV_INTERNAL_TOKEN,
+          value_parser = secret, hide_env_values = true)]
+    pub internal_token: SecretString,
+}
+
+impl InternalArgs {
+    /// Logs a warning when the development token is in use.
+    pub fn warn_if_default(&self) {
+        use secrecy::ExposeSecret;
+        if self.internal_token.expose_secret() == DEV_INTERNAL_TOKEN {
+            tracing::warn!(
+                "INTERNAL_TOKEN is the development default; set a secret one in production"
+            );
+        }
+    }
+}
+
+/// clap value parser for secrets: they are wrapped at once so they never reach a log.
+pub fn secret(value: &str) -> Result<SecretString, Infallible> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
+/// One setting as the docs show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub env: String,
+    pub flag: String,
+    pub default: Option<String>,
+    pub help: String,
+    pub secret: bool,
+}
+
+/// The settings of a service's `Config`, read from its clap command, in declaration order.
+pub fn settings(command: &clap::Command) -> Vec<Setting> {
+    command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?.to_str()?.to_owned();
+            let default = arg
+                .get_default_values()
+                .first()
+                .and_then(|v| v.to_str())
+                .map(str::to_owned);
+            Some(Setting {
+                env,
+                flag: arg.get_long().map(|l| format!("--{l}")).unwrap_or_default(),
+                default,
+                help: arg
+                    .get_help()
+                    .map(|h| h.to_string().replace('\n', " "))
+                    .unwrap_or_default(),
+                secret: arg.is_hide_env_values_set(),
+            })
+        })
+        .collect()
+}

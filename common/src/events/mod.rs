@@ -1,0 +1,69 @@
+//! Domain events: the envelope every service publishes, the routing keys, the broker
+//! connection with publisher confirms, and the transactional outbox relay.
+
+mod broker;
+pub mod outbox;
+
+pub use broker::Broker;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The topic exchange every event goes to.
+pub const EXCHANGE: &str = "nexus.events";
+
+/// Routing keys (`<aggregate>.<event>`), which are also the envelope's `type`.
+pub mod keys {
+    pub const TENANT_CREATED: &str = "tenant.created";
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_PERMISSION_CHANGED: &str = "user.permission_changed";
+    pub const PROJECT_CREATED: &str = "project.created";
+    pub const PROJECT_UPDATED: &str = "project.updated";
+    pub const PROJECT_USER_ADDED: &str = "project.user_added";
+    pub const TASK_CREATED: &str = "task.created";
+    pub const TASK_STATUS_CHANGED: &str = "task.status_changed";
+    pub const TASK_ASSIGNED: &str = "task.assigned";
+    pub const TASK_COMMENT_ADDED: &str = "task.comment_added";
+    pub const URL_CREATED: &str = "url.created";
+    pub const URL_ACCESSED: &str = "url.accessed";
+    pub const URL_EXPIRED: &str = "url.expired";
+}
+
+/// `{ id, type, version, tenant_id, occurred_at, actor_id, data }`, as in the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+    pub tenant_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub data: serde_json::Value,
+}
+
+impl Envelope {
+    /// A new event of `kind` (a routing key from [`keys`]) with a fresh UUIDv7 id.
+    pub fn new(
+        kind: &str,
+        tenant_id: Uuid,
+        actor_id: Option<Uuid>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: kind.to_owned(),
+            version: 1,
+            tenant_id,
+            occurred_at: Utc::now(),
+            actor_id,
+            data,
+        }
+    }
+
+    pub fn routing_key(&self) -> &str {
+        &self.kind
+    }
+}

@@ -1,0 +1,196 @@
+//! The transactional outbox: a producer writes its event into `outbox` in the same
+//! transaction as the change, and a relay publishes it with confirms and deletes it only
+//! once the broker has confirmed it. A broker outage delays events; it never loses one.
+//!
+//! Each database that produces events has the `outbox` table and its `outbox_notify`
+//! trigger (see `migrations/*/0001_*.sql`); the trigger wakes the relay at once, and a
+//! poll interval covers missed notifications.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::PgListener;
+use sqlx::{PgExecutor, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Broker, Envelope};
+
+/// Channel the insert trigger notifies.
+pub const NOTIFY_CHANNEL: &str = "outbox";
+
+/// Records `event` for publication, inside the caller's transaction.
+pub async fn enqueue(
+    executor: impl PgExecutor<'_>,
+    event: &Envelope,
+    request_id: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into outbox (id, routing_key, payload, request_id) values ($1, $2, $3, $4)",
+    )
+    .bind(event.id)
+    .bind(event.routing_key())
+    .bind(sqlx::types::Json(event))
+    .bind(request_id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Publishes a database's outbox to the broker.
+pub struct Relay {
+    pool: PgPool,
+    broker: Broker,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, broker: Broker) -> Self {
+        Self {
+            pool,
+            broker,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Runs until `shutdown`: drains on every notification and every poll interval,
+    /// backing off while the broker or database is down.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = None;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            if listener.is_none() {
+                listener = self.listen().await.ok();
+            }
+            let drained = tokio::select! {
+                () = shutdown.cancelled() => break,
+                result = self.drain() => result,
+            };
+            match drained {
+                Ok(_) => backoff = Duration::from_millis(250),
+                Err(err) => {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "outbox relay: publishing failed; will retry"
+                    );
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {},
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            }
+            let wake = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        if l.recv().await.is_err() {
+                            listener = None;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake => {},
+                () = tokio::time::sleep(self.poll_interval) => {},
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn listen(&self) -> anyhow::Result<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        Ok(listener)
+    }
+
+    /// Publishes everything pending, batch by batch. Returns how many were published.
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let published = self.publish_batch().await?;
+            total += published;
+            if published < usize::try_from(self.batch_size).unwrap_or(usize::MAX) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Locks one batch (`skip locked`, so several relays may share a table), publishes
+    /// it, and deletes the confirmed rows in the same transaction.
+    async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("starting outbox transaction")?;
+        let rows: Vec<(Uuid, sqlx::types::Json<Envelope>, Option<String>)> = sqlx::query_as(
+            "select id, payload, request_id from outbox
+             order by created_at, id
+             limit $1
+             for update skip locked",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading outbox")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|(id, _, _)| *id).collect();
+        let events: Vec<(Envelope, Option<String>)> = rows
+            .into_iter()
+            .map(|(_, json, rid)| (json.0, rid))
+            .collect();
+        let confirmed = match self.broker.publish_confirmed(&events).await {
+            Ok(confirmed) => confirmed,
+            Err(err) => {
+                record_failure(&mut tx, &ids, &format!("{err:#}")).await?;
+                tx.commit().await?;
+                return Err(err);
+            }
+        };
+        let (done, failed): (Vec<_>, Vec<_>) = ids.iter().zip(&confirmed).partition(|(_, ok)| **ok);
+        let done: Vec<Uuid> = done.into_iter().map(|(id, _)| *id).collect();
+        let failed: Vec<Uuid> = failed.into_iter().map(|(id, _)| *id).collect();
+        sqlx::query("delete from outbox where id = any($1)")
+            .bind(&done)
+            .execute(&mut *tx)
+            .await
+            .context("deleting published events")?;
+        if !failed.is_empty() {
+            record_failure(&mut tx, &failed, "not confirmed by the broker").await?;
+        }
+        tx.commit().await.context("committing outbox batch")?;
+        metrics::counter!("outbox_published_total").increment(done.len() as u64);
+        if failed.is_empty() {
+            Ok(done.len())
+        } else {
+            anyhow::bail!("{} events were not confirmed", failed.len())
+        }
+    }
+}
+
+async fn record_failure(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+    error: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("update outbox set attempts = attempts + 1, last_error = $2 where id = any($1)")
+        .bind(ids)
+        .bind(error)
+        .execute(tx)
+        .await
+        .context("recording publish failure")?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = project_service::Config::parse();
+    common::telemetry::init(
+        project_service::NAME,
+        &config.server.log_filter,
+        config.server.log_format,
+    );
+    let listener = common::server::bind(config.bind_addr).await?;
+    project_service::run(config, listener).await
+}
