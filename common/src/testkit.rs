@@ -190,10 +190,10 @@ impl TestServer {
     pub async fn wait_until(&self, path: &str, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Ok(resp) = self.client.get(self.url(path)).send().await {
-                if resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_FOUND {
-                    return;
-                }
+            if let Ok(resp) = self.client.get(self.url(path)).send().await
+                && (resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_FOUND)
+            {
+                return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

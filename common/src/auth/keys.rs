@@ -2,6 +2,8 @@
 //! their public halves are what `/.well-known/jwks.json` publishes.
 
 use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -14,6 +16,7 @@ pub struct SigningKey {
     kid: String,
     pem: SecretString,
     encoding: EncodingKey,
+    public: [u8; 32],
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -34,12 +37,14 @@ impl SigningKey {
 
     /// A key from its PKCS#8 PEM text.
     pub fn from_pem(kid: impl Into<String>, pem: &str) -> anyhow::Result<Self> {
-        ed25519_dalek::SigningKey::from_pkcs8_pem(pem).context("not an Ed25519 PKCS#8 key")?;
+        let key =
+            ed25519_dalek::SigningKey::from_pkcs8_pem(pem).context("not an Ed25519 PKCS#8 key")?;
         let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).context("loading Ed25519 key")?;
         Ok(Self {
             kid: kid.into(),
             pem: SecretString::from(pem.to_owned()),
             encoding,
+            public: key.verifying_key().to_bytes(),
         })
     }
 
@@ -61,11 +66,15 @@ impl SigningKey {
 
     /// The public key as a JWK (`kty: OKP`, `crv: Ed25519`, `alg: EdDSA`, `use: sig`).
     pub fn public_jwk(&self) -> anyhow::Result<Jwk> {
-        let mut jwk = Jwk::from_encoding_key(&self.encoding, Algorithm::EdDSA)
-            .context("deriving public JWK")?;
-        jwk.common.key_id = Some(self.kid.clone());
-        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-        Ok(jwk)
+        let jwk = serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(self.public),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        });
+        serde_json::from_value(jwk).context("building public JWK")
     }
 
     /// A JWKS document of the public halves of `keys`.

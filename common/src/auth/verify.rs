@@ -1,6 +1,7 @@
 //! Access-token verification (RFC 8725): EdDSA only, `kid` required and looked up in the
-//! JWKS, `iss`/`aud`/`exp`/`nbf` checked. Keys are cached; an unknown `kid` triggers one
-//! refetch (rate-limited, so forged kids cannot make us hammer user-service).
+//! JWKS, `iss`/`aud`/`exp`/`nbf` checked. Keys are cached for [`KEYS_TTL`] (so a removed
+//! key stops being trusted); an unknown `kid` triggers one refetch, rate-limited so that
+//! forged kids cannot make us hammer user-service.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use crate::error::ApiError;
 
 /// Least time between two JWKS fetches caused by unknown key ids.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a fetched key set is trusted before it is fetched again.
+pub const KEYS_TTL: Duration = Duration::from_secs(15 * 60);
 /// Clock skew tolerated on `exp`/`nbf`.
 const LEEWAY_SECS: u64 = 30;
 
@@ -67,8 +70,21 @@ enum Source {
 pub struct JwtVerifier {
     source: Source,
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
-    last_fetch: Mutex<Option<Instant>>,
+    fetches: Mutex<Fetches>,
     validation: Validation,
+}
+
+#[derive(Default)]
+struct Fetches {
+    /// When the current key set was fetched.
+    loaded_at: Option<Instant>,
+    /// When an unknown `kid` last caused a fetch.
+    last_forced: Option<Instant>,
+}
+
+enum Reason<'a> {
+    Stale,
+    UnknownKid(&'a str),
 }
 
 impl JwtVerifier {
@@ -97,7 +113,7 @@ impl JwtVerifier {
         Self {
             source,
             keys: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            fetches: Mutex::new(Fetches::default()),
             validation,
         }
     }
@@ -116,10 +132,16 @@ impl JwtVerifier {
         if !is_plain_kid(&kid) {
             return Err(AuthError::UnknownKey);
         }
-        let key = match self.keys.read().await.get(&kid).cloned() {
-            Some(key) => key,
-            None => self.refresh_for(&kid).await?,
-        };
+        if self.is_stale().await {
+            // On failure the old keys serve on; the warning is logged.
+            let _ = self.refresh(Reason::Stale).await;
+        }
+        let mut key = self.keys.read().await.get(&kid).cloned();
+        if key.is_none() {
+            self.refresh(Reason::UnknownKid(&kid)).await?;
+            key = self.keys.read().await.get(&kid).cloned();
+        }
+        let key = key.ok_or(AuthError::UnknownKey)?;
         jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
@@ -128,28 +150,49 @@ impl JwtVerifier {
             })
     }
 
-    /// Fetches the JWKS again for an unknown `kid`, at most once per interval.
-    async fn refresh_for(&self, kid: &str) -> Result<Arc<DecodingKey>, AuthError> {
+    async fn is_stale(&self) -> bool {
+        matches!(self.source, Source::Remote { .. })
+            && self
+                .fetches
+                .lock()
+                .await
+                .loaded_at
+                .is_none_or(|at| at.elapsed() > KEYS_TTL)
+    }
+
+    /// Fetches the JWKS again, unless another request just did or (for unknown kids) the
+    /// last forced fetch is too recent.
+    async fn refresh(&self, reason: Reason<'_>) -> Result<(), AuthError> {
         let Source::Remote { client, url } = &self.source else {
             return Err(AuthError::UnknownKey);
         };
-        let mut last_fetch = self.last_fetch.lock().await;
-        // Another request may have refreshed while we waited for the lock.
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(Arc::clone(key));
-        }
-        if last_fetch.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
-            return Err(AuthError::UnknownKey);
+        let mut fetches = self.fetches.lock().await;
+        match reason {
+            Reason::Stale => {
+                if fetches.loaded_at.is_some_and(|at| at.elapsed() <= KEYS_TTL) {
+                    return Ok(());
+                }
+            }
+            Reason::UnknownKid(kid) => {
+                if self.keys.read().await.contains_key(kid) {
+                    return Ok(());
+                }
+                if fetches
+                    .last_forced
+                    .is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL)
+                {
+                    return Err(AuthError::UnknownKey);
+                }
+                fetches.last_forced = Some(Instant::now());
+            }
         }
         let jwks = fetch(client, url).await.map_err(|err| {
             tracing::warn!(error = format!("{err:#}"), url, "cannot fetch JWKS");
             AuthError::KeysUnavailable
         })?;
-        *last_fetch = Some(Instant::now());
-        let keys = decode_keys(&jwks);
-        let found = keys.get(kid).cloned();
-        *self.keys.write().await = keys;
-        found.ok_or(AuthError::UnknownKey)
+        *self.keys.write().await = decode_keys(&jwks);
+        fetches.loaded_at = Some(Instant::now());
+        Ok(())
     }
 }
 

@@ -1,0 +1,7 @@
+//! Integration tests of the shared building blocks, against real PostgreSQL and RabbitMQ.
+
+mod auth;
+mod errors;
+mod helpers;
+mod outbox;
+mod server;

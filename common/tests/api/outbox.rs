@@ -1,0 +1,222 @@
+//! The outbox relay publishes committed events with confirms, deletes only what the
+//! broker confirmed, and keeps everything while the broker is away.
+
+use std::time::Duration;
+
+use common::events::outbox::{Relay, enqueue};
+use common::events::{Broker, Envelope};
+use common::testkit::{TestDb, amqp_url, unique};
+use lapin::options::{
+    BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use secrecy::SecretString;
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/registry");
+
+/// A broker on a unique exchange, with a queue bound to everything on it.
+struct Bus {
+    broker: Broker,
+    channel: lapin::Channel,
+    queue: String,
+}
+
+impl Bus {
+    async fn new() -> Self {
+        let broker = Broker::new(
+            SecretString::from(amqp_url()),
+            unique("test.events"),
+            "test",
+        );
+        let channel = broker
+            .channel()
+            .await
+            .unwrap_or_else(|err| panic!("RabbitMQ does not answer at {}: {err:#}", amqp_url()));
+        let queue = unique("test.queue");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                broker.exchange().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Self {
+            broker,
+            channel,
+            queue,
+        }
+    }
+
+    /// Waits (bounded) for `n` messages.
+    async fn receive(&self, n: usize) -> Vec<lapin::message::BasicGetMessage> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < n && tokio::time::Instant::now() < deadline {
+            match self
+                .channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                Some(message) => got.push(message),
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        got
+    }
+
+    async fn delete(self) {
+        let _ = self
+            .channel
+            .exchange_delete(
+                self.broker.exchange().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+fn event(n: u32) -> Envelope {
+    Envelope::new(
+        common::events::keys::TENANT_CREATED,
+        Uuid::now_v7(),
+        None,
+        serde_json::json!({ "n": n }),
+    )
+}
+
+async fn outbox_len(db: &TestDb) -> i64 {
+    sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn committed_events_are_published_persistent_and_then_deleted() {
+    let db = TestDb::migrated(&MIGRATOR).await;
+    let bus = Bus::new().await;
+    let events: Vec<Envelope> = (0..3).map(event).collect();
+    let mut tx = db.pool.begin().await.unwrap();
+    for e in &events {
+        enqueue(&mut *tx, e, Some("req-1")).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let published = Relay::new(db.pool.clone(), bus.broker.clone())
+        .drain()
+        .await
+        .unwrap();
+
+    assert_eq!(published, 3);
+    assert_eq!(outbox_len(&db).await, 0);
+    let messages = bus.receive(3).await;
+    assert_eq!(messages.len(), 3);
+    for (message, sent) in messages.iter().zip(&events) {
+        let received: Envelope = serde_json::from_slice(&message.delivery.data).unwrap();
+        assert_eq!(&received, sent, "in order, unchanged");
+        let props = &message.delivery.properties;
+        assert_eq!(
+            props.message_id().as_ref().unwrap().as_str(),
+            sent.id.to_string()
+        );
+        assert_eq!(*props.delivery_mode(), Some(2), "persistent");
+        assert_eq!(message.delivery.routing_key.as_str(), "tenant.created");
+        let headers = props.headers().as_ref().unwrap();
+        assert!(matches!(
+            headers.inner().get("x-request-id"),
+            Some(AMQPValue::LongString(s)) if s.to_string() == "req-1"
+        ));
+    }
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn events_of_a_rolled_back_transaction_are_never_published() {
+    let db = TestDb::migrated(&MIGRATOR).await;
+    let bus = Bus::new().await;
+    let mut tx = db.pool.begin().await.unwrap();
+    enqueue(&mut *tx, &event(1), None).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    let published = Relay::new(db.pool.clone(), bus.broker.clone())
+        .drain()
+        .await
+        .unwrap();
+
+    assert_eq!(published, 0);
+    assert!(bus.receive(1).await.is_empty());
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn while_the_broker_is_unreachable_events_wait_in_the_outbox() {
+    let db = TestDb::migrated(&MIGRATOR).await;
+    enqueue(&db.pool, &event(1), None).await.unwrap();
+    let nowhere = Broker::new(
+        SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+        "unused",
+        "test",
+    );
+
+    let result = Relay::new(db.pool.clone(), nowhere).drain().await;
+
+    assert!(result.is_err());
+    let (attempts, last_error): (i32, Option<String>) =
+        sqlx::query_as("select attempts, last_error from outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1);
+    assert!(last_error.unwrap().contains("RabbitMQ"));
+
+    let bus = Bus::new().await;
+    let published = Relay::new(db.pool.clone(), bus.broker.clone())
+        .drain()
+        .await
+        .unwrap();
+    assert_eq!(published, 1, "delivered once the broker is back");
+    assert_eq!(bus.receive(1).await.len(), 1);
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn a_running_relay_is_woken_by_the_commit_not_the_poll() {
+    let db = TestDb::migrated(&MIGRATOR).await;
+    let bus = Bus::new().await;
+    let shutdown = CancellationToken::new();
+    let relay =
+        Relay::new(db.pool.clone(), bus.broker.clone()).poll_interval(Duration::from_secs(3600));
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    enqueue(&db.pool, &event(7), None).await.unwrap();
+
+    assert_eq!(
+        bus.receive(1).await.len(),
+        1,
+        "published well before the hour-long poll"
+    );
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(outbox_len(&db).await, 0);
+    bus.delete().await;
+}
