@@ -89,6 +89,28 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Makes the database unreachable: new connections are refused and open ones are
+    /// closed, as in an outage. Dropping the value still removes it.
+    pub async fn cut_off(&self) {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_url()))
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!(
+            "alter database {} with allow_connections false",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("disallowing connections");
+        sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .expect("closing connections");
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
@@ -305,4 +327,166 @@ fn fill_path_params(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Asserts the operational routes every service serves: `/healthz`, `/readyz` = 200
+/// with each of `dependencies` "ok", `/metrics` with this service's request counters,
+/// and an OpenAPI document titled with the service's name that lists the ops routes.
+pub async fn assert_ops_routes(server: &TestServer, service: &str, dependencies: &[&str]) {
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "healthz");
+
+    let ready = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    let status = ready.status();
+    let report: serde_json::Value = ready.json().await.expect("readyz JSON");
+    assert_eq!(status, 200, "readyz: {report}");
+    for dependency in dependencies {
+        assert_eq!(report["checks"][dependency], "ok", "{dependency}: {report}");
+    }
+    assert_eq!(
+        report["checks"].as_object().map(serde_json::Map::len),
+        Some(dependencies.len()),
+        "exactly these dependencies are checked: {report}"
+    );
+
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("metrics text");
+    let label = format!("service=\"{service}\"");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http_requests_total") && l.contains(&label)),
+        "no request counter labelled {label} in:\n{text}"
+    );
+
+    let spec: serde_json::Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi.json")
+        .json()
+        .await
+        .expect("openapi.json is JSON");
+    assert_eq!(spec["info"]["title"], service);
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.")),
+        "{spec}"
+    );
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the document"
+        );
+    }
+}
+
+/// Asserts `/readyz` answers 503 with `dependency` down.
+pub async fn assert_not_ready_because(server: &TestServer, dependency: &str) {
+    let ready = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    let status = ready.status();
+    let report: serde_json::Value = ready.json().await.expect("readyz JSON");
+    assert_eq!(status, 503, "readyz: {report}");
+    assert_eq!(report["checks"][dependency], "down", "{report}");
+}
+
+/// Starts the service binary at `bin` with `env` and `BIND_ADDR=127.0.0.1:0`, waits for
+/// it to listen, sends SIGTERM and asserts it drains and exits with status 0.
+pub fn assert_stops_cleanly_on_sigterm(bin: &str, env: &[(&str, String)]) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {bin}: {err}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!("{bin} never logged {needle:?}"),
+            }
+        }
+    };
+    wait_for("\"listening\"");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(killed.success());
+    wait_for("\"stopped\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for child") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{bin} did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{bin} exited with {status}");
+}
+
+/// Parses a service `Config` from settings given by their environment names
+/// (`("AMQP_URL", …)`), with `overrides` replacing some, bound to 127.0.0.1:0.
+/// Going through clap keeps every other setting at its documented default.
+pub fn parse_config<C: clap::Parser>(
+    bin: &str,
+    settings: &[(&str, String)],
+    overrides: &[(&str, &str)],
+) -> C {
+    let mut argv = vec![bin.to_owned(), "--bind-addr=127.0.0.1:0".to_owned()];
+    for (env, value) in settings {
+        let value = overrides
+            .iter()
+            .find(|(k, _)| k == env)
+            .map_or(value.as_str(), |(_, v)| *v);
+        argv.push(format!(
+            "--{}={value}",
+            env.to_ascii_lowercase().replace('_', "-")
+        ));
+    }
+    C::try_parse_from(argv).expect("test configuration parses")
 }

@@ -1,0 +1,4 @@
+//! analytics-service API tests against real dependencies.
+
+mod health;
+mod helpers;

@@ -1,0 +1,51 @@
+//! The gateway boots and is ready only while it can resolve tenants and verify tokens.
+
+use common::testkit::{
+    assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
+};
+
+use crate::helpers::{fake_upstream, spawn_app, spawn_app_with, test_args};
+
+#[tokio::test]
+async fn serves_health_readiness_metrics_and_openapi() {
+    let app = spawn_app().await;
+    assert_ops_routes(&app.server, gateway::NAME, &["tenant-resolver", "jwks"]).await;
+}
+
+#[tokio::test]
+async fn is_not_ready_while_tenant_resolver_is_down() {
+    let app = spawn_app_with(&[("TENANT_RESOLVER_URL", "http://127.0.0.1:1")]).await;
+    assert_not_ready_because(&app.server, "tenant-resolver").await;
+}
+
+#[tokio::test]
+async fn is_not_ready_while_the_jwks_cannot_be_fetched() {
+    let app = spawn_app().await;
+    app.upstream.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_not_ready_because(&app.server, "jwks").await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problems() {
+    let app = spawn_app().await;
+    let resp = app
+        .server
+        .client
+        .get(app.server.url("/api/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
+    common::testkit::expect_problem(resp, 404).await;
+}
+
+#[tokio::test]
+async fn stops_cleanly_on_sigterm() {
+    let upstream = fake_upstream().await;
+    let env = test_args(&upstream);
+    tokio::task::spawn_blocking(move || {
+        assert_stops_cleanly_on_sigterm(env!("CARGO_BIN_EXE_gateway"), &env);
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,4 @@
+//! gateway API tests against real dependencies.
+
+mod health;
+mod helpers;

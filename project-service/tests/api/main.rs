@@ -1,0 +1,4 @@
+//! project-service API tests against real dependencies.
+
+mod health;
+mod helpers;

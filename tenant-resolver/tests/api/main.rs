@@ -1,0 +1,4 @@
+//! tenant-resolver API tests against real dependencies.
+
+mod health;
+mod helpers;

@@ -1,0 +1,4 @@
+//! url-shortener API tests against real dependencies.
+
+mod health;
+mod helpers;

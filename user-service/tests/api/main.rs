@@ -1,0 +1,4 @@
+//! user-service API tests against real dependencies.
+
+mod health;
+mod helpers;
