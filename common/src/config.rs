@@ -10,14 +10,11 @@ use secrecy::SecretString;
 
 use crate::telemetry::LogFormat;
 
-/// The development default of `INTERNAL_TOKEN`; services warn when they run with it.
-pub const DEV_INTERNAL_TOKEN: &str = "nexus-dev-internal-token";
-
 /// HTTP server and logging settings every service has.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Log filter in `tracing` EnvFilter syntax.
-    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info,sqlx=warn")]
     pub log_filter: String,
     /// Log format: auto (JSON unless on a terminal), json or text.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
@@ -60,40 +57,6 @@ pub struct AmqpArgs {
     /// Topic exchange all events are published to.
     #[arg(long, env = "EVENTS_EXCHANGE", default_value = crate::events::EXCHANGE)]
     pub events_exchange: String,
-}
-
-/// Token verification settings of services that accept user tokens.
-#[derive(Debug, Clone, Args)]
-pub struct AuthArgs {
-    /// Where the token-signing public keys are published (user-service's JWKS).
-    #[arg(
-        long,
-        env = "JWKS_URL",
-        default_value = "http://127.0.0.1:8082/.well-known/jwks.json"
-    )]
-    pub jwks_url: String,
-}
-
-/// The shared secret guarding `/internal/...` endpoints between services.
-#[derive(Debug, Clone, Args)]
-pub struct InternalArgs {
-    /// Bearer token for service-to-service `/internal/...` calls. Set a long random value
-    /// in production; the default is for local development only.
-    #[arg(long, env = "INTERNAL_TOKEN", default_value = DEV_INTERNAL_TOKEN,
-          value_parser = secret, hide_env_values = true)]
-    pub internal_token: SecretString,
-}
-
-impl InternalArgs {
-    /// Logs a warning when the development token is in use.
-    pub fn warn_if_default(&self) {
-        use secrecy::ExposeSecret;
-        if self.internal_token.expose_secret() == DEV_INTERNAL_TOKEN {
-            tracing::warn!(
-                "INTERNAL_TOKEN is the development default; set a secret one in production"
-            );
-        }
-    }
 }
 
 /// clap value parser for secrets: they are wrapped at once so they never reach a log.

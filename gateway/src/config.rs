@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::{AuthArgs, ServerArgs};
+use common::config::ServerArgs;
 
 /// gateway: the single entry point: tenant from the Host, token checks, rate limits and routing to the services.
 #[derive(Debug, Clone, Parser)]
@@ -19,8 +19,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:8081"
     )]
     pub tenant_resolver_url: String,
+    /// Base URL of user-service.
+    #[arg(
+        long,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub user_service_url: String,
     #[command(flatten)]
     pub server: ServerArgs,
-    #[command(flatten)]
-    pub auth: AuthArgs,
 }

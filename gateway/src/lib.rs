@@ -44,7 +44,8 @@ impl AppState {
 #[openapi(info(title = "gateway", description = "The Nexus API gateway."))]
 struct ApiDoc;
 
-/// The gateway is ready when it can resolve tenants and verify tokens.
+/// The gateway is ready when the services it needs for every tenant request answer:
+/// tenant-resolver (tenant lookup) and user-service (token keys).
 pub fn router(state: AppState) -> Router {
     let config = Arc::clone(&state.config);
     let service = Service {
@@ -58,7 +59,11 @@ pub fn router(state: AppState) -> Router {
                     config.tenant_resolver_url.trim_end_matches('/')
                 ),
             )
-            .http("jwks", state.http.clone(), config.auth.jwks_url.clone()),
+            .http(
+                "user-service",
+                state.http.clone(),
+                format!("{}/healthz", config.user_service_url.trim_end_matches('/')),
+            ),
         openapi: ApiDoc::openapi(),
     };
     common::server::app(service, Router::new().with_state(state), &config.server)

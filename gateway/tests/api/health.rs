@@ -9,7 +9,12 @@ use crate::helpers::{fake_upstream, spawn_app, spawn_app_with, test_args};
 #[tokio::test]
 async fn serves_health_readiness_metrics_and_openapi() {
     let app = spawn_app().await;
-    assert_ops_routes(&app.server, gateway::NAME, &["tenant-resolver", "jwks"]).await;
+    assert_ops_routes(
+        &app.server,
+        gateway::NAME,
+        &["tenant-resolver", "user-service"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -19,11 +24,11 @@ async fn is_not_ready_while_tenant_resolver_is_down() {
 }
 
 #[tokio::test]
-async fn is_not_ready_while_the_jwks_cannot_be_fetched() {
+async fn is_not_ready_while_user_service_is_down() {
     let app = spawn_app().await;
     app.upstream.stop();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_not_ready_because(&app.server, "jwks").await;
+    assert_not_ready_because(&app.server, "user-service").await;
 }
 
 #[tokio::test]

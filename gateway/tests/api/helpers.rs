@@ -1,9 +1,8 @@
 //! Starts the gateway in-process on port 0 in front of a small fake upstream that plays
-//! tenant-resolver (`/healthz`) and user-service (`/.well-known/jwks.json`).
+//! tenant-resolver and user-service.
 
 use axum::Router;
 use axum::routing::get;
-use common::auth::SigningKey;
 use common::testkit::{TestServer, parse_config};
 use gateway::{Config, NAME};
 
@@ -13,26 +12,13 @@ pub struct TestApp {
 }
 
 pub async fn fake_upstream() -> TestServer {
-    let key = SigningKey::generate("test").expect("key");
-    let jwks = SigningKey::jwks([&key]).expect("jwks");
-    TestServer::router(
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/.well-known/jwks.json",
-                get(move || {
-                    let jwks = jwks.clone();
-                    async move { axum::Json(jwks) }
-                }),
-            ),
-    )
-    .await
+    TestServer::router(Router::new().route("/healthz", get(|| async { "ok" }))).await
 }
 
 pub fn test_args(upstream: &TestServer) -> Vec<(&'static str, String)> {
     vec![
         ("TENANT_RESOLVER_URL", upstream.base_url.clone()),
-        ("JWKS_URL", upstream.url("/.well-known/jwks.json")),
+        ("USER_SERVICE_URL", upstream.base_url.clone()),
     ]
 }
 

@@ -1,0 +1,194 @@
+//! The servers the fleet and the tests need: PostgreSQL and RabbitMQ must be running;
+//! MongoDB is started as the `nx-27017` stand-in when none answers.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
+/// The stand-in's version, pinned so every machine runs the same server.
+pub const NX_27017: &str = "nx-27017==0.8.1";
+
+/// The URLs of the three servers, from the environment or the defaults.
+pub struct Urls {
+    pub postgres: String,
+    pub amqp: String,
+    pub mongodb: String,
+}
+
+impl Urls {
+    pub fn from_env() -> Self {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Self {
+            postgres: var("POSTGRES_URL", DEFAULT_POSTGRES_URL),
+            amqp: var("AMQP_URL", DEFAULT_AMQP_URL),
+            mongodb: var("MONGODB_URL", DEFAULT_MONGODB_URL),
+        }
+    }
+}
+
+/// `host:port` of a URL like `scheme://user:pass@host:port/path?query`.
+pub fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit('@').next()?.split(',').next()?;
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default_port,
+    };
+    Some((host.to_owned(), port))
+}
+
+fn answers(host: &str, port: u16) -> bool {
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|addr: SocketAddr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+}
+
+/// Fails with a message naming each server that does not answer.
+pub fn require(name: &str, url: &str, default_port: u16, hint: &str) -> anyhow::Result<()> {
+    let (host, port) = host_port(url, default_port)
+        .with_context(|| format!("cannot read the {name} URL {url:?}"))?;
+    if answers(&host, port) {
+        println!("✓ {name} answers at {host}:{port}");
+        Ok(())
+    } else {
+        bail!("{name} does not answer at {host}:{port} ({url}).\n  {hint}")
+    }
+}
+
+pub fn require_postgres_and_rabbitmq(urls: &Urls) -> anyhow::Result<()> {
+    let postgres = require(
+        "PostgreSQL",
+        &urls.postgres,
+        5432,
+        "Start it (e.g. `pg_ctlcluster 15 main start`) or set POSTGRES_URL.",
+    );
+    let rabbitmq = require(
+        "RabbitMQ",
+        &urls.amqp,
+        5672,
+        "Start it (e.g. `rabbitmq-server -detached`) or set AMQP_URL.",
+    );
+    match (postgres, rabbitmq) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(a), Err(b)) => bail!("{a}\n{b}"),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// Uses the MongoDB at `url` if one answers; otherwise, for a local address, installs
+/// `nx-27017` into `.nexus/venv` and starts it there, saying so.
+pub fn ensure_mongodb(url: &str, state: &Path) -> anyhow::Result<()> {
+    let (host, port) =
+        host_port(url, 27017).with_context(|| format!("cannot read MONGODB_URL {url:?}"))?;
+    if answers(&host, port) {
+        println!("✓ MongoDB answers at {host}:{port}");
+        return Ok(());
+    }
+    if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+        bail!("MongoDB does not answer at {host}:{port} ({url}). Start it or set MONGODB_URL.");
+    }
+    println!(
+        "• No MongoDB answers at {host}:{port}: starting nx-27017, a MongoDB wire-protocol \
+         stand-in (docker compose runs real MongoDB)."
+    );
+    let venv = state.join("venv");
+    let server = venv.join("bin/nx-27017");
+    if !server.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a Python venv (needs python3 with venv)",
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                NX_27017,
+            ]),
+            "installing nx-27017 from PyPI",
+        )?;
+    }
+    for dir in ["mongo", "logs", "pids"] {
+        std::fs::create_dir_all(state.join(dir))?;
+    }
+    run(
+        Command::new(&server)
+            .arg("--data-dir")
+            .arg(state.join("mongo"))
+            .args(["--host", &host, "--port", &port.to_string()])
+            .arg("--log-file")
+            .arg(state.join("logs/nx-27017.log"))
+            .arg("--pid-file")
+            .arg(state.join("pids/nx-27017.pid"))
+            .arg("--daemon"),
+        "starting nx-27017",
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answers(&host, port) {
+        if Instant::now() > deadline {
+            bail!(
+                "nx-27017 did not start listening on {host}:{port}; see {}",
+                state.join("logs/nx-27017.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("✓ nx-27017 answers at {host}:{port} (stop it with `cargo xtask down`)");
+    Ok(())
+}
+
+pub fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = command.status().with_context(|| what.to_owned())?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn reads_host_and_port_from_service_urls() {
+        let cases = [
+            (
+                "postgres://postgres@127.0.0.1:5432",
+                5432,
+                ("127.0.0.1", 5432),
+            ),
+            ("amqp://guest:guest@rabbit:5673/%2f", 5672, ("rabbit", 5673)),
+            ("mongodb://localhost", 27017, ("localhost", 27017)),
+            ("mongodb://a:1,b:2/db?replicaSet=x", 27017, ("a", 1)),
+            ("postgres://[::1]:6000/x", 5432, ("::1", 6000)),
+            ("postgres://[::1]/x", 5432, ("::1", 5432)),
+        ];
+        for (url, default, (host, port)) in cases {
+            assert_eq!(
+                host_port(url, default),
+                Some((host.to_owned(), port)),
+                "{url}"
+            );
+        }
+    }
+}
