@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use xtask::deps::host_port;
 use xtask::services::SERVICES;
 use xtask::workspace_root;
@@ -14,7 +14,7 @@ const INFRA: [(&str, u16); 3] = [("postgres", 5432), ("rabbitmq", 5672), ("mongo
 fn compose() -> Value {
     let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
         .expect("docker-compose.yml at the root");
-    serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
+    serde_norway::from_str(&text).expect("docker-compose.yml is YAML")
 }
 
 fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
