@@ -98,3 +98,40 @@ pub fn settings(command: &clap::Command) -> Vec<Setting> {
         })
         .collect()
 }
+
+/// Token verification settings of services that accept user tokens.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Where user-service publishes the token-signing public keys (JWKS).
+    #[arg(
+        long,
+        env = "JWKS_URL",
+        default_value = "http://127.0.0.1:8082/.well-known/jwks.json"
+    )]
+    pub jwks_url: String,
+}
+
+/// The development default of `INTERNAL_TOKEN`; services warn when they run with it.
+pub const DEV_INTERNAL_TOKEN: &str = "nexus-dev-internal-token";
+
+/// The shared secret guarding `/internal/...` endpoints between services.
+#[derive(Debug, Clone, Args)]
+pub struct InternalArgs {
+    /// Bearer token of service-to-service `/internal/...` calls. Set a long random value in
+    /// production; the default is for local development only.
+    #[arg(long, env = "INTERNAL_TOKEN", default_value = DEV_INTERNAL_TOKEN,
+          value_parser = secret, hide_env_values = true)]
+    pub internal_token: SecretString,
+}
+
+impl InternalArgs {
+    /// Logs a warning when the development token is in use.
+    pub fn warn_if_default(&self) {
+        use secrecy::ExposeSecret;
+        if self.internal_token.expose_secret() == DEV_INTERNAL_TOKEN {
+            tracing::warn!(
+                "INTERNAL_TOKEN is the development default; set a secret one in production"
+            );
+        }
+    }
+}

@@ -50,7 +50,7 @@ pub enum ApiError {
     /// 400: the request could not be understood (bad syntax, bad parameter).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// 422: the request was understood, but some fields are invalid.
+    /// 400 with `errors`: some fields are missing, of the wrong type or break a rule.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     /// 401: no credentials, or credentials that do not verify.
@@ -101,7 +101,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -212,7 +212,7 @@ mod tests {
     fn validation_problems_list_their_fields() {
         let err = ApiError::validation("slug", "must be 3 to 32 characters");
         let body = serde_json::to_value(err.problem()).expect("serializes");
-        assert_eq!(body["status"], 422);
+        assert_eq!(body["status"], 400);
         assert_eq!(body["type"], "/docs/problems#validation");
         assert_eq!(body["errors"][0]["field"], "slug");
     }

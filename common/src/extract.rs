@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
 
-/// A JSON body. Malformed JSON → 400, wrong shape → 422 with the field's path,
-/// wrong media type → 415, too large → 413; all as problem+json.
+/// A JSON body. Malformed JSON → 400, wrong shape → 400 listing the field's path in
+/// `errors`, wrong media type → 415, too large → 413; all as problem+json.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -106,7 +106,8 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
-/// Parses JSON, telling syntax errors (400) from shape errors (422, with the field path).
+/// Parses JSON, telling syntax errors (`bad-request`) from shape errors (`validation`,
+/// with the field path); both are 400.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {

@@ -136,6 +136,51 @@ impl Drop for TestDb {
     }
 }
 
+/// Drops every database and role whose name starts with `prefix` (tenant databases a
+/// test provisioned). Blocking: runs on its own thread and runtime, so it can be called
+/// from `Drop`.
+pub fn drop_databases_and_roles(prefix: &str) {
+    let prefix = prefix.to_owned();
+    let server = postgres_url();
+    let dropped = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+                .await
+                .ok()?;
+            let databases: Vec<String> = sqlx::query_scalar(
+                "select datname from pg_database where left(datname, length($1)) = $1",
+            )
+            .bind(&prefix)
+            .fetch_all(&mut admin)
+            .await
+            .ok()?;
+            for db in databases {
+                let _ = sqlx::query(&format!("drop database if exists \"{db}\" with (force)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+            let roles: Vec<String> = sqlx::query_scalar(
+                "select rolname from pg_roles where left(rolname, length($1)) = $1",
+            )
+            .bind(&prefix)
+            .fetch_all(&mut admin)
+            .await
+            .ok()?;
+            for role in roles {
+                let _ = sqlx::query(&format!("drop role if exists \"{role}\""))
+                    .execute(&mut admin)
+                    .await;
+            }
+            Some(())
+        })
+    });
+    let _ = dropped.join();
+}
+
 /// A MongoDB database with a unique name (dropped by the test when it wants to).
 pub async fn mongo_database() -> mongodb::Database {
     let url = mongodb_url();
@@ -296,7 +341,7 @@ pub async fn assert_json_endpoints_reject_malformed_bodies(
                 .request(method.clone(), server.url(&path))
                 .headers(headers.clone())
                 .header("content-type", "application/json")
-                .body("{\"unterminated\": ")
+                .body("{,")
                 .send()
                 .await
                 .expect("request");

@@ -1,4 +1,5 @@
 use clap::Parser;
+use tenant_resolver::config::Command;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -8,6 +9,11 @@ async fn main() -> anyhow::Result<()> {
         &config.server.log_filter,
         config.server.log_format,
     );
-    let listener = common::server::bind(config.bind_addr).await?;
-    tenant_resolver::run(config, listener).await
+    match config.command {
+        Some(Command::Migrate) => tenant_resolver::migrate_command(config).await,
+        None => {
+            let listener = common::server::bind(config.bind_addr).await?;
+            tenant_resolver::run(config, listener).await
+        }
+    }
 }

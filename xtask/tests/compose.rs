@@ -166,21 +166,35 @@ fn each_service_listens_on_its_contract_port() {
     }
 }
 
+/// The URLs a service connects to: `*_URL` variables and the `name=url,…` list of
+/// `TENANT_CLUSTERS` (not public URL templates such as `TENANT_URL_TEMPLATE`).
+fn connection_urls<'a>(var: &str, value: &'a str) -> Vec<&'a str> {
+    if var.ends_with("_URL") {
+        vec![value]
+    } else if var == "TENANT_CLUSTERS" {
+        value
+            .split(',')
+            .filter_map(|entry| entry.split_once('=').map(|(_, url)| url))
+            .collect()
+    } else {
+        vec![]
+    }
+}
+
 #[test]
 fn urls_point_at_compose_services_on_their_ports() {
     let compose = compose();
     for def in &SERVICES {
         for (var, value) in environment(service(&compose, def.name)) {
-            if !var.ends_with("_URL") {
-                continue;
+            for url in connection_urls(&var, &value) {
+                let (host, port) = host_port(url, 0).unwrap_or_else(|| panic!("{var}={value}"));
+                assert_eq!(
+                    port_of(&host),
+                    Some(port),
+                    "{}: {var}={value} names no compose service on that port",
+                    def.name
+                );
             }
-            let (host, port) = host_port(&value, 0).unwrap_or_else(|| panic!("{var}={value}"));
-            assert_eq!(
-                port_of(&host),
-                Some(port),
-                "{}: {var}={value} names no compose service on that port",
-                def.name
-            );
         }
     }
 }
@@ -200,10 +214,9 @@ fn services_wait_for_healthy_dependencies_they_are_configured_with() {
             );
         }
         for (var, value) in environment(svc) {
-            if let Some((host, _)) = var
-                .ends_with("_URL")
-                .then(|| host_port(&value, 0))
-                .flatten()
+            for (host, _) in connection_urls(&var, &value)
+                .into_iter()
+                .filter_map(|url| host_port(url, 0))
             {
                 assert!(
                     deps.contains(&host),

@@ -121,20 +121,21 @@ async fn trailing_garbage_after_json_is_a_400_problem() {
 }
 
 #[tokio::test]
-async fn a_field_of_the_wrong_type_is_a_422_problem_naming_the_field() {
+async fn a_field_of_the_wrong_type_is_a_400_problem_naming_the_field() {
     let app = app().await;
     let body = expect_problem(
         post_json(&app, r#"{"slug":"acme","owner":{"email":42}}"#).await,
-        422,
+        400,
     )
     .await;
+    assert_eq!(body["type"], "/docs/problems#validation", "{body}");
     assert_eq!(body["errors"][0]["field"], "owner.email", "{body}");
 }
 
 #[tokio::test]
-async fn a_missing_field_is_a_422_problem() {
+async fn a_missing_field_is_a_400_problem() {
     let app = app().await;
-    let body = expect_problem(post_json(&app, r#"{"slug":"acme"}"#).await, 422).await;
+    let body = expect_problem(post_json(&app, r#"{"slug":"acme"}"#).await, 400).await;
     assert!(
         body["errors"][0]["message"]
             .as_str()
@@ -148,7 +149,7 @@ async fn a_missing_field_is_a_422_problem() {
 async fn failed_validation_rules_are_all_listed() {
     let app = app().await;
     let resp = post_json(&app, r#"{"slug":"a","owner":{"email":"nope"}}"#).await;
-    let body = expect_problem(resp, 422).await;
+    let body = expect_problem(resp, 400).await;
     let fields: Vec<&str> = body["errors"]
         .as_array()
         .unwrap()

@@ -1,10 +1,11 @@
-//! The service boots, migrates its database, and reports its dependencies truthfully.
+//! The service boots, migrates its registry, and reports its dependencies truthfully.
 
 use common::testkit::{
     TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
+    drop_databases_and_roles, unique,
 };
 
-use crate::helpers::{spawn_app, spawn_app_with, test_args};
+use crate::helpers::{FakeUsers, spawn_app, spawn_app_with, test_args, unique_prefix};
 
 #[tokio::test]
 async fn serves_health_readiness_metrics_and_openapi() {
@@ -20,11 +21,14 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn applies_its_migrations_at_start() {
     let app = spawn_app().await;
-    let outbox: Option<String> = sqlx::query_scalar("select to_regclass('outbox')::text")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(outbox.as_deref(), Some("outbox"));
+    for table in ["outbox", "tenants", "clusters"] {
+        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(found.as_deref(), Some(table));
+    }
 }
 
 #[tokio::test]
@@ -40,10 +44,16 @@ async fn is_not_ready_while_postgres_is_unreachable() {
     assert_not_ready_because(&app.server, "postgres").await;
 }
 
-#[test]
-fn stops_cleanly_on_sigterm() {
-    let db = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(TestDb::create());
-    assert_stops_cleanly_on_sigterm(env!("CARGO_BIN_EXE_tenant-resolver"), &test_args(&db));
+#[tokio::test]
+async fn stops_cleanly_on_sigterm() {
+    let db = TestDb::create().await;
+    let users = FakeUsers::start().await;
+    let prefix = unique_prefix();
+    let env = test_args(&db, &users, &prefix, &unique("test.events"));
+    tokio::task::spawn_blocking(move || {
+        assert_stops_cleanly_on_sigterm(env!("CARGO_BIN_EXE_tenant-resolver"), &env);
+    })
+    .await
+    .unwrap();
+    drop_databases_and_roles(&prefix);
 }

@@ -1,0 +1,61 @@
+//! Service-to-service calls: `/internal/...` endpoints require
+//! `Authorization: Bearer <INTERNAL_TOKEN>`, and the gateway never routes them.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::{header, request::Parts};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// The internal token a service accepts, as state handlers can extract.
+#[derive(Clone)]
+pub struct InternalToken(pub Arc<SecretString>);
+
+impl InternalToken {
+    pub fn new(token: SecretString) -> Self {
+        Self(Arc::new(token))
+    }
+
+    /// Compares in constant time, so the token cannot be guessed byte by byte.
+    pub fn matches(&self, presented: &str) -> bool {
+        let expected = self.0.expose_secret().as_bytes();
+        expected.ct_eq(presented.as_bytes()).into()
+    }
+
+    /// The header value for calling another service's internal endpoints.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.0.expose_secret())
+    }
+}
+
+/// Proof that the caller is another Nexus service. Reject: 401 problem.
+#[derive(Debug, Clone, Copy)]
+pub struct InternalCaller;
+
+impl<S> FromRequestParts<S> for InternalCaller
+where
+    InternalToken: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = InternalToken::from_ref(state);
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if token.matches(presented) {
+            Ok(Self)
+        } else {
+            Err(ApiError::Unauthorized(
+                "Internal endpoints need the internal service token.".into(),
+            ))
+        }
+    }
+}

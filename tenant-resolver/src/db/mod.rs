@@ -1,0 +1,3 @@
+//! Registry queries.
+
+pub mod tenants;

@@ -1,0 +1,155 @@
+//! Signup: a new organisation gets its registry row, its own role and database (a copy
+//! of the migrated template), its owner account, and a `tenant.created` event. Any
+//! failure undoes what was created, so no orphan database, role or row remains.
+
+use common::ApiError;
+use common::events::{Envelope, keys, outbox};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::crypto::random_password;
+use crate::db::tenants::{self, NewTenant, Tenant};
+use crate::domain::{Limits, Plan, SignupRequest};
+use crate::owner::OwnerError;
+use crate::provision::{Names, create_tenant_database, drop_tenant_database, is_sqlstate};
+
+/// A tenant as its members and the signup response see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub plan: Plan,
+    pub status: String,
+    /// Where the organisation's API and pages live.
+    pub url: String,
+    pub limits: Limits,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl TenantView {
+    pub fn new(tenant: &Tenant, url_template: &str) -> Self {
+        let plan = tenant.plan.parse().unwrap_or_default();
+        Self {
+            id: tenant.id,
+            slug: tenant.slug.clone(),
+            name: tenant.name.clone(),
+            plan,
+            status: tenant.status.clone(),
+            url: url_template.replace("{slug}", &tenant.slug),
+            limits: Plan::limits(plan),
+            created_at: tenant.created_at,
+        }
+    }
+}
+
+fn slug_taken() -> ApiError {
+    ApiError::Conflict("An organisation with this slug already exists.".into())
+}
+
+/// Creates a tenant from a validated request.
+pub async fn signup(
+    state: &AppState,
+    req: &SignupRequest,
+    request_id: Option<&str>,
+) -> Result<TenantView, ApiError> {
+    let slug = req.slug();
+    if tenants::slug_taken(&state.pool, slug.as_str()).await? {
+        return Err(slug_taken());
+    }
+    let cluster_name = tenants::emptiest_cluster(&state.pool, &state.clusters.names())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no cluster is registered"))?;
+    let cluster = state
+        .clusters
+        .get(&cluster_name)
+        .ok_or_else(|| anyhow::anyhow!("cluster {cluster_name} vanished"))?;
+    let prefix = &state.config.tenant_db_prefix;
+    let names = Names::new(prefix, &slug);
+    let password = random_password();
+    let sealed = state.secret.encrypt(&password)?;
+    let plan = req.plan.unwrap_or_default();
+    let id = Uuid::now_v7();
+    let name = req.name.trim();
+
+    tenants::insert_provisioning(
+        &state.pool,
+        &NewTenant {
+            id,
+            slug: slug.as_str(),
+            name,
+            plan: plan.as_str(),
+            cluster: &cluster.name,
+            database_name: &names.database,
+            role_name: &names.role,
+            role_password: &sealed,
+        },
+    )
+    .await
+    .map_err(|err| {
+        if is_sqlstate(&err, "23505") {
+            slug_taken()
+        } else {
+            err.into()
+        }
+    })?;
+
+    let finished = async {
+        create_tenant_database(
+            cluster,
+            prefix,
+            &names,
+            &password,
+            state.config.tenant_connection_limit,
+        )
+        .await?;
+        let owner_id = state
+            .users
+            .create_owner(id, slug.as_str(), &req.owner)
+            .await
+            .map_err(owner_error)?;
+        let mut tx = state.pool.begin().await?;
+        tenants::activate(&mut *tx, id, cluster.template_version()).await?;
+        let event = Envelope::new(
+            keys::TENANT_CREATED,
+            id,
+            Some(owner_id),
+            serde_json::json!({ "tenant_id": id, "slug": slug.as_str(), "plan": plan }),
+        );
+        outbox::enqueue(&mut *tx, &event, request_id).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+
+    if let Err(err) = finished {
+        if let Err(cleanup) = drop_tenant_database(cluster, &names).await {
+            tracing::error!(tenant = %slug, error = format!("{cleanup:#}"), "cannot drop a failed signup's database; the sweeper will retry");
+            return Err(err);
+        }
+        tenants::delete(&state.pool, id).await?;
+        return Err(err);
+    }
+    let tenant = tenants::find(&state.pool, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tenant vanished after signup"))?;
+    tracing::info!(tenant = %slug, cluster = cluster.name, "tenant created");
+    Ok(TenantView::new(&tenant, &state.config.tenant_url_template))
+}
+
+fn owner_error(err: OwnerError) -> ApiError {
+    match err {
+        OwnerError::Refused { errors, .. } if !errors.is_empty() => ApiError::Validation(errors),
+        OwnerError::Refused { detail, .. } => {
+            ApiError::Conflict(format!("The owner account cannot be created: {detail}"))
+        }
+        OwnerError::Unavailable(cause) => {
+            tracing::warn!(cause, "user-service unavailable during signup");
+            ApiError::Unavailable {
+                retry_after: 5,
+                detail: "Accounts cannot be created right now; nothing was kept, try again.".into(),
+            }
+        }
+    }
+}
