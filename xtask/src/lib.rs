@@ -1,6 +1,7 @@
 //! The developer tasks behind `cargo xtask`, as a library so its tests can check the
 //! repository's docs and compose file against the services' real configuration.
 
+pub mod bench;
 pub mod deps;
 pub mod docs;
 pub mod fleet;

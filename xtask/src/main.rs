@@ -32,6 +32,31 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure speed as ratios against references run side by side (release build).
+    /// Scenarios: tenants (all when none is named).
+    Bench {
+        scenarios: Vec<String>,
+        /// Tenants to sign up for the growth and migrate-all measures.
+        #[arg(long, default_value_t = 200)]
+        tenants: usize,
+        /// Alternating rounds of signup vs bare CREATE DATABASE.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// (internal) the release-build side of `bench`.
+    #[command(hide = true)]
+    BenchRelease {
+        scenarios: Vec<String>,
+        #[arg(long)]
+        tenants: usize,
+        #[arg(long)]
+        rounds: usize,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// Regenerate the README's config table and .env.example from the services' configs.
     Docs {
         /// Only check that they are current.
@@ -46,6 +71,27 @@ fn main() -> ExitCode {
         Task::Down => fleet::down(),
         Task::Test { args } => test(&args),
         Task::Docs { check } => docs::run(check),
+        Task::Bench {
+            scenarios,
+            tenants,
+            rounds,
+            json,
+        } => xtask::bench::run(&scenarios, tenants, rounds, json.as_ref()),
+        Task::BenchRelease {
+            scenarios,
+            tenants,
+            rounds,
+            json,
+        } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(xtask::bench::run_release(
+                    &scenarios,
+                    tenants,
+                    rounds,
+                    json.as_ref(),
+                ))
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,276 @@
+//! `cargo xtask bench`: speed measured as ratios against a reference run side by side on
+//! the same machine, never as absolute goals (the machines are shared and noisy).
+//!
+//! Scenario `tenants`: signup latency (registry row, role, database copied from the
+//! template, ownership hand-over, owner call, outbox) against a bare `CREATE DATABASE …
+//! TEMPLATE template0`, alternating A B A B; whether signup slows down as tenants pile up
+//! (median of the last tenth against the first tenth); and the time to migrate all of
+//! them when one new migration arrives.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use tenant_resolver::domain::SignupRequest;
+
+use crate::deps;
+
+#[derive(Debug, Serialize)]
+pub struct TenantsReport {
+    pub rounds: usize,
+    pub bare_create_ms: f64,
+    pub signup_ms: f64,
+    pub signup_vs_bare: f64,
+    pub tenants: usize,
+    pub first_tenth_signup_ms: f64,
+    pub last_tenth_signup_ms: f64,
+    pub last_vs_first: f64,
+    pub migrate_all_s: f64,
+    pub migrate_per_tenant_ms: f64,
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A stand-in for user-service that accepts every owner.
+async fn fake_user_service() -> anyhow::Result<String> {
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/internal/tenants/{id}/owner",
+            post(|| async {
+                (
+                    axum::http::StatusCode::CREATED,
+                    axum::Json(serde_json::json!({ "user_id": uuid::Uuid::now_v7() })),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(url)
+}
+
+fn request(slug: &str) -> anyhow::Result<SignupRequest> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "slug": slug,
+        "name": slug,
+        "owner": { "email": format!("owner@{slug}.bench"), "password": "benchmark password", "name": "Owner" }
+    }))?)
+}
+
+pub async fn tenants_scenario(tenants: usize, rounds: usize) -> anyhow::Result<TenantsReport> {
+    let urls = deps::Urls::from_env();
+    deps::require(
+        "PostgreSQL",
+        &urls.postgres,
+        5432,
+        "Start it or set POSTGRES_URL.",
+    )?;
+    let server = urls.postgres.trim_end_matches('/').to_owned();
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let prefix = format!("b{tag}_");
+    let registry = format!("nexus_bench_{tag}");
+    let users = fake_user_service().await?;
+    let config: tenant_resolver::Config = clap::Parser::try_parse_from([
+        "tenant-resolver".to_owned(),
+        format!("--database-url={server}/{registry}"),
+        format!("--tenant-clusters=main={server}"),
+        format!("--tenant-db-prefix={prefix}"),
+        format!("--user-service-url={users}"),
+        "--migrate-concurrency=8".to_owned(),
+    ])?;
+    println!("• provisioning a registry and template ({prefix}*)");
+    let state = tenant_resolver::AppState::build(config).await?;
+    let result = run_tenants(&state, &server, &prefix, tenants, rounds).await;
+    state.pool.close().await;
+    common::testkit::drop_databases_and_roles(&prefix);
+    let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
+    sqlx::query(&format!("drop database if exists {registry} with (force)"))
+        .execute(&mut admin)
+        .await?;
+    result
+}
+
+async fn run_tenants(
+    state: &tenant_resolver::AppState,
+    server: &str,
+    prefix: &str,
+    tenants: usize,
+    rounds: usize,
+) -> anyhow::Result<TenantsReport> {
+    let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
+    let (mut bare, mut signup) = (Vec::new(), Vec::new());
+    println!("• signup vs bare CREATE DATABASE, {rounds} alternating rounds");
+    for round in 0..rounds {
+        let name = format!("{prefix}bare{round}");
+        let start = Instant::now();
+        sqlx::query(&format!("create database {name} template template0"))
+            .execute(&mut admin)
+            .await?;
+        // Kept until the end: DROP DATABASE forces a checkpoint that would slow the
+        // signup measured next.
+        bare.push(ms(start.elapsed()));
+
+        let req = request(&format!("round-{round}"))?;
+        let start = Instant::now();
+        tenant_resolver::signup::signup(state, &req, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("signup failed: {e}"))?;
+        signup.push(ms(start.elapsed()));
+    }
+
+    println!("• signing up {tenants} tenants one after another");
+    let mut latencies = Vec::with_capacity(tenants);
+    for i in 0..tenants {
+        let req = request(&format!("t{i:05}"))?;
+        let start = Instant::now();
+        tenant_resolver::signup::signup(state, &req, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("signup failed: {e}"))?;
+        latencies.push(ms(start.elapsed()));
+    }
+    let tenth = (tenants / 10).max(1);
+    let mut first: Vec<f64> = latencies[..tenth].to_vec();
+    let mut last: Vec<f64> = latencies[tenants - tenth..].to_vec();
+
+    println!(
+        "• migrating all {} tenants with one new migration",
+        tenants + rounds
+    );
+    let (migrator, dir) = migrator_with_one_more().await?;
+    let start = Instant::now();
+    let summary = tenant_resolver::migrate::migrate_all(state, &migrator, &|_, _| {}).await?;
+    let migrate_all = start.elapsed();
+    std::fs::remove_dir_all(dir).ok();
+    anyhow::ensure!(
+        summary.failed.is_empty(),
+        "{} tenants failed to migrate",
+        summary.failed.len()
+    );
+
+    let (bare_ms, signup_ms) = (median(&mut bare), median(&mut signup));
+    let (first_ms, last_ms) = (median(&mut first), median(&mut last));
+    Ok(TenantsReport {
+        rounds,
+        bare_create_ms: bare_ms,
+        signup_ms,
+        signup_vs_bare: signup_ms / bare_ms,
+        tenants,
+        first_tenth_signup_ms: first_ms,
+        last_tenth_signup_ms: last_ms,
+        last_vs_first: last_ms / first_ms,
+        migrate_all_s: migrate_all.as_secs_f64(),
+        migrate_per_tenant_ms: ms(migrate_all) / summary.total.max(1) as f64,
+    })
+}
+
+/// The tenant migrations plus one that adds a table, so every tenant has work to do.
+async fn migrator_with_one_more() -> anyhow::Result<(sqlx::migrate::Migrator, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("nexus_bench_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(crate::workspace_root().join("migrations/tenant"))? {
+        let path = entry?.path();
+        std::fs::copy(&path, dir.join(path.file_name().context("file name")?))?;
+    }
+    std::fs::write(
+        dir.join("99990001_bench.sql"),
+        "create table bench_probe (id int primary key);",
+    )?;
+    Ok((sqlx::migrate::Migrator::new(dir.as_path()).await?, dir))
+}
+
+pub fn print_tenants(report: &TenantsReport) {
+    println!();
+    println!("| measure | ours | reference | ratio | goal |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| signup, median of {} | {:.1} ms | bare create {:.1} ms | {:.2}× | ≤ 1.5× |",
+        report.rounds, report.signup_ms, report.bare_create_ms, report.signup_vs_bare
+    );
+    println!(
+        "| signup, last vs first tenth of {} | {:.1} ms | {:.1} ms | {:.2} | ≤ 1.2 |",
+        report.tenants,
+        report.last_tenth_signup_ms,
+        report.first_tenth_signup_ms,
+        report.last_vs_first
+    );
+    println!(
+        "| migrate-all, {} tenants | {:.1} s ({:.1} ms/tenant) | — | — | — |",
+        report.tenants + report.rounds,
+        report.migrate_all_s,
+        report.migrate_per_tenant_ms
+    );
+}
+
+/// Runs the scenarios in a release build of this binary.
+pub fn run(
+    scenarios: &[String],
+    tenants: usize,
+    rounds: usize,
+    json: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let mut cmd = crate::cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "xtask",
+        "--",
+        "bench-release",
+    ])
+    .args([
+        "--tenants",
+        &tenants.to_string(),
+        "--rounds",
+        &rounds.to_string(),
+    ]);
+    if let Some(path) = json {
+        cmd.arg("--json").arg(path);
+    }
+    cmd.args(scenarios);
+    deps::run(&mut cmd, "running the benchmarks (release build)")
+}
+
+/// The release-build side of [`run`].
+pub async fn run_release(
+    scenarios: &[String],
+    tenants: usize,
+    rounds: usize,
+    json: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(unknown) = scenarios.iter().find(|s| s.as_str() != "tenants") {
+        anyhow::bail!("unknown scenario {unknown:?} (known: tenants)");
+    }
+    let all = scenarios.is_empty();
+    let mut reports = serde_json::Map::new();
+    if all || scenarios.iter().any(|s| s == "tenants") {
+        let report = tenants_scenario(tenants, rounds).await?;
+        print_tenants(&report);
+        reports.insert("tenants".into(), serde_json::to_value(&report)?);
+    }
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
