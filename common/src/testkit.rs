@@ -151,29 +151,28 @@ pub fn drop_databases_and_roles(prefix: &str) {
             let mut admin = PgConnection::connect(&format!("{server}/postgres"))
                 .await
                 .ok()?;
-            let databases: Vec<String> = sqlx::query_scalar(
-                "select datname from pg_database where left(datname, length($1)) = $1",
-            )
-            .bind(&prefix)
-            .fetch_all(&mut admin)
-            .await
-            .ok()?;
-            for db in databases {
-                let _ = sqlx::query(&format!("drop database if exists \"{db}\" with (force)"))
-                    .execute(&mut admin)
-                    .await;
-            }
-            let roles: Vec<String> = sqlx::query_scalar(
-                "select rolname from pg_roles where left(rolname, length($1)) = $1",
-            )
-            .bind(&prefix)
-            .fetch_all(&mut admin)
-            .await
-            .ok()?;
-            for role in roles {
-                let _ = sqlx::query(&format!("drop role if exists \"{role}\""))
-                    .execute(&mut admin)
-                    .await;
+            // Databases first: a role cannot be dropped while it owns one.
+            let kinds = [
+                (
+                    "select datname from pg_database where left(datname, length($1)) = $1",
+                    "drop database if exists \"{}\" with (force)",
+                ),
+                (
+                    "select rolname from pg_roles where left(rolname, length($1)) = $1",
+                    "drop role if exists \"{}\"",
+                ),
+            ];
+            for (list, drop) in kinds {
+                let names: Vec<String> = sqlx::query_scalar(list)
+                    .bind(&prefix)
+                    .fetch_all(&mut admin)
+                    .await
+                    .ok()?;
+                for name in names {
+                    let _ = sqlx::query(&drop.replace("{}", &name))
+                        .execute(&mut admin)
+                        .await;
+                }
             }
             Some(())
         })
@@ -534,4 +533,113 @@ pub fn parse_config<C: clap::Parser>(
         ));
     }
     C::try_parse_from(argv).expect("test configuration parses")
+}
+
+/// A private queue bound to an exchange, to see what a service publishes.
+pub struct EventTap {
+    _connection: lapin::Connection,
+    channel: lapin::Channel,
+    queue: String,
+    exchange: String,
+}
+
+impl EventTap {
+    /// Declares `exchange` (topic, durable, as the services do) and binds a private queue
+    /// to it with `binding` (`#` for everything).
+    pub async fn new(exchange: &str, binding: &str) -> Self {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let url = amqp_url();
+        let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|err| panic!("RabbitMQ does not answer at {url}: {err}"));
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .exchange_declare(
+                exchange.into(),
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declaring the exchange");
+        let queue = unique("test.tap");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declaring the tap queue");
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                binding.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("binding the tap queue");
+        Self {
+            _connection: connection,
+            channel,
+            queue,
+            exchange: exchange.to_owned(),
+        }
+    }
+
+    /// Up to `n` messages, waiting at most `within` for them.
+    pub async fn receive(
+        &self,
+        n: usize,
+        within: Duration,
+    ) -> Vec<lapin::message::BasicGetMessage> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while got.len() < n && tokio::time::Instant::now() < deadline {
+            match self
+                .channel
+                .basic_get(
+                    self.queue.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("basic.get")
+            {
+                Some(message) => got.push(message),
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        got
+    }
+
+    /// The next event's envelope, waiting at most 10 s.
+    pub async fn next_event(&self) -> crate::events::Envelope {
+        let message = self
+            .receive(1, Duration::from_secs(10))
+            .await
+            .pop()
+            .expect("no event arrived within 10 s");
+        serde_json::from_slice(&message.delivery.data).expect("an event envelope")
+    }
+
+    /// Deletes the exchange (test exchanges are durable and would otherwise linger).
+    pub async fn delete_exchange(self) {
+        let _ = self
+            .channel
+            .exchange_delete(
+                self.exchange.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
 }

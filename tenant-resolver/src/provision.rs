@@ -80,33 +80,9 @@ const OBJECT_IN_USE: &str = "55006";
 
 /// Creates the tenant's role and its database as a copy of the cluster's template, then
 /// hands the template's objects to the role and closes the database to everyone else.
-/// On failure, whatever was created is dropped again.
+/// A failure may leave part of this behind: the caller drops it with
+/// [`drop_tenant_database`] (signup does, for any failure of the whole signup).
 pub async fn create_tenant_database(
-    cluster: &Cluster,
-    prefix: &str,
-    names: &Names,
-    password: &str,
-    connection_limit: u32,
-) -> anyhow::Result<()> {
-    let result = try_create(cluster, prefix, names, password, connection_limit).await;
-    if let Err(err) = &result {
-        tracing::warn!(
-            database = names.database,
-            error = format!("{err:#}"),
-            "provisioning failed; cleaning up"
-        );
-        if let Err(cleanup) = drop_tenant_database(cluster, names).await {
-            tracing::error!(
-                database = names.database,
-                error = format!("{cleanup:#}"),
-                "cleanup after failed provisioning failed"
-            );
-        }
-    }
-    result
-}
-
-async fn try_create(
     cluster: &Cluster,
     prefix: &str,
     names: &Names,

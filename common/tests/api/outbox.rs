@@ -5,11 +5,8 @@ use std::time::Duration;
 
 use common::events::outbox::{Relay, enqueue};
 use common::events::{Broker, Envelope};
-use common::testkit::{TestDb, amqp_url, unique};
-use lapin::options::{
-    BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
+use common::testkit::{EventTap, TestDb, amqp_url, unique};
+use lapin::types::AMQPValue;
 use secrecy::SecretString;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
@@ -17,11 +14,10 @@ use uuid::Uuid;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/registry");
 
-/// A broker on a unique exchange, with a queue bound to everything on it.
+/// A broker on a unique exchange, and a tap on everything published to it.
 struct Bus {
     broker: Broker,
-    channel: lapin::Channel,
-    queue: String,
+    tap: EventTap,
 }
 
 impl Bus {
@@ -31,74 +27,17 @@ impl Bus {
             unique("test.events"),
             "test",
         );
-        let channel = broker
-            .channel()
-            .await
-            .unwrap_or_else(|err| panic!("RabbitMQ does not answer at {}: {err:#}", amqp_url()));
-        let queue = unique("test.queue");
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                broker.exchange().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        Self {
-            broker,
-            channel,
-            queue,
-        }
+        let tap = EventTap::new(broker.exchange(), "#").await;
+        Self { broker, tap }
     }
 
     /// Waits (at most 10 s) for `n` messages.
     async fn receive(&self, n: usize) -> Vec<lapin::message::BasicGetMessage> {
-        self.receive_within(n, Duration::from_secs(10)).await
-    }
-
-    async fn receive_within(
-        &self,
-        n: usize,
-        limit: Duration,
-    ) -> Vec<lapin::message::BasicGetMessage> {
-        let mut got = Vec::new();
-        let deadline = tokio::time::Instant::now() + limit;
-        while got.len() < n && tokio::time::Instant::now() < deadline {
-            match self
-                .channel
-                .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
-                .await
-                .unwrap()
-            {
-                Some(message) => got.push(message),
-                None => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        got
+        self.tap.receive(n, Duration::from_secs(10)).await
     }
 
     async fn delete(self) {
-        let _ = self
-            .channel
-            .exchange_delete(
-                self.broker.exchange().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
+        self.tap.delete_exchange().await;
     }
 }
 
@@ -172,11 +111,7 @@ async fn events_of_a_rolled_back_transaction_are_never_published() {
 
     assert_eq!(published, 0);
     // The relay has returned, so anything it published is already routed to the queue.
-    assert!(
-        bus.receive_within(1, Duration::from_secs(1))
-            .await
-            .is_empty()
-    );
+    assert!(bus.tap.receive(1, Duration::from_secs(1)).await.is_empty());
     bus.delete().await;
 }
 

@@ -1,12 +1,7 @@
 //! Signup provisions an isolated database per tenant, refuses bad input before any SQL,
 //! and leaves nothing behind when it fails.
 
-use std::time::Duration;
-
-use common::events::Envelope;
-use common::testkit::{amqp_url, expect_problem};
-use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use common::testkit::{EventTap, expect_problem};
 use serde_json::json;
 use sqlx::{ConnectOptions, Connection};
 use tenant_resolver::routes::DatabaseView;
@@ -204,69 +199,16 @@ async fn an_owner_refused_by_user_service_is_a_400_naming_the_field() {
 #[tokio::test]
 async fn signup_publishes_tenant_created() {
     let app = spawn_app().await;
-    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            app.exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            app.exchange.as_str().into(),
-            "tenant.*".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let tap = EventTap::new(&app.exchange, "tenant.*").await;
 
     let tenant = app.create_tenant("acme").await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let message = loop {
-        if let Some(m) = channel
-            .basic_get(queue.name().clone(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tenant.created never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let event: Envelope = serde_json::from_slice(&message.delivery.data).unwrap();
+    let event = tap.next_event().await;
     assert_eq!(event.kind, "tenant.created");
     assert_eq!(event.tenant_id.to_string(), tenant["id"].as_str().unwrap());
     assert_eq!(event.data["slug"], "acme");
     assert_eq!(event.data["plan"], "free");
-    let _ = channel
-        .exchange_delete(app.exchange.as_str().into(), Default::default())
-        .await;
+    tap.delete_exchange().await;
 }
 
 #[tokio::test]
