@@ -19,6 +19,22 @@ pub struct TenantCtx {
     pub slug: String,
 }
 
+/// `Option<TenantCtx>`: `None` when the request did not come through a tenant host.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for TenantCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(
+            <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for TenantCtx {
     type Rejection = ApiError;
 

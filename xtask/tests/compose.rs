@@ -199,6 +199,21 @@ fn urls_point_at_compose_services_on_their_ports() {
     }
 }
 
+/// Whether `to` can be reached from `from` along `depends_on`.
+fn reaches(compose: &Value, from: &str, to: &str) -> bool {
+    let mut stack = vec![from.to_owned()];
+    let mut seen = BTreeSet::new();
+    while let Some(name) = stack.pop() {
+        if name == to {
+            return true;
+        }
+        if seen.insert(name.clone()) {
+            stack.extend(depends_on(&compose["services"][name.as_str()]));
+        }
+    }
+    false
+}
+
 #[test]
 fn services_wait_for_healthy_dependencies_they_are_configured_with() {
     let compose = compose();
@@ -212,14 +227,22 @@ fn services_wait_for_healthy_dependencies_they_are_configured_with() {
                 "{} → {dep}",
                 def.name
             );
+            assert!(
+                !reaches(&compose, dep, def.name),
+                "depends_on has a cycle through {} and {dep}",
+                def.name
+            );
         }
         for (var, value) in environment(svc) {
             for (host, _) in connection_urls(&var, &value)
                 .into_iter()
                 .filter_map(|url| host_port(url, 0))
             {
+                // Two services that call each other at request time cannot both wait for
+                // the other; the one the other waits for starts first.
+                let waits_for_us = reaches(&compose, &host, def.name);
                 assert!(
-                    deps.contains(&host),
+                    deps.contains(&host) || waits_for_us,
                     "{} uses {host} ({var}) but does not depend on it",
                     def.name
                 );

@@ -94,6 +94,17 @@ impl Role {
         }
     }
 
+    /// Seniority: owner 4 … viewer 0. Nobody grants or changes a role above their own.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 4,
+            Self::Admin => 3,
+            Self::Manager => 2,
+            Self::Member => 1,
+            Self::Viewer => 0,
+        }
+    }
+
     /// The permissions the role grants (the table in `docs/DESIGN.md`).
     pub fn permissions(self) -> &'static [Perm] {
         use Perm::*;

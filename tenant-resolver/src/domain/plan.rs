@@ -14,7 +14,7 @@ pub enum Plan {
 }
 
 /// `None` means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     pub users: Option<u32>,
     pub projects: Option<u32>,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::db::tenants::{self, Tenant};
-use crate::domain::Plan;
+use crate::domain::{Limits, Plan};
 use crate::lifecycle;
 use crate::migrate::{self, Summary};
 
@@ -42,16 +42,19 @@ pub struct LookupView {
     pub slug: String,
     pub name: String,
     pub plan: Plan,
+    pub limits: Limits,
     pub status: String,
 }
 
 impl From<&Tenant> for LookupView {
     fn from(t: &Tenant) -> Self {
+        let plan: Plan = t.plan.parse().unwrap_or_default();
         Self {
             id: t.id,
             slug: t.slug.clone(),
             name: t.name.clone(),
-            plan: t.plan.parse().unwrap_or_default(),
+            plan,
+            limits: plan.limits(),
             status: t.status.clone(),
         }
     }

@@ -1,10 +1,10 @@
 //! The service boots, migrates its database, and reports its dependencies truthfully.
 
 use common::testkit::{
-    TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
+    TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm, unique,
 };
 
-use crate::helpers::{spawn_app, spawn_app_with, test_args};
+use crate::helpers::{FakeResolver, keys_dir, spawn_app, spawn_app_with, test_args};
 
 #[tokio::test]
 async fn serves_health_readiness_metrics_and_openapi() {
@@ -15,11 +15,20 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn applies_its_migrations_at_start() {
     let app = spawn_app().await;
-    let outbox: Option<String> = sqlx::query_scalar("select to_regclass('outbox')::text")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(outbox.as_deref(), Some("outbox"));
+    for table in [
+        "outbox",
+        "users",
+        "memberships",
+        "refresh_tokens",
+        "invites",
+    ] {
+        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(found.as_deref(), Some(table));
+    }
 }
 
 #[tokio::test]
@@ -35,10 +44,16 @@ async fn is_not_ready_while_postgres_is_unreachable() {
     assert_not_ready_because(&app.server, "postgres").await;
 }
 
-#[test]
-fn stops_cleanly_on_sigterm() {
-    let db = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(TestDb::create());
-    assert_stops_cleanly_on_sigterm(env!("CARGO_BIN_EXE_user-service"), &test_args(&db));
+#[tokio::test]
+async fn stops_cleanly_on_sigterm() {
+    let db = TestDb::create().await;
+    let resolver = FakeResolver::start().await;
+    let dir = keys_dir();
+    let env = test_args(&db, &resolver, &dir, &unique("test.events"));
+    tokio::task::spawn_blocking(move || {
+        assert_stops_cleanly_on_sigterm(env!("CARGO_BIN_EXE_user-service"), &env);
+    })
+    .await
+    .unwrap();
+    std::fs::remove_dir_all(dir).ok();
 }

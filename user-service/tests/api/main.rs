@@ -1,4 +1,9 @@
-//! user-service API tests against real dependencies.
+//! user-service API tests against the real PostgreSQL and RabbitMQ.
 
+mod auth;
 mod health;
 mod helpers;
+mod invites;
+mod owner;
+mod refresh;
+mod users;

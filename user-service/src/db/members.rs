@@ -1,0 +1,129 @@
+//! Memberships: a user's role in a tenant.
+
+use chrono::{DateTime, Utc};
+use common::auth::Role;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A tenant member as the users API shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+const MEMBER: &str = "select u.id, u.email, u.name, m.role, m.created_at as joined_at
+     from memberships m join users u on u.id = m.user_id
+     where m.tenant_id = $1 and m.status = 'active'";
+
+/// The active role of `user` in `tenant`.
+pub async fn role(db: impl PgExecutor<'_>, tenant: Uuid, user: Uuid) -> sqlx::Result<Option<Role>> {
+    let role: Option<String> = sqlx::query_scalar(
+        "select role from memberships where tenant_id = $1 and user_id = $2 and status = 'active'",
+    )
+    .bind(tenant)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    Ok(role.and_then(|r| r.parse().ok()))
+}
+
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    user: Uuid,
+) -> sqlx::Result<Option<Member>> {
+    sqlx::query_as(&format!("{MEMBER} and u.id = $2"))
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(db)
+        .await
+}
+
+/// One page of members, ordered by user id (UUIDv7: by sign-up time).
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Member>> {
+    sqlx::query_as(&format!(
+        "{MEMBER} and ($2::uuid is null or u.id > $2) order by u.id limit $3"
+    ))
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Adds (or re-activates) a membership.
+pub async fn upsert(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    slug: &str,
+    user: Uuid,
+    role: Role,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into memberships (tenant_id, user_id, tenant_slug, role) values ($1, $2, $3, $4)
+         on conflict (tenant_id, user_id) do update
+             set role = excluded.role, status = 'active', updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(user)
+    .bind(slug)
+    .bind(role.as_str())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_role(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    user: Uuid,
+    role: Role,
+) -> sqlx::Result<()> {
+    sqlx::query("update memberships set role = $3, updated_at = now() where tenant_id = $1 and user_id = $2")
+        .bind(tenant)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn remove(db: impl PgExecutor<'_>, tenant: Uuid, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update memberships set status = 'removed', updated_at = now() where tenant_id = $1 and user_id = $2")
+        .bind(tenant)
+        .bind(user)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Active owners of a tenant, locked so two demotions cannot both pass the last-owner check.
+pub async fn lock_owners(db: impl PgExecutor<'_>, tenant: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "select user_id from memberships where tenant_id = $1 and role = 'owner' and status = 'active' for update",
+    )
+    .bind(tenant)
+    .fetch_all(db)
+    .await
+}
+
+/// Active members plus pending invites: what the plan's user limit counts.
+pub async fn seats_used(db: impl PgExecutor<'_>, tenant: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select (select count(*) from memberships where tenant_id = $1 and status = 'active')
+              + (select count(*) from invites where tenant_id = $1 and accepted_at is null
+                    and revoked_at is null and expires_at > now())",
+    )
+    .bind(tenant)
+    .fetch_one(db)
+    .await
+}

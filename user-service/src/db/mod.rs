@@ -1,0 +1,4 @@
+//! Queries of `nexus_users`.
+
+pub mod members;
+pub mod users;

@@ -1,0 +1,158 @@
+//! `/internal/...`: the owner of a new tenant (tenant-resolver's signup) and user
+//! summaries for other services. Internal token required.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::auth::Role;
+use common::error::Problem;
+use common::events::keys;
+use common::extract::{FieldErrors, Query, ValidJson, Validate};
+use common::internal::InternalCaller;
+use common::{ApiError, FieldError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::{members, users};
+use crate::routes::users::name_ok;
+use crate::{AppState, emit, password};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/internal/tenants/{tenant_id}/owner", post(create_owner))
+        .route("/internal/users", get(summaries))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewOwner {
+    pub tenant_slug: String,
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+impl Validate for NewOwner {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        errors
+            .check(
+                !self.tenant_slug.is_empty() && self.tenant_slug.len() <= 32,
+                "tenant_slug",
+                "must be a slug",
+            )
+            .check(
+                self.email.contains('@') && self.email.len() <= 254,
+                "email",
+                "must be an email address",
+            )
+            .check(
+                password::acceptable(&self.password),
+                "password",
+                "must be 8 to 128 characters",
+            )
+            .check(name_ok(&self.name), "name", "must be 1 to 100 characters");
+        errors.finish()
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OwnerCreated {
+    pub user_id: Uuid,
+}
+
+/// Make the owner of a new tenant: a new account, or an existing one proven by its
+/// password (one person, several organisations).
+#[utoipa::path(post, path = "/internal/tenants/{tenant_id}/owner", tag = "internal", request_body = NewOwner,
+    responses((status = 201, body = OwnerCreated), (status = 400, body = Problem)))]
+pub async fn create_owner(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Path(tenant_id): Path<Uuid>,
+    ValidJson(req): ValidJson<NewOwner>,
+) -> Result<(StatusCode, Json<OwnerCreated>), ApiError> {
+    let existing = users::find_by_email(&state.pool, &req.email).await?;
+    let new_hash = match &existing {
+        Some(user) => {
+            if !password::verify(req.password.clone(), Some(user.password_hash.clone())).await? {
+                return Err(ApiError::validation(
+                    "email",
+                    "is already registered; use that account's password to add an organisation to it",
+                ));
+            }
+            None
+        }
+        None => Some(password::hash(req.password.clone()).await?),
+    };
+    let mut tx = state.pool.begin().await?;
+    let user_id = match (&existing, new_hash) {
+        (Some(user), _) => user.id,
+        (None, Some(hash)) => {
+            let id = Uuid::now_v7();
+            users::insert(&mut *tx, id, req.email.trim(), req.name.trim(), &hash)
+                .await
+                .map_err(
+                    |e| match e.as_database_error().and_then(|d| d.constraint()) {
+                        Some("users_email_key") => {
+                            ApiError::validation("email", "is already registered")
+                        }
+                        _ => e.into(),
+                    },
+                )?;
+            id
+        }
+        (None, None) => unreachable!("a hash is made whenever there is no user"),
+    };
+    members::upsert(&mut *tx, tenant_id, &req.tenant_slug, user_id, Role::Owner).await?;
+    emit(
+        &mut tx,
+        keys::USER_CREATED,
+        tenant_id,
+        Some(user_id),
+        serde_json::json!({ "user_id": user_id, "role": Role::Owner }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(OwnerCreated { user_id })))
+}
+
+#[derive(Deserialize)]
+pub struct Ids {
+    /// Comma-separated user ids (at most 200).
+    ids: String,
+}
+
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Summary {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+}
+
+/// Names of users by id, for other services (mentions, assignees).
+#[utoipa::path(get, path = "/internal/users", tag = "internal", params(("ids" = String, Query)),
+    responses((status = 200, body = [Summary]), (status = 400, body = Problem)))]
+pub async fn summaries(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Query(q): Query<Ids>,
+) -> Result<Json<Vec<Summary>>, ApiError> {
+    let ids: Vec<Uuid> = q
+        .ids
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|_| ApiError::validation("ids", format!("`{s}` is not a user id")))
+        })
+        .collect::<Result<_, _>>()?;
+    if ids.len() > 200 {
+        return Err(ApiError::validation("ids", "at most 200 ids"));
+    }
+    let found = sqlx::query_as("select id, name, email from users where id = any($1) order by id")
+        .bind(&ids)
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(Json(found))
+}

@@ -1,0 +1,105 @@
+//! Access tokens (EdDSA JWTs, 15 minutes) and refresh tokens (opaque, stored hashed,
+//! rotated on every use; reuse of a rotated one revokes its family, RFC 9700).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Duration, Utc};
+use common::ApiError;
+use common::auth::{ACCESS_TOKEN_TTL_SECS, Claims, Role};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// The login / refresh response of the contract.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// What a token is issued for.
+pub struct Grant {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub tenant_slug: String,
+    pub role: Role,
+}
+
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs an access token and stores a new refresh token in `family` (a new family when
+/// `None`), inside the caller's transaction.
+pub async fn issue(
+    state: &AppState,
+    conn: &mut PgConnection,
+    grant: &Grant,
+    family: Option<Uuid>,
+) -> Result<TokenPair, ApiError> {
+    let claims = Claims::new(
+        grant.user_id,
+        grant.tenant_id,
+        &grant.tenant_slug,
+        grant.role,
+    );
+    let access_token = state.keys.signing().sign(&claims)?;
+    let refresh_token = new_refresh_token();
+    sqlx::query(
+        "insert into refresh_tokens (id, family_id, user_id, tenant_id, token_hash, expires_at)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(family.unwrap_or_else(Uuid::now_v7))
+    .bind(grant.user_id)
+    .bind(grant.tenant_id)
+    .bind(hash_token(&refresh_token))
+    .bind(Utc::now() + Duration::days(i64::from(state.config.refresh_token_ttl_days)))
+    .execute(&mut *conn)
+    .await?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_TTL_SECS,
+    })
+}
+
+pub async fn revoke_family(conn: &mut PgConnection, family: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "update refresh_tokens set revoked_at = now() where family_id = $1 and revoked_at is null",
+    )
+    .bind(family)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every refresh token of a user (in one tenant, or everywhere).
+pub async fn revoke_user(
+    conn: &mut PgConnection,
+    user: Uuid,
+    tenant: Option<Uuid>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update refresh_tokens set revoked_at = now()
+         where user_id = $1 and ($2::uuid is null or tenant_id = $2) and revoked_at is null",
+    )
+    .bind(user)
+    .bind(tenant)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
