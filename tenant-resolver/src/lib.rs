@@ -44,7 +44,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/registry");
 /// The schema of every tenant database.
 pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tenant");
 
-#[derive(Clone)]
+/// Handlers extract the parts they need (`State<PgPool>`, the internal token, the
+/// verifier) through the derived `FromRef`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
@@ -56,18 +58,6 @@ pub struct AppState {
     pub internal: InternalToken,
     pub verifier: Arc<JwtVerifier>,
     pub migration_job: routes::SharedJobHandle,
-}
-
-impl FromRef<AppState> for InternalToken {
-    fn from_ref(state: &AppState) -> Self {
-        state.internal.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<JwtVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.verifier)
-    }
 }
 
 impl AppState {

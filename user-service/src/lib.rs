@@ -37,7 +37,9 @@ pub const NAME: &str = "user-service";
 /// The schema of `nexus_users`, applied at start-up.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/users");
 
-#[derive(Clone)]
+/// Handlers extract the parts they need (`State<PgPool>`, the internal token, the
+/// verifier) through the derived `FromRef`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
@@ -51,18 +53,6 @@ pub struct AppState {
     pub recent_refreshes: moka::sync::Cache<Vec<u8>, tokens::TokenPair>,
     pub internal: InternalToken,
     pub http: reqwest::Client,
-}
-
-impl FromRef<AppState> for InternalToken {
-    fn from_ref(state: &AppState) -> Self {
-        state.internal.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<JwtVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.verifier)
-    }
 }
 
 impl AppState {
