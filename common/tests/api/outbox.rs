@@ -154,7 +154,25 @@ async fn a_running_relay_is_woken_by_the_commit_not_the_poll() {
     let relay =
         Relay::new(db.pool.clone(), bus.broker.clone()).poll_interval(Duration::from_secs(3600));
     let running = tokio::spawn(relay.run(shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the relay listens (a fixed sleep is too short on a busy machine, and a
+    // notification sent before LISTEN is not delivered).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() and query ilike 'listen%'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if listening > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     enqueue(&db.pool, &event(7), None).await.unwrap();
 

@@ -88,7 +88,7 @@ pub fn test_args(
         ("SIGNING_KEYS_DIR", keys_dir.display().to_string()),
         ("TENANT_RESOLVER_URL", resolver.server.base_url.clone()),
         ("INTERNAL_TOKEN", INTERNAL_TOKEN.to_owned()),
-        ("REFRESH_GRACE_SECS", "1".to_owned()),
+        ("REFRESH_GRACE_SECS", "2".to_owned()),
     ]
 }
 

@@ -34,7 +34,7 @@ async fn each_refresh_gives_a_new_token_and_reusing_an_old_one_revokes_the_famil
     assert_ne!(refresh_token(&second), refresh_token(&third));
     assert!(third["access_token"].is_string());
 
-    tokio::time::sleep(Duration::from_millis(1200)).await; // past the retry grace
+    tokio::time::sleep(Duration::from_millis(2200)).await; // past the retry grace
     expect_problem(app.refresh(&acme, &refresh_token(&first)).await, 401).await;
     expect_problem(app.refresh(&acme, &refresh_token(&third)).await, 401).await;
 }
