@@ -3,29 +3,76 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::ServerArgs;
+use common::config::{AuthArgs, InternalArgs, ServerArgs};
 
-/// gateway: the single entry point: tenant from the Host, token checks, rate limits and routing to the services.
+/// gateway: the single entry point. Tenant from the Host, token checks, rate limits,
+/// circuit breakers, routing to the services.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gateway", version, about)]
 pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:8080")]
     pub bind_addr: SocketAddr,
-    /// Base URL of tenant-resolver.
+    /// The apex domain: `<BASE_DOMAIN>` serves signup and docs, `<slug>.<BASE_DOMAIN>` a tenant.
+    #[arg(long, env = "BASE_DOMAIN", default_value = "localhost")]
+    pub base_domain: String,
+    /// Base URL(s) of tenant-resolver, comma-separated for several instances.
     #[arg(
         long,
         env = "TENANT_RESOLVER_URL",
         default_value = "http://127.0.0.1:8081"
     )]
     pub tenant_resolver_url: String,
-    /// Base URL of user-service.
+    /// Base URL(s) of user-service.
     #[arg(
         long,
         env = "USER_SERVICE_URL",
         default_value = "http://127.0.0.1:8082"
     )]
     pub user_service_url: String,
+    /// Base URL(s) of project-service.
+    #[arg(
+        long,
+        env = "PROJECT_SERVICE_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
+    pub project_service_url: String,
+    /// Base URL(s) of url-shortener.
+    #[arg(
+        long,
+        env = "URL_SHORTENER_URL",
+        default_value = "http://127.0.0.1:8084"
+    )]
+    pub url_shortener_url: String,
+    /// Base URL(s) of analytics-service.
+    #[arg(
+        long,
+        env = "ANALYTICS_SERVICE_URL",
+        default_value = "http://127.0.0.1:8085"
+    )]
+    pub analytics_service_url: String,
+    /// Seconds an upstream may take to answer before the gateway answers 504.
+    #[arg(long, env = "UPSTREAM_TIMEOUT_SECS", default_value_t = 15)]
+    pub upstream_timeout_secs: u64,
+    /// Seconds a resolved tenant is cached (unknown ones: a fifth of that).
+    #[arg(long, env = "TENANT_CACHE_TTL_SECS", default_value_t = 30)]
+    pub tenant_cache_ttl_secs: u64,
+    /// Requests per minute per tenant and user on authenticated routes.
+    #[arg(long, env = "RATE_LIMIT_USER_PER_MIN", default_value_t = 1200)]
+    pub rate_limit_user_per_min: u32,
+    /// Requests per minute per client address on public routes (login, signup, `/s/`).
+    #[arg(long, env = "RATE_LIMIT_IP_PER_MIN", default_value_t = 120)]
+    pub rate_limit_ip_per_min: u32,
+    /// Consecutive failures (errors, timeouts, 5xx) that open an upstream's circuit.
+    #[arg(long, env = "BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+    /// Seconds an open circuit waits before letting one probe through.
+    #[arg(long, env = "BREAKER_COOLDOWN_SECS", default_value_t = 10)]
+    pub breaker_cooldown_secs: u64,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
 }

@@ -1,15 +1,25 @@
 //! gateway: the single entry point. It resolves the tenant from the Host, checks tokens,
-//! rate-limits and routes to the services (see `docs/DESIGN.md`, Gateway).
+//! rate-limits, guards each upstream with a circuit breaker and streams requests to the
+//! services (see `docs/DESIGN.md`, Gateway).
 //!
 //! A library (`router`, `run`) with a thin `main.rs`, so tests and `cargo xtask up` can
 //! start it in-process or as a process alike.
 
+pub mod breaker;
 pub mod config;
+pub mod limits;
+mod proxy;
+pub mod routes;
+pub mod tenants;
+pub mod tokens;
+pub mod upstreams;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use common::auth::JwtVerifier;
+use common::internal::InternalToken;
 use common::readiness::Readiness;
 use common::server::Service;
 use tokio::net::TcpListener;
@@ -23,19 +33,31 @@ pub const NAME: &str = "gateway";
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    /// Pooled keep-alive client for everything the gateway calls.
-    pub http: reqwest::Client,
+    pub upstreams: Arc<upstreams::Upstreams>,
+    pub tenants: Arc<tenants::TenantCache>,
+    pub tokens: Arc<tokens::TokenCache>,
+    pub limits: Arc<limits::Limits>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
+        config.internal.warn_if_default();
+        let upstreams = Arc::new(upstreams::Upstreams::new(&config)?);
+        let token = InternalToken::new(config.internal.internal_token.clone());
+        let verifier = JwtVerifier::remote(upstreams.client.clone(), config.auth.jwks_url.clone());
         Ok(Self {
+            tenants: Arc::new(tenants::TenantCache::new(
+                Duration::from_secs(config.tenant_cache_ttl_secs),
+                Arc::clone(&upstreams),
+                token,
+            )),
+            tokens: Arc::new(tokens::TokenCache::new(Arc::new(verifier))),
+            limits: Arc::new(limits::Limits::new(
+                config.rate_limit_user_per_min,
+                config.rate_limit_ip_per_min,
+            )),
+            upstreams,
             config: Arc::new(config),
-            http,
         })
     }
 }
@@ -44,29 +66,40 @@ impl AppState {
 #[openapi(info(title = "gateway", description = "The Nexus API gateway."))]
 struct ApiDoc;
 
+fn first(urls: &str) -> String {
+    urls.split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// The gateway is ready when the services it needs for every tenant request answer:
 /// tenant-resolver (tenant lookup) and user-service (token keys).
 pub fn router(state: AppState) -> Router {
     let config = Arc::clone(&state.config);
+    let http = state.upstreams.client.clone();
     let service = Service {
         name: NAME,
         readiness: Readiness::new()
             .http(
                 "tenant-resolver",
-                state.http.clone(),
-                format!(
-                    "{}/healthz",
-                    config.tenant_resolver_url.trim_end_matches('/')
-                ),
+                http.clone(),
+                format!("{}/healthz", first(&config.tenant_resolver_url)),
             )
             .http(
                 "user-service",
-                state.http.clone(),
-                format!("{}/healthz", config.user_service_url.trim_end_matches('/')),
+                http,
+                format!("{}/healthz", first(&config.user_service_url)),
             ),
         openapi: ApiDoc::openapi(),
     };
-    common::server::app(service, Router::new().with_state(state), &config.server)
+    common::server::app(
+        service,
+        Router::new().fallback(proxy::proxy).with_state(state),
+        &config.server,
+    )
 }
 
 /// Runs until SIGTERM or Ctrl-C.
@@ -82,5 +115,15 @@ pub async fn run_until(
 ) -> anyhow::Result<()> {
     let grace = config.server.shutdown_grace();
     let state = AppState::new(config)?;
+    let limits = Arc::clone(&state.limits);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(60)) => limits.shrink(),
+            }
+        }
+    });
     common::server::serve(listener, router(state), shutdown, grace).await
 }

@@ -1,10 +1,10 @@
 //! The gateway boots and is ready only while it can resolve tenants and verify tokens.
 
 use common::testkit::{
-    assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
+    assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm, expect_problem,
 };
 
-use crate::helpers::{fake_upstream, spawn_app, spawn_app_with, test_args};
+use crate::helpers::{Fleet, spawn_app, spawn_app_with, test_args};
 
 #[tokio::test]
 async fn serves_health_readiness_metrics_and_openapi() {
@@ -25,9 +25,7 @@ async fn is_not_ready_while_tenant_resolver_is_down() {
 
 #[tokio::test]
 async fn is_not_ready_while_user_service_is_down() {
-    let app = spawn_app().await;
-    app.upstream.stop();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let app = spawn_app_with(&[("USER_SERVICE_URL", "http://127.0.0.1:1")]).await;
     assert_not_ready_because(&app.server, "user-service").await;
 }
 
@@ -41,13 +39,13 @@ async fn unknown_routes_are_problems() {
         .send()
         .await
         .unwrap();
-    common::testkit::expect_problem(resp, 404).await;
+    expect_problem(resp, 404).await;
 }
 
 #[tokio::test]
 async fn stops_cleanly_on_sigterm() {
-    let upstream = fake_upstream().await;
-    let env = test_args(&upstream);
+    let fleet = Fleet::start().await;
+    let env = test_args(&fleet);
     tokio::task::spawn_blocking(move || {
         assert_stops_cleanly_on_sigterm(env!("CARGO_BIN_EXE_gateway"), &env);
     })

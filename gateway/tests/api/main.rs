@@ -1,4 +1,5 @@
-//! gateway API tests against real dependencies.
+//! gateway tests, in front of a small real HTTP server playing the services.
 
 mod health;
 mod helpers;
+mod proxy;

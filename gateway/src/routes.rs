@@ -1,0 +1,184 @@
+//! The route table of `docs/DESIGN.md`: path prefix + host kind + auth mode → upstream.
+
+/// Which hosts a route is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Apex,
+    Tenant,
+    Any,
+}
+
+/// How a route is authenticated at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Public,
+    Jwt,
+    /// A signed grant in the query, verified by the upstream (share pages).
+    Grant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    TenantResolver,
+    UserService,
+    ProjectService,
+    UrlShortener,
+    Analytics,
+}
+
+impl Upstream {
+    pub const ALL: [Self; 5] = [
+        Self::TenantResolver,
+        Self::UserService,
+        Self::ProjectService,
+        Self::UrlShortener,
+        Self::Analytics,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TenantResolver => "tenant-resolver",
+            Self::UserService => "user-service",
+            Self::ProjectService => "project-service",
+            Self::UrlShortener => "url-shortener",
+            Self::Analytics => "analytics-service",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub prefix: &'static str,
+    pub host: HostKind,
+    pub auth: AuthMode,
+    pub upstream: Upstream,
+    /// Whether the per-address limit applies (public routes worth throttling).
+    pub limit_by_ip: bool,
+}
+
+const fn route(prefix: &'static str, host: HostKind, auth: AuthMode, upstream: Upstream) -> Route {
+    Route {
+        prefix,
+        host,
+        auth,
+        upstream,
+        limit_by_ip: matches!(auth, AuthMode::Public),
+    }
+}
+
+/// The contract's table. `/internal/...` is deliberately absent: never routed.
+pub const TABLE: [Route; 12] = [
+    route(
+        "/api/v1/tenants",
+        HostKind::Apex,
+        AuthMode::Public,
+        Upstream::TenantResolver,
+    ),
+    route(
+        "/api/v1/tenant",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::TenantResolver,
+    ),
+    route(
+        "/api/v1/auth",
+        HostKind::Tenant,
+        AuthMode::Public,
+        Upstream::UserService,
+    ),
+    route(
+        "/api/v1/users",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::UserService,
+    ),
+    route(
+        "/api/v1/invites",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::UserService,
+    ),
+    // Key reads are cheap and cached by every verifier; not throttled per address.
+    Route {
+        prefix: "/.well-known/jwks.json",
+        host: HostKind::Any,
+        auth: AuthMode::Public,
+        upstream: Upstream::UserService,
+        limit_by_ip: false,
+    },
+    route(
+        "/api/v1/projects",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::ProjectService,
+    ),
+    route(
+        "/api/v1/tasks",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::ProjectService,
+    ),
+    route(
+        "/shared/tasks",
+        HostKind::Tenant,
+        AuthMode::Grant,
+        Upstream::ProjectService,
+    ),
+    route(
+        "/api/v1/links",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::UrlShortener,
+    ),
+    route(
+        "/s",
+        HostKind::Any,
+        AuthMode::Public,
+        Upstream::UrlShortener,
+    ),
+    route(
+        "/api/v1/analytics",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::Analytics,
+    ),
+];
+
+/// The longest prefix that matches `path` on a segment boundary.
+pub fn find(path: &str) -> Option<&'static Route> {
+    TABLE
+        .iter()
+        .filter(|r| {
+            path.strip_prefix(r.prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .max_by_key(|r| r.prefix.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert_eq!(
+            find("/api/v1/tenant").unwrap().upstream,
+            Upstream::TenantResolver
+        );
+        assert_eq!(find("/api/v1/tenants").unwrap().host, HostKind::Apex);
+        assert_eq!(
+            find("/api/v1/tasks/1/move").unwrap().upstream,
+            Upstream::ProjectService
+        );
+        assert_eq!(
+            find("/s/abc12345").unwrap().upstream,
+            Upstream::UrlShortener
+        );
+        assert!(find("/sx").is_none());
+        assert!(find("/api/v1/tasksx").is_none());
+        assert!(
+            find("/internal/tenants/by-slug/acme").is_none(),
+            "internal endpoints are never routed"
+        );
+    }
+}
