@@ -258,8 +258,11 @@ pub async fn run_release(
     rounds: usize,
     json: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    if let Some(unknown) = scenarios.iter().find(|s| s.as_str() != "tenants") {
-        anyhow::bail!("unknown scenario {unknown:?} (known: tenants)");
+    if let Some(unknown) = scenarios
+        .iter()
+        .find(|s| !matches!(s.as_str(), "tenants" | "gateway"))
+    {
+        anyhow::bail!("unknown scenario {unknown:?} (known: tenants, gateway)");
     }
     let all = scenarios.is_empty();
     let mut reports = serde_json::Map::new();
@@ -267,6 +270,11 @@ pub async fn run_release(
         let report = tenants_scenario(tenants, rounds).await?;
         print_tenants(&report);
         reports.insert("tenants".into(), serde_json::to_value(&report)?);
+    }
+    if all || scenarios.iter().any(|s| s == "gateway") {
+        let report = crate::bench_gateway::gateway_scenario(rounds.clamp(3, 5), 5)?;
+        crate::bench_gateway::print_gateway(&report);
+        reports.insert("gateway".into(), serde_json::to_value(&report)?);
     }
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;

@@ -1,0 +1,311 @@
+//! Scenario `gateway`: a cheap upstream (nginx `return 200`) hit directly, through the
+//! gateway (tenant from Host + JWT + proxy), and through nginx `proxy_pass` with
+//! upstream keep-alive. The servers run on core 1 and `wrk` on core 0 (`taskset`);
+//! variants alternate A B C A B C … and the medians are compared.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use common::auth::{Claims, Role, SigningKey};
+use serde::Serialize;
+
+use crate::deps;
+
+const TENANT: &str = "01a20000-0000-7000-8000-000000000001";
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Run {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GatewayReport {
+    pub rounds: usize,
+    pub seconds_per_run: u64,
+    pub connections: u32,
+    pub direct: Run,
+    pub gateway: Run,
+    pub nginx: Run,
+    pub gateway_vs_nginx_rps: f64,
+    pub gateway_vs_direct_rps: f64,
+    pub gateway_vs_nginx_p99: f64,
+}
+
+/// Installs a Debian package when its command is missing.
+fn ensure_command(command: &str, package: &str) -> anyhow::Result<()> {
+    if Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()?
+        .status
+        .success()
+    {
+        return Ok(());
+    }
+    println!("• installing {package} (apt-get)");
+    deps::run(
+        Command::new("apt-get").args(["update", "-qq"]),
+        "apt-get update",
+    )?;
+    deps::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &format!("installing {package}"),
+    )
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Runs `program` on core 1 (the servers' core).
+fn on_core(core: &str, program: &str) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", core, program]);
+    cmd
+}
+
+fn nginx(dir: &Path, name: &str, server: &str) -> anyhow::Result<Child> {
+    let conf = format!(
+        "worker_processes 1; daemon off; pid {dir}/{name}.pid; error_log {dir}/{name}.err warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{ access_log off; client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp;\n\
+         fastcgi_temp_path {dir}/tmp; uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;\n{server}\n}}\n",
+        dir = dir.display()
+    );
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, conf)?;
+    on_core("1", "nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting nginx")
+}
+
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| text.split_at(i))?;
+    let value: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        _ => return None,
+    })
+}
+
+fn wrk(port: u16, token: &str, seconds: u64, connections: u32) -> anyhow::Result<Run> {
+    let output = on_core("0", "wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
+        .args([
+            "-H",
+            "Host: acme.localhost",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .arg(format!("http://127.0.0.1:{port}/api/v1/projects"))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+    };
+    if text.contains("Non-2xx") {
+        bail!("wrk saw errors on port {port}:\n{text}");
+    }
+    Ok(Run {
+        rps: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .context("wrk output has no Requests/sec")?,
+        p50_ms: field("50%")
+            .and_then(|v| parse_duration_ms(&v))
+            .context("no p50")?,
+        p99_ms: field("99%")
+            .and_then(|v| parse_duration_ms(&v))
+            .context("no p99")?,
+    })
+}
+
+fn median_run(runs: &[Run]) -> Run {
+    let median = |f: fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Run {
+        rps: median(|r| r.rps),
+        p50_ms: median(|r| r.p50_ms),
+        p99_ms: median(|r| r.p99_ms),
+    }
+}
+
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayReport> {
+    ensure_command("nginx", "nginx")?;
+    ensure_command("wrk", "wrk")?;
+    ensure_command("taskset", "util-linux")?;
+    deps::run(
+        crate::cargo().args(["build", "--release", "--quiet", "-p", "gateway"]),
+        "building the gateway (release)",
+    )?;
+    let dir =
+        std::env::temp_dir().join(format!("nexus_bench_gw_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    let key = SigningKey::generate("bench")?;
+    let jwks = serde_json::to_string(&SigningKey::jwks([&key])?)?;
+    let tenant: uuid::Uuid = TENANT.parse()?;
+    let mut claims = Claims::new(uuid::Uuid::now_v7(), tenant, "acme", Role::Owner);
+    claims.exp += 3600;
+    let token = key.sign(&claims)?;
+    let (up, proxy, gw) = (free_port()?, free_port()?, free_port()?);
+
+    let mut processes = Processes(Vec::new());
+    processes.0.push(nginx(
+        &dir,
+        "upstream",
+        &format!(
+            "server {{ listen 127.0.0.1:{up} reuseport; default_type application/json;\n\
+             location = /healthz {{ return 200 'ok'; }}\n\
+             location = /.well-known/jwks.json {{ return 200 '{jwks}'; }}\n\
+             location = /internal/tenants/by-slug/acme {{ return 200 '{{\"id\":\"{tenant}\",\"slug\":\"acme\"}}'; }}\n\
+             location / {{ return 200 '{{\"ok\":true}}'; }} }}"
+        ),
+    )?);
+    processes.0.push(nginx(
+        &dir,
+        "proxy",
+        &format!(
+            "upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://up;\n\
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+    )?);
+    let base = format!("http://127.0.0.1:{up}");
+    let gateway_bin = crate::workspace_root().join("target/release/gateway");
+    processes.0.push(
+        on_core("1", gateway_bin.to_str().context("path")?)
+            .env("BIND_ADDR", format!("127.0.0.1:{gw}"))
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .envs(
+                [
+                    "TENANT_RESOLVER_URL",
+                    "USER_SERVICE_URL",
+                    "PROJECT_SERVICE_URL",
+                    "URL_SHORTENER_URL",
+                    "ANALYTICS_SERVICE_URL",
+                ]
+                .map(|k| (k, base.clone())),
+            )
+            .env("JWKS_URL", format!("{base}/.well-known/jwks.json"))
+            .env("RATE_LIMIT_USER_PER_MIN", "1000000000")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the gateway")?,
+    );
+    for port in [up, proxy, gw] {
+        wait_for(port)?;
+    }
+    let connections = 32;
+    println!("• warming up");
+    for port in [up, gw, proxy] {
+        wrk(port, &token, 1, connections)?;
+    }
+    let (mut direct, mut gateway, mut nginx_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        println!("• round {round}/{rounds}: direct, gateway, nginx ({seconds}s each)");
+        direct.push(wrk(up, &token, seconds, connections)?);
+        gateway.push(wrk(gw, &token, seconds, connections)?);
+        nginx_runs.push(wrk(proxy, &token, seconds, connections)?);
+    }
+    drop(processes);
+    std::fs::remove_dir_all(&dir).ok();
+    let (direct, gateway, nginx) = (
+        median_run(&direct),
+        median_run(&gateway),
+        median_run(&nginx_runs),
+    );
+    Ok(GatewayReport {
+        rounds,
+        seconds_per_run: seconds,
+        connections,
+        direct,
+        gateway,
+        nginx,
+        gateway_vs_nginx_rps: gateway.rps / nginx.rps,
+        gateway_vs_direct_rps: gateway.rps / direct.rps,
+        gateway_vs_nginx_p99: gateway.p99_ms / nginx.p99_ms,
+    })
+}
+
+pub fn print_gateway(r: &GatewayReport) {
+    println!();
+    println!("| variant | req/s | p50 | p99 |");
+    println!("|---|---|---|---|");
+    for (name, run) in [
+        ("upstream direct", r.direct),
+        ("gateway (tenant + JWT + proxy)", r.gateway),
+        ("nginx proxy_pass", r.nginx),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms |",
+            run.rps, run.p50_ms, run.p99_ms
+        );
+    }
+    println!();
+    println!(
+        "gateway/nginx req/s {:.2}× (goal ≥ 1.0) · gateway/direct {:.2}× · p99 gateway/nginx {:.2}× (goal ≤ 1.2, closed loop)",
+        r.gateway_vs_nginx_rps, r.gateway_vs_direct_rps, r.gateway_vs_nginx_p99
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn reads_wrk_durations() {
+        assert_eq!(parse_duration_ms("250.00us"), Some(0.25));
+        assert_eq!(parse_duration_ms("1.50ms"), Some(1.5));
+        assert_eq!(parse_duration_ms("2.00s"), Some(2000.0));
+        assert_eq!(parse_duration_ms("fast"), None);
+    }
+}
