@@ -151,16 +151,24 @@ async fn forward(state: &AppState, peer: SocketAddr, req: Request) -> Result<Res
         headers.insert("x-forwarded-host", value);
     }
 
-    let started = Instant::now();
-    let result = state
+    // A request without a body is sent without one (not as an empty chunked stream).
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut upstream_request = state
         .upstreams
         .client
         .request(parts.method, upstream_url)
         .headers(headers)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
-        .timeout(state.upstreams.timeout)
-        .send()
-        .await;
+        .timeout(state.upstreams.timeout);
+    if has_body {
+        upstream_request =
+            upstream_request.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let started = Instant::now();
+    let result = upstream_request.send().await;
     let upstream = state
         .upstreams
         .settle(route.upstream, instance, started, result)
