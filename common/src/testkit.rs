@@ -114,70 +114,68 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let server = postgres_url();
-        // Drop runs inside the test's runtime; a helper thread with its own runtime can
-        // block on the async drop without stalling it.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-                    .await
-                    .ok()?;
-                sqlx::query(&format!("drop database if exists {name} with (force)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
-            })
+        admin_blocking(move |mut admin| async move {
+            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await;
         });
-        let _ = dropped.join();
     }
 }
 
-/// Drops every database and role whose name starts with `prefix` (tenant databases a
-/// test provisioned). Blocking: runs on its own thread and runtime, so it can be called
-/// from `Drop`.
-pub fn drop_databases_and_roles(prefix: &str) {
-    let prefix = prefix.to_owned();
+/// Runs `work` with an admin connection on a thread of its own, with its own runtime:
+/// `Drop` runs inside the test's runtime, which must not be blocked on. Clean-up is best
+/// effort, so a failure to connect is ignored.
+fn admin_blocking<F, Fut>(work: F)
+where
+    F: FnOnce(PgConnection) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
     let server = postgres_url();
-    let dropped = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .ok()?;
-        rt.block_on(async {
-            let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-                .await
-                .ok()?;
-            // Databases first: a role cannot be dropped while it owns one.
-            let kinds = [
-                (
-                    "select datname from pg_database where left(datname, length($1)) = $1",
-                    "drop database if exists \"{}\" with (force)",
-                ),
-                (
-                    "select rolname from pg_roles where left(rolname, length($1)) = $1",
-                    "drop role if exists \"{}\"",
-                ),
-            ];
-            for (list, drop) in kinds {
-                let names: Vec<String> = sqlx::query_scalar(list)
-                    .bind(&prefix)
-                    .fetch_all(&mut admin)
-                    .await
-                    .ok()?;
-                for name in names {
-                    let _ = sqlx::query(&drop.replace("{}", &name))
-                        .execute(&mut admin)
-                        .await;
-                }
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(admin) = PgConnection::connect(&format!("{server}/postgres")).await {
+                work(admin).await;
             }
-            Some(())
-        })
+        });
+    })
+    .join();
+}
+
+/// Drops every database and role whose name starts with `prefix` (tenant databases a
+/// test provisioned). Blocking, so it can be called from `Drop`.
+pub fn drop_databases_and_roles(prefix: &str) {
+    let prefix = prefix.to_owned();
+    admin_blocking(move |mut admin| async move {
+        // Databases first: a role cannot be dropped while it owns one.
+        let kinds = [
+            (
+                "select datname from pg_database where left(datname, length($1)) = $1",
+                "drop database if exists \"{}\" with (force)",
+            ),
+            (
+                "select rolname from pg_roles where left(rolname, length($1)) = $1",
+                "drop role if exists \"{}\"",
+            ),
+        ];
+        for (list, drop) in kinds {
+            let names: Vec<String> = sqlx::query_scalar(list)
+                .bind(&prefix)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap_or_default();
+            for name in names {
+                let _ = sqlx::query(&drop.replace("{}", &name))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
     });
-    let _ = dropped.join();
 }
 
 /// A MongoDB database with a unique name (dropped by the test when it wants to).
