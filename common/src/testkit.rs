@@ -383,14 +383,7 @@ pub async fn assert_ops_routes(server: &TestServer, service: &str, dependencies:
         .expect("healthz");
     assert_eq!(health.status(), 200, "healthz");
 
-    let ready = server
-        .client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    let status = ready.status();
-    let report: serde_json::Value = ready.json().await.expect("readyz JSON");
+    let (status, report) = readyz(server).await;
     assert_eq!(status, 200, "readyz: {report}");
     for dependency in dependencies {
         assert_eq!(report["checks"][dependency], "ok", "{dependency}: {report}");
@@ -439,16 +432,21 @@ pub async fn assert_ops_routes(server: &TestServer, service: &str, dependencies:
     }
 }
 
-/// Asserts `/readyz` answers 503 with `dependency` down.
-pub async fn assert_not_ready_because(server: &TestServer, dependency: &str) {
+/// `/readyz`'s status and report.
+async fn readyz(server: &TestServer) -> (u16, serde_json::Value) {
     let ready = server
         .client
         .get(server.url("/readyz"))
         .send()
         .await
         .expect("readyz");
-    let status = ready.status();
-    let report: serde_json::Value = ready.json().await.expect("readyz JSON");
+    let status = ready.status().as_u16();
+    (status, ready.json().await.expect("readyz JSON"))
+}
+
+/// Asserts `/readyz` answers 503 with `dependency` down.
+pub async fn assert_not_ready_because(server: &TestServer, dependency: &str) {
+    let (status, report) = readyz(server).await;
     assert_eq!(status, 503, "readyz: {report}");
     assert_eq!(report["checks"][dependency], "down", "{report}");
 }

@@ -250,3 +250,95 @@ async fn a_removed_member_can_no_longer_log_in() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn another_tenants_members_and_invites_are_invisible_and_untouchable() {
+    let app = spawn_app().await;
+    let acme = Tenant::new("acme");
+    let globex = Tenant::new("globex");
+    let olive = app.owner(&acme, "olive@acme.test").await;
+    app.owner(&globex, "gil@globex.test").await;
+    let acme_owner = app.access(&acme, "olive@acme.test").await;
+    let gil = app.access(&globex, "gil@globex.test").await;
+    let invite: Value = app
+        .on(&acme, Method::POST, "/api/v1/invites")
+        .bearer_auth(&acme_owner)
+        .json(&json!({"email": "new@acme.test", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let invite_id = invite["id"].as_str().unwrap();
+
+    // Globex's owner, on globex's own host, aiming at acme's ids.
+    let read = app
+        .on(&globex, Method::GET, &format!("/api/v1/users/{olive}"))
+        .bearer_auth(&gil)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(read, 404).await;
+    let demote = app
+        .on(
+            &globex,
+            Method::PATCH,
+            &format!("/api/v1/users/{olive}/role"),
+        )
+        .bearer_auth(&gil)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(demote, 404).await;
+    let remove = app
+        .on(&globex, Method::DELETE, &format!("/api/v1/users/{olive}"))
+        .bearer_auth(&gil)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(remove, 404).await;
+    let revoke = app
+        .on(
+            &globex,
+            Method::DELETE,
+            &format!("/api/v1/invites/{invite_id}"),
+        )
+        .bearer_auth(&gil)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(revoke, 404).await;
+    let listed: Value = app
+        .on(&globex, Method::GET, "/api/v1/invites")
+        .bearer_auth(&gil)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+
+    let still: Value = app
+        .on(&acme, Method::GET, "/api/v1/users/me")
+        .bearer_auth(&acme_owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["role"], "owner");
+    let pending: Value = app
+        .on(&acme, Method::GET, "/api/v1/invites")
+        .bearer_auth(&acme_owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+}
