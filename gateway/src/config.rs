@@ -69,6 +69,9 @@ pub struct Config {
     /// Seconds an open circuit waits before letting one probe through.
     #[arg(long, env = "BREAKER_COOLDOWN_SECS", default_value_t = 10)]
     pub breaker_cooldown_secs: u64,
+    /// Browser origins allowed to call the API (CORS), comma-separated; empty allows none.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]

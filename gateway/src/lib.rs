@@ -95,10 +95,55 @@ pub fn router(state: AppState) -> Router {
             ),
         openapi: ApiDoc::openapi(),
     };
-    common::server::app(
+    let app = common::server::app(
         service,
         Router::new().fallback(proxy::proxy).with_state(state),
         &config.server,
+    );
+    match cors(&config.cors_allowed_origins) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    }
+}
+
+/// CORS for the configured origins (outermost, so preflights never reach an upstream).
+fn cors(origins: &str) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let origins: Vec<HeaderValue> = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderName::from_static("ratelimit-reset"),
+            ])
+            .max_age(Duration::from_secs(600)),
     )
 }
 

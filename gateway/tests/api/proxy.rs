@@ -322,3 +322,53 @@ async fn a_slow_upstream_is_a_504_problem() {
     let body = expect_problem(resp, 504).await;
     assert_eq!(body["type"], "/docs/problems#upstream-timeout");
 }
+
+#[tokio::test]
+async fn cors_admits_only_the_configured_origins_and_answers_preflights_itself() {
+    let app = spawn_app_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example")]).await;
+    let preflight = |origin: &'static str| {
+        app.at(ACME_HOST, Method::OPTIONS, "/api/v1/projects")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(!denied.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(
+        app.fleet.counters.echoes.load(Ordering::SeqCst),
+        0,
+        "preflights never reach an upstream"
+    );
+
+    let token = app.fleet.token(ACME, Role::Owner);
+    let call = app
+        .at(ACME_HOST, Method::GET, "/api/v1/projects")
+        .header("origin", "https://app.example")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        call.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let exposed = call.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        exposed.contains("ratelimit-remaining") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
+}
