@@ -37,11 +37,30 @@ pub struct Service {
 /// and the layers every request passes: request id → trace → metrics → timeout → body
 /// limit → panic catcher → problem+json for anything that is not already.
 pub fn app(service: Service, api: Router, args: &ServerArgs) -> Router {
+    let mut openapi = service.openapi.clone();
+    openapi.merge(ops_doc());
+    let openapi = Arc::new(openapi);
+    let docs = get(move || {
+        let openapi = Arc::clone(&openapi);
+        async move { axum::Json(openapi.as_ref().clone()) }
+    });
+    app_with_docs(service, api, args, docs)
+}
+
+/// The operational routes' own OpenAPI document (`/healthz`, `/readyz`, …).
+pub fn ops_doc() -> utoipa::openapi::OpenApi {
+    OpsDoc::openapi()
+}
+
+/// [`app`] with another handler for `/openapi.json` (the gateway serves a merged one).
+pub fn app_with_docs(
+    service: Service,
+    api: Router,
+    args: &ServerArgs,
+    docs: axum::routing::MethodRouter,
+) -> Router {
     let name = service.name;
     let readiness = Arc::new(service.readiness);
-    let mut openapi = service.openapi;
-    openapi.merge(OpsDoc::openapi());
-    let openapi = Arc::new(openapi);
     let metrics = crate::metrics::handle();
 
     let ops = Router::new()
@@ -54,13 +73,7 @@ pub fn app(service: Service, api: Router, args: &ServerArgs) -> Router {
             }),
         )
         .route("/metrics", get(move || async move { metrics.render() }))
-        .route(
-            "/openapi.json",
-            get(move || {
-                let openapi = Arc::clone(&openapi);
-                async move { axum::Json(openapi.as_ref().clone()) }
-            }),
-        );
+        .route("/openapi.json", docs);
 
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     api.merge(ops).layer(

@@ -7,6 +7,7 @@
 
 pub mod breaker;
 pub mod config;
+pub mod docs;
 pub mod limits;
 mod proxy;
 pub mod routes;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub tenants: Arc<tenants::TenantCache>,
     pub tokens: Arc<tokens::TokenCache>,
     pub limits: Arc<limits::Limits>,
+    pub docs: docs::DocsCache,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
                 token,
             )),
             tokens: Arc::new(tokens::TokenCache::new(Arc::new(verifier))),
+            docs: docs::cache(),
             limits: Arc::new(limits::Limits::new(
                 config.rate_limit_user_per_min,
                 config.rate_limit_ip_per_min,
@@ -64,7 +67,7 @@ impl AppState {
 
 #[derive(OpenApi)]
 #[openapi(info(title = "gateway", description = "The Nexus API gateway."))]
-struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 fn first(urls: &str) -> String {
     urls.split(',')
@@ -95,10 +98,12 @@ pub fn router(state: AppState) -> Router {
             ),
         openapi: ApiDoc::openapi(),
     };
-    let app = common::server::app(
+    let docs = axum::routing::get(docs::merged).with_state(state.clone());
+    let app = common::server::app_with_docs(
         service,
         Router::new().fallback(proxy::proxy).with_state(state),
         &config.server,
+        docs,
     );
     match cors(&config.cors_allowed_origins) {
         Some(layer) => app.layer(layer),

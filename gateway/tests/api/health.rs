@@ -52,3 +52,34 @@ async fn stops_cleanly_on_sigterm() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn the_openapi_document_merges_the_public_api_of_the_services() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .server
+        .client
+        .get(app.server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["info"]["description"].as_str().unwrap().contains("merged"));
+    assert!(
+        doc["paths"]["/api/v1/projects"].is_object(),
+        "a service's path"
+    );
+    assert!(doc["paths"]["/readyz"].is_object(), "the gateway's own");
+    assert!(
+        doc["paths"]["/internal/secret"].is_null(),
+        "internal paths stay out"
+    );
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["responses"]["200"]["description"], "The process is alive",
+        "ops are the gateway's"
+    );
+    assert!(doc["components"]["schemas"]["Project"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

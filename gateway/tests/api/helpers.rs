@@ -81,6 +81,21 @@ impl Fleet {
                 get(move || async move { axum::Json(jwks.clone()) }),
             )
             .route("/internal/tenants/by-slug/{slug}", get(lookup))
+            .route(
+                "/openapi.json",
+                get(|| async {
+                    axum::Json(json!({
+                        "openapi": "3.1.0",
+                        "info": {"title": "fake", "version": "1"},
+                        "paths": {
+                            "/api/v1/projects": {"get": {"responses": {"200": {"description": "ok"}}}},
+                            "/internal/secret": {"get": {"responses": {"200": {"description": "no"}}}},
+                            "/healthz": {"get": {"responses": {"200": {"description": "theirs"}}}}
+                        },
+                        "components": {"schemas": {"Project": {"type": "object"}}}
+                    }))
+                }),
+            )
             .fallback(echo)
             .with_state(counters.clone());
         Self {
