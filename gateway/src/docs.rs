@@ -32,7 +32,8 @@ async fn build(state: &AppState) -> Arc<Value> {
     let mut own = crate::ApiDoc::openapi();
     own.merge(common::server::ops_doc());
     let mut doc = serde_json::to_value(own).unwrap_or_default();
-    doc["info"]["description"] = Value::from("The Nexus API: every public route, merged from the services' documents.");
+    doc["info"]["description"] =
+        Value::from("The Nexus API: every public route, merged from the services' documents.");
     let fetches = Upstream::ALL.map(|upstream| async move {
         let response = state
             .upstreams

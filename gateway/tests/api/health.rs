@@ -66,7 +66,12 @@ async fn the_openapi_document_merges_the_public_api_of_the_services() {
         .json()
         .await
         .unwrap();
-    assert!(doc["info"]["description"].as_str().unwrap().contains("merged"));
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("merged")
+    );
     assert!(
         doc["paths"]["/api/v1/projects"].is_object(),
         "a service's path"
