@@ -315,15 +315,7 @@ pub async fn assert_json_endpoints_reject_malformed_bodies(
     server: &TestServer,
     headers: &reqwest::header::HeaderMap,
 ) -> usize {
-    let spec: serde_json::Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .expect("openapi.json")
-        .json()
-        .await
-        .expect("openapi.json is JSON");
+    let spec = openapi(server).await;
     let mut probed = 0;
     for (path, item) in spec["paths"].as_object().into_iter().flatten() {
         for (method, op) in item.as_object().into_iter().flatten() {
@@ -408,15 +400,7 @@ pub async fn assert_ops_routes(server: &TestServer, service: &str, dependencies:
         "no request counter labelled {label} in:\n{text}"
     );
 
-    let spec: serde_json::Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .expect("openapi.json")
-        .json()
-        .await
-        .expect("openapi.json is JSON");
+    let spec = openapi(server).await;
     assert_eq!(spec["info"]["title"], service);
     assert!(
         spec["openapi"]
@@ -429,6 +413,31 @@ pub async fn assert_ops_routes(server: &TestServer, service: &str, dependencies:
             spec["paths"][path].is_object(),
             "{path} missing from the document"
         );
+    }
+}
+
+/// The service's `/openapi.json`.
+async fn openapi(server: &TestServer) -> serde_json::Value {
+    server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi.json")
+        .json()
+        .await
+        .expect("openapi.json is JSON")
+}
+
+/// Asserts each of `tables` exists in the database (the service applied its migrations).
+pub async fn assert_tables_exist(pool: &PgPool, tables: &[&str]) {
+    for table in tables {
+        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(pool)
+            .await
+            .expect("querying the catalogue");
+        assert_eq!(found.as_deref(), Some(*table), "table {table} is missing");
     }
 }
 

@@ -2,7 +2,7 @@
 
 use common::testkit::{
     TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
-    drop_databases_and_roles, unique,
+    assert_tables_exist, drop_databases_and_roles, unique,
 };
 
 use crate::helpers::{FakeUsers, spawn_app, spawn_app_with, test_args, unique_prefix};
@@ -21,14 +21,7 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn applies_its_migrations_at_start() {
     let app = spawn_app().await;
-    for table in ["outbox", "tenants", "clusters"] {
-        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
-            .bind(table)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-        assert_eq!(found.as_deref(), Some(table));
-    }
+    assert_tables_exist(&app.db.pool, &["outbox", "tenants", "clusters"]).await;
 }
 
 #[tokio::test]

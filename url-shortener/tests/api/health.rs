@@ -2,6 +2,7 @@
 
 use common::testkit::{
     TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
+    assert_tables_exist,
 };
 
 use crate::helpers::{spawn_app, spawn_app_with, test_args};
@@ -15,11 +16,7 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn applies_its_migrations_at_start() {
     let app = spawn_app().await;
-    let outbox: Option<String> = sqlx::query_scalar("select to_regclass('outbox')::text")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(outbox.as_deref(), Some("outbox"));
+    assert_tables_exist(&app.db.pool, &["outbox"]).await;
 }
 
 #[tokio::test]

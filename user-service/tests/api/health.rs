@@ -1,7 +1,8 @@
 //! The service boots, migrates its database, and reports its dependencies truthfully.
 
 use common::testkit::{
-    TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm, unique,
+    TestDb, assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm,
+    assert_tables_exist, unique,
 };
 
 use crate::helpers::{FakeResolver, keys_dir, spawn_app, spawn_app_with, test_args};
@@ -15,20 +16,17 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn applies_its_migrations_at_start() {
     let app = spawn_app().await;
-    for table in [
-        "outbox",
-        "users",
-        "memberships",
-        "refresh_tokens",
-        "invites",
-    ] {
-        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
-            .bind(table)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-        assert_eq!(found.as_deref(), Some(table));
-    }
+    assert_tables_exist(
+        &app.db.pool,
+        &[
+            "outbox",
+            "users",
+            "memberships",
+            "refresh_tokens",
+            "invites",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
