@@ -21,14 +21,23 @@ const MEMBER: &str = "select u.id, u.email, u.name, m.role, m.created_at as join
 
 /// The active role of `user` in `tenant`.
 pub async fn role(db: impl PgExecutor<'_>, tenant: Uuid, user: Uuid) -> sqlx::Result<Option<Role>> {
-    let role: Option<String> = sqlx::query_scalar(
-        "select role from memberships where tenant_id = $1 and user_id = $2 and status = 'active'",
+    Ok(active(db, tenant, user).await?.map(|(role, _)| role))
+}
+
+/// The active role of `user` in `tenant`, with the tenant's slug.
+pub async fn active(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    user: Uuid,
+) -> sqlx::Result<Option<(Role, String)>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "select role, tenant_slug from memberships where tenant_id = $1 and user_id = $2 and status = 'active'",
     )
     .bind(tenant)
     .bind(user)
     .fetch_optional(db)
     .await?;
-    Ok(role.and_then(|r| r.parse().ok()))
+    Ok(row.and_then(|(role, slug)| Some((role.parse().ok()?, slug))))
 }
 
 pub async fn find(

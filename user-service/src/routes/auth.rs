@@ -164,18 +164,12 @@ pub async fn refresh(
         tracing::warn!(user = %stored.user_id, family = %stored.family_id, "refresh token reuse; family revoked");
         return Err(invalid_refresh());
     }
-    let Some(role) = members::role(&mut *tx, stored.tenant_id, stored.user_id).await? else {
+    let Some((role, slug)) = members::active(&mut *tx, stored.tenant_id, stored.user_id).await?
+    else {
         tokens::revoke_family(&mut tx, stored.family_id).await?;
         tx.commit().await?;
         return Err(invalid_refresh());
     };
-    let slug: String = sqlx::query_scalar(
-        "select tenant_slug from memberships where tenant_id = $1 and user_id = $2",
-    )
-    .bind(stored.tenant_id)
-    .bind(stored.user_id)
-    .fetch_one(&mut *tx)
-    .await?;
     sqlx::query("update refresh_tokens set rotated_at = now() where token_hash = $1")
         .bind(&hash)
         .execute(&mut *tx)
