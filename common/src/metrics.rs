@@ -1,6 +1,6 @@
 //! Prometheus metrics: one recorder per process, HTTP request metrics per service.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -32,6 +32,13 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// A status code as a `'static` label value (no allocation per request).
+pub fn status_label(status: axum::http::StatusCode) -> &'static str {
+    static LABELS: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..1000).map(|c| c.to_string()).collect());
+    &LABELS[usize::from(status.as_u16()).min(999)]
+}
+
 /// Middleware that counts requests and times them, labelled by service, method, matched
 /// route (never the raw path, to keep label cardinality bounded) and status.
 pub async fn track_http(service: &'static str, req: Request, next: Next) -> Response {
@@ -43,7 +50,7 @@ pub async fn track_http(service: &'static str, req: Request, next: Next) -> Resp
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status()).to_owned();
     let labels = [
         ("service", service.to_owned()),
         ("method", method),

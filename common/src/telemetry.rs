@@ -68,14 +68,33 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Runs `work` with `id` as the task's request id (see [`current_request_id`]).
+pub async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// A new request id: a UUIDv7 (time-ordered, so ids sort like the logs).
+pub fn new_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).expect("a uuid is a header value")
+}
+
+/// The request's `X-Request-Id` if [`is_valid_request_id`], else a new one.
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> HeaderValue {
+    match headers.get(REQUEST_ID_HEADER) {
+        Some(value) if is_valid_request_id(value.as_bytes()) => value.clone(),
+        _ => new_request_id(),
+    }
+}
+
 /// Makes UUIDv7 request ids (time-ordered, so they sort like the logs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MakeRequestUuidV7;
 
 impl MakeRequestId for MakeRequestUuidV7 {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Uuid::now_v7().to_string();
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        Some(RequestId::new(new_request_id()))
     }
 }
 

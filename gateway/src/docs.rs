@@ -23,7 +23,7 @@ pub fn cache() -> DocsCache {
         .build()
 }
 
-pub async fn merged(State(state): State<AppState>) -> Json<Value> {
+pub async fn merged(State(state): State<Arc<AppState>>) -> Json<Value> {
     let doc = state.docs.get_with((), build(&state)).await;
     Json(doc.as_ref().clone())
 }
@@ -79,4 +79,86 @@ fn object(value: &mut Value) -> &mut Map<String, Value> {
         *value = Value::Object(Map::new());
     }
     value.as_object_mut().expect("just made an object")
+}
+
+/// The bundled Swagger UI (npm `swagger-ui-dist`, Apache-2.0, see `assets/swagger-ui/`):
+/// served by the gateway itself, no CDN.
+pub const SWAGGER_UI_VERSION: &str = "5.35.0";
+
+const VIEWER_HTML: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Nexus API</title>
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script src="/docs/init.js"></script>
+</body>
+</html>
+"#;
+
+const VIEWER_INIT: &str = r##"window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: "/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout"
+  });
+};
+"##;
+
+/// The viewer's page and assets. The page may run only the gateway's own scripts.
+pub fn viewer() -> axum::Router {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+    use axum::routing::get;
+
+    fn asset(content_type: &'static str, body: &'static [u8]) -> axum::routing::MethodRouter {
+        get(move || async move {
+            (
+                [
+                    (CONTENT_TYPE, content_type),
+                    (CACHE_CONTROL, "public, max-age=86400"),
+                ],
+                body,
+            )
+        })
+    }
+    axum::Router::new()
+        .route(
+            "/docs",
+            get(|| async {
+                (
+                    [
+                        (CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (
+                            CONTENT_SECURITY_POLICY,
+                            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                        ),
+                    ],
+                    VIEWER_HTML,
+                )
+            }),
+        )
+        .route(
+            "/docs/swagger-ui-bundle.js",
+            asset(
+                "text/javascript; charset=utf-8",
+                include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js"),
+            ),
+        )
+        .route(
+            "/docs/swagger-ui.css",
+            asset(
+                "text/css; charset=utf-8",
+                include_bytes!("../assets/swagger-ui/swagger-ui.css"),
+            ),
+        )
+        .route(
+            "/docs/init.js",
+            asset("text/javascript; charset=utf-8", VIEWER_INIT.as_bytes()),
+        )
 }

@@ -19,12 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use common::auth::JwtVerifier;
 use common::internal::InternalToken;
 use common::readiness::Readiness;
 use common::server::Service;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
 use utoipa::OpenApi;
 
 pub use config::Config;
@@ -98,17 +100,46 @@ pub fn router(state: AppState) -> Router {
             ),
         openapi: ApiDoc::openapi(),
     };
-    let docs = axum::routing::get(docs::merged).with_state(state.clone());
-    let app = common::server::app_with_docs(
-        service,
-        Router::new().fallback(proxy::proxy).with_state(state),
-        &config.server,
-        docs,
+    let state = Arc::new(state);
+    let docs = axum::routing::get(docs::merged).with_state(Arc::clone(&state));
+    // The gateway's own routes get the shared layer stack; everything else is proxied
+    // through a lean one of its own (see `proxy::proxy`).
+    let proxied = axum::routing::any(proxy::proxy).with_state(state).layer(
+        tower::ServiceBuilder::new()
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                |_: Box<dyn std::any::Any + Send>| {
+                    common::ApiError::Internal(anyhow::anyhow!("proxy panicked")).into_response()
+                },
+            ))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                config.server.body_limit_bytes,
+            )),
     );
+    let app = common::server::app_with_docs(service, docs::viewer(), &config.server, docs)
+        .fallback_service(proxied);
+    let app = app.layer(compression());
     match cors(&config.cors_allowed_origins) {
         Some(layer) => app.layer(layer),
         None => app,
     }
+}
+
+/// gzip or brotli, as the client accepts, for JSON and text answers worth compressing
+/// (binary downloads such as attachments pass as they are).
+fn compression() -> tower_http::compression::CompressionLayer<impl Predicate> {
+    use axum::http::{Extensions, HeaderMap, StatusCode, Version, header};
+    let json_or_text = |_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions| {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.starts_with("application/json")
+                    || ct.starts_with("application/problem+json")
+                    || ct.starts_with("text/")
+            })
+    };
+    tower_http::compression::CompressionLayer::new()
+        .compress_when(SizeAbove::new(256).and(json_or_text))
 }
 
 /// CORS for the configured origins (outermost, so preflights never reach an upstream).

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use common::ApiError;
 use common::internal::InternalToken;
 use moka::future::Cache;
@@ -41,15 +42,24 @@ pub fn classify(host: &str, base_domain: &str) -> Host {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// tenant-resolver's answer (the fields the gateway uses).
+#[derive(Debug, Deserialize)]
+struct Found {
+    id: Uuid,
+}
+
+/// An active tenant, with the headers the gateway sets for it made once.
+#[derive(Debug)]
 pub struct Tenant {
     pub id: Uuid,
     pub slug: String,
+    pub id_header: HeaderValue,
+    pub slug_header: HeaderValue,
 }
 
 #[derive(Debug, Clone)]
 enum Lookup {
-    Active(Tenant),
+    Active(Arc<Tenant>),
     Suspended,
     Unknown,
 }
@@ -74,18 +84,21 @@ impl TenantCache {
     }
 
     /// The active tenant of `slug`, or the problem to answer.
-    pub async fn resolve(&self, slug: &str) -> Result<Tenant, ApiError> {
-        let lookup = self
-            .cache
-            .try_get_with(slug.to_owned(), self.fetch(slug))
-            .await
-            .map_err(|err: Arc<ApiError>| match err.as_ref() {
-                ApiError::Unavailable { detail, .. } => ApiError::Unavailable {
-                    retry_after: 5,
-                    detail: detail.clone(),
-                },
-                _ => ApiError::Internal(anyhow::anyhow!("tenant lookup failed")),
-            })?;
+    pub async fn resolve(&self, slug: &str) -> Result<Arc<Tenant>, ApiError> {
+        let lookup = match self.cache.get(slug).await {
+            Some(hit) => hit,
+            None => self
+                .cache
+                .try_get_with(slug.to_owned(), self.fetch(slug))
+                .await
+                .map_err(|err: Arc<ApiError>| match err.as_ref() {
+                    ApiError::Unavailable { detail, .. } => ApiError::Unavailable {
+                        retry_after: 5,
+                        detail: detail.clone(),
+                    },
+                    _ => ApiError::Internal(anyhow::anyhow!("tenant lookup failed")),
+                })?,
+        };
         match lookup {
             Lookup::Active(tenant) => Ok(tenant),
             Lookup::Suspended => Err(ApiError::Custom {
@@ -123,9 +136,15 @@ impl TenantCache {
             .await
             .map_err(|_| unavailable())?;
         match response.status().as_u16() {
-            200 => Ok(Lookup::Active(
-                response.json().await.map_err(|_| unavailable())?,
-            )),
+            200 => {
+                let found: Found = response.json().await.map_err(|_| unavailable())?;
+                Ok(Lookup::Active(Arc::new(Tenant {
+                    id: found.id,
+                    slug: slug.to_owned(),
+                    id_header: HeaderValue::from_str(&found.id.to_string()).expect("a uuid"),
+                    slug_header: HeaderValue::from_str(slug).expect("checked by shape"),
+                })))
+            }
             404 => Ok(Lookup::Unknown),
             423 => Ok(Lookup::Suspended),
             _ => Err(unavailable()),

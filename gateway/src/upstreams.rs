@@ -1,16 +1,30 @@
-//! The services behind the gateway: one pooled keep-alive client, several instances per
-//! upstream picked round-robin, each instance behind its own circuit breaker.
+//! The services behind the gateway: several instances per upstream picked round-robin,
+//! each behind its own circuit breaker. Proxied requests go over a pooled keep-alive
+//! hyper client (HTTP/1.1, or HTTP/2 prior knowledge for `h2c://` instances) with bodies
+//! streamed both ways; the gateway's own small calls (tenant lookups, keys, documents)
+//! use a reqwest client.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::routes::Upstream;
 
 pub struct Instance {
+    /// `http://host:port`, for the gateway's own calls.
     pub base: String,
+    authority: Authority,
+    h2c: bool,
     pub breaker: Breaker,
 }
 
@@ -19,8 +33,12 @@ struct Pool {
     next: AtomicUsize,
 }
 
+type ProxyClient = Client<HttpConnector, Body>;
+
 pub struct Upstreams {
     pub client: reqwest::Client,
+    http1: ProxyClient,
+    h2c: ProxyClient,
     pools: HashMap<Upstream, Pool>,
     pub timeout: Duration,
 }
@@ -32,6 +50,37 @@ pub enum Unreachable {
     Open(u64),
     Timeout,
     Failed(String),
+}
+
+fn proxy_client(h2c: bool) -> ProxyClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(h2c)
+        .build(connector)
+}
+
+/// One instance from a configured URL: `http://host:port` or `h2c://host:port`.
+fn instance(url: &str, breaker: Breaker) -> anyhow::Result<Instance> {
+    let (h2c, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("h2c", rest)) => (true, rest),
+        _ => anyhow::bail!("upstream URL {url:?} must start with http:// or h2c://"),
+    };
+    let authority: Authority = rest
+        .parse()
+        .map_err(|_| anyhow::anyhow!("upstream URL {url:?} must be scheme://host:port"))?;
+    Ok(Instance {
+        base: format!("http://{authority}"),
+        authority,
+        h2c,
+        breaker,
+    })
 }
 
 impl Upstreams {
@@ -53,15 +102,12 @@ impl Upstreams {
                 Upstream::UrlShortener => &config.url_shortener_url,
                 Upstream::Analytics => &config.analytics_service_url,
             };
-            let instances: Vec<Instance> = urls
+            let instances = urls
                 .split(',')
                 .map(|u| u.trim().trim_end_matches('/'))
                 .filter(|u| !u.is_empty())
-                .map(|base| Instance {
-                    base: base.to_owned(),
-                    breaker: Breaker::new(config.breaker_failures, cooldown),
-                })
-                .collect();
+                .map(|url| instance(url, Breaker::new(config.breaker_failures, cooldown)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             anyhow::ensure!(!instances.is_empty(), "no URL for {}", upstream.name());
             pools.insert(
                 upstream,
@@ -73,6 +119,8 @@ impl Upstreams {
         }
         Ok(Self {
             client,
+            http1: proxy_client(false),
+            h2c: proxy_client(true),
             pools,
             timeout: Duration::from_secs(config.upstream_timeout_secs),
         })
@@ -106,41 +154,97 @@ impl Upstreams {
         let result = build(&self.client, &instance.base)
             .timeout(self.timeout)
             .send()
-            .await;
-        self.settle(upstream, instance, started, result)
+            .await
+            .map_err(|err| {
+                if err.is_timeout() {
+                    Unreachable::Timeout
+                } else {
+                    Unreachable::Failed(err.to_string())
+                }
+            });
+        self.settle(
+            upstream,
+            instance,
+            started,
+            result.as_ref().map(reqwest::Response::status),
+        );
+        result
     }
 
-    /// Records an attempt's outcome in the breaker and the metrics.
-    pub fn settle(
+    /// Streams `request` (its URI holding only the path and query) to `instance`; the
+    /// answer's head must come within the timeout.
+    pub async fn forward(
+        &self,
+        upstream: Upstream,
+        instance: &Instance,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, Unreachable> {
+        let (mut parts, body) = request.into_parts();
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(instance.authority.clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri).map_err(|e| Unreachable::Failed(e.to_string()))?;
+        let client = if instance.h2c {
+            parts.version = axum::http::Version::HTTP_2;
+            &self.h2c
+        } else {
+            parts.version = axum::http::Version::HTTP_11;
+            &self.http1
+        };
+        let started = Instant::now();
+        let result = match tokio::time::timeout(
+            self.timeout,
+            client.request(Request::from_parts(parts, body)),
+        )
+        .await
+        {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(Unreachable::Failed(error_chain(&err))),
+            Err(_) => Err(Unreachable::Timeout),
+        };
+        self.settle(
+            upstream,
+            instance,
+            started,
+            result.as_ref().map(Response::status),
+        );
+        result
+    }
+
+    /// Records an attempt's outcome in the breaker and the metrics (5xx, errors and
+    /// timeouts count as failures).
+    fn settle(
         &self,
         upstream: Upstream,
         instance: &Instance,
         started: Instant,
-        result: reqwest::Result<reqwest::Response>,
-    ) -> Result<reqwest::Response, Unreachable> {
-        let outcome = match &result {
-            Ok(r) => r.status().as_u16().to_string(),
-            Err(e) if e.is_timeout() => "timeout".to_owned(),
-            Err(_) => "error".to_owned(),
+        outcome: Result<StatusCode, &Unreachable>,
+    ) {
+        let label = match outcome {
+            Ok(status) => common::metrics::status_label(status),
+            Err(Unreachable::Timeout) => "timeout",
+            Err(_) => "error",
         };
-        metrics::counter!("gateway_upstream_requests_total", "upstream" => upstream.name(), "outcome" => outcome).increment(1);
+        metrics::counter!("gateway_upstream_requests_total", "upstream" => upstream.name(), "outcome" => label).increment(1);
         metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.name())
             .record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(response) => {
-                instance
-                    .breaker
-                    .record(!response.status().is_server_error());
-                Ok(response)
-            }
-            Err(err) => {
-                instance.breaker.record(false);
-                if err.is_timeout() {
-                    Err(Unreachable::Timeout)
-                } else {
-                    Err(Unreachable::Failed(err.to_string()))
-                }
-            }
-        }
+        instance
+            .breaker
+            .record(outcome.is_ok_and(|status| !status.is_server_error()));
     }
+}
+
+/// An error and its causes on one line (hyper's own message is often just "client error").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

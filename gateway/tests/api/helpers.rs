@@ -56,6 +56,14 @@ async fn echo(State(c): State<Counters>, req: Request) -> impl IntoResponse {
     if path.ends_with("/fail") {
         return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
     }
+    if path.ends_with("/binary") {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            vec![7u8; 4096],
+        )
+            .into_response();
+    }
+    let version = format!("{:?}", req.version());
     let headers: serde_json::Map<String, Value> = req
         .headers()
         .iter()
@@ -66,7 +74,7 @@ async fn echo(State(c): State<Counters>, req: Request) -> impl IntoResponse {
     let body = axum::body::to_bytes(req.into_body(), usize::MAX)
         .await
         .unwrap_or_default();
-    axum::Json(json!({"method": method, "path": path, "query": query, "headers": headers, "body_len": body.len()})).into_response()
+    axum::Json(json!({"method": method, "version": version, "path": path, "query": query, "headers": headers, "body_len": body.len()})).into_response()
 }
 
 impl Fleet {

@@ -1,5 +1,6 @@
 //! gateway tests, in front of a small real HTTP server playing the services.
 
+mod edge;
 mod health;
 mod helpers;
 mod proxy;
