@@ -72,6 +72,9 @@ pub struct Config {
     /// Browser origins allowed to call the API (CORS), comma-separated; empty allows none.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
     pub cors_allowed_origins: String,
+    /// Worker threads, each with its own single-threaded runtime (0: one per available core).
+    #[arg(long, env = "WORKERS", default_value_t = 0)]
+    pub workers: usize,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]

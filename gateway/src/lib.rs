@@ -183,19 +183,62 @@ fn cors(origins: &str) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Runs until SIGTERM or Ctrl-C.
-pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
-    run_until(config, listener, common::shutdown::on_signal()).await
+/// Runs until SIGTERM or Ctrl-C on `workers` threads (0: one per available core), each
+/// with its own single-threaded runtime accepting from the shared listening socket, as
+/// nginx's worker processes do: a connection stays on one thread, and no work moves
+/// between threads. Caches, rate limits and breakers are shared by all workers.
+pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> anyhow::Result<()> {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    listener.set_nonblocking(true)?;
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let grace = config.server.shutdown_grace();
+    let shutdown = CancellationToken::new();
+    let (app, state) = runtime()?.block_on(async {
+        let state = AppState::new(config)?;
+        anyhow::Ok((router(state.clone()), state))
+    })?;
+    let others = (1..workers)
+        .map(|i| {
+            let (listener, app, shutdown) = (listener.try_clone()?, app.clone(), shutdown.clone());
+            let runtime = runtime()?;
+            std::thread::Builder::new()
+                .name(format!("gateway-worker-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        common::server::serve(listener, app, shutdown, grace).await
+                    })
+                })
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let main = runtime()?.block_on(async move {
+        let signal = common::shutdown::on_signal();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            stop.cancel();
+        });
+        background(&state, &shutdown);
+        common::server::serve(TcpListener::from_std(listener)?, app, shutdown, grace).await
+    });
+    for worker in others {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a gateway worker panicked"))??;
+    }
+    main
 }
 
-/// Serves until `shutdown` is cancelled.
-pub async fn run_until(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let grace = config.server.shutdown_grace();
-    let state = AppState::new(config)?;
+/// Periodic upkeep: forget rate-limit keys that are back to full capacity.
+fn background(state: &AppState, shutdown: &CancellationToken) {
     let limits = Arc::clone(&state.limits);
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -206,5 +249,16 @@ pub async fn run_until(
             }
         }
     });
+}
+
+/// Serves on the caller's runtime until `shutdown` is cancelled (tests, embedding).
+pub async fn run_until(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = config.server.shutdown_grace();
+    let state = AppState::new(config)?;
+    background(&state, &shutdown);
     common::server::serve(listener, router(state), shutdown, grace).await
 }

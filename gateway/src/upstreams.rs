@@ -37,8 +37,6 @@ type ProxyClient = Client<HttpConnector, Body>;
 
 pub struct Upstreams {
     pub client: reqwest::Client,
-    http1: ProxyClient,
-    h2c: ProxyClient,
     pools: HashMap<Upstream, Pool>,
     pub timeout: Duration,
 }
@@ -50,6 +48,13 @@ pub enum Unreachable {
     Open(u64),
     Timeout,
     Failed(String),
+}
+
+thread_local! {
+    /// Each thread keeps its own upstream connections (HTTP/1.1, h2c), as each nginx
+    /// worker does: a pooled connection is driven by the thread that uses it, so no
+    /// request waits on another thread's wake-up.
+    static CLIENTS: (ProxyClient, ProxyClient) = (proxy_client(false), proxy_client(true));
 }
 
 fn proxy_client(h2c: bool) -> ProxyClient {
@@ -119,8 +124,6 @@ impl Upstreams {
         }
         Ok(Self {
             client,
-            http1: proxy_client(false),
-            h2c: proxy_client(true),
             pools,
             timeout: Duration::from_secs(config.upstream_timeout_secs),
         })
@@ -187,20 +190,21 @@ impl Upstreams {
             uri.path_and_query = Some(PathAndQuery::from_static("/"));
         }
         parts.uri = Uri::from_parts(uri).map_err(|e| Unreachable::Failed(e.to_string()))?;
-        let client = if instance.h2c {
-            parts.version = axum::http::Version::HTTP_2;
-            &self.h2c
+        parts.version = if instance.h2c {
+            axum::http::Version::HTTP_2
         } else {
-            parts.version = axum::http::Version::HTTP_11;
-            &self.http1
+            axum::http::Version::HTTP_11
         };
+        let request = Request::from_parts(parts, body);
+        let sent = CLIENTS.with(|(http1, h2c)| {
+            if instance.h2c {
+                h2c.request(request)
+            } else {
+                http1.request(request)
+            }
+        });
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            self.timeout,
-            client.request(Request::from_parts(parts, body)),
-        )
-        .await
-        {
+        let result = match tokio::time::timeout(self.timeout, sent).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => Err(Unreachable::Failed(error_chain(&err))),
             Err(_) => Err(Unreachable::Timeout),

@@ -219,7 +219,11 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
         ),
     )?);
     let base = format!("http://127.0.0.1:{up}");
-    let gateway_bin = crate::workspace_root().join("target/release/gateway");
+    // NEXUS_BENCH_GATEWAY_BIN runs another build (one with frame pointers, to profile).
+    let gateway_bin = std::env::var_os("NEXUS_BENCH_GATEWAY_BIN").map_or_else(
+        || crate::workspace_root().join("target/release/gateway"),
+        std::path::PathBuf::from,
+    );
     processes.0.push(
         on_core("1", gateway_bin.to_str().context("path")?)
             .env("BIND_ADDR", format!("127.0.0.1:{gw}"))
