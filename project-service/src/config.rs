@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::{AmqpArgs, ServerArgs};
+use common::config::{AmqpArgs, AuthArgs, InternalArgs, ServerArgs};
 
 /// project-service: projects, boards, tasks, comments and time, each tenant in its own database.
 #[derive(Debug, Clone, Parser)]
@@ -19,8 +19,22 @@ pub struct Config {
         default_value = "http://127.0.0.1:8081"
     )]
     pub tenant_resolver_url: String,
+    /// Most database connections open at once across every tenant's pool; the least
+    /// recently used idle pools are closed to stay under it.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 64)]
+    pub db_max_connections: u32,
+    /// Most connections of one tenant's pool.
+    #[arg(long, env = "DB_POOL_PER_TENANT", default_value_t = 4)]
+    pub db_pool_per_tenant: u32,
+    /// Seconds a request waits for a database connection before a 503.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub db_acquire_timeout_secs: u64,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]
     pub amqp: AmqpArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
 }

@@ -5,12 +5,18 @@
 //! start it in-process or as a process alike.
 
 pub mod config;
+pub mod pools;
+pub mod relay;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRef;
+use common::auth::JwtVerifier;
 use common::events::Broker;
+use common::internal::InternalToken;
 use common::readiness::Readiness;
 use common::server::Service;
 use tokio::net::TcpListener;
@@ -21,15 +27,68 @@ pub use config::Config;
 
 pub const NAME: &str = "project-service";
 
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub http: reqwest::Client,
     pub broker: Broker,
+    pub verifier: Arc<JwtVerifier>,
+    pub pools: Arc<pools::TenantPools>,
+    pub outboxes: Arc<relay::Outboxes>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        config.internal.warn_if_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        let broker = Broker::new(
+            config.amqp.amqp_url.clone(),
+            &config.amqp.events_exchange,
+            NAME,
+        );
+        let outboxes = Arc::new(relay::Outboxes::default());
+        let pools = Arc::new(pools::TenantPools::new(
+            http.clone(),
+            &config.tenant_resolver_url,
+            InternalToken::new(config.internal.internal_token.clone()),
+            &pools::Limits {
+                cap: config.db_max_connections,
+                per_tenant: config.db_pool_per_tenant,
+                acquire_timeout: Duration::from_secs(config.db_acquire_timeout_secs),
+            },
+            Arc::clone(&outboxes),
+        ));
+        Ok(Self {
+            verifier: Arc::new(JwtVerifier::remote(
+                http.clone(),
+                config.auth.jwks_url.clone(),
+            )),
+            config: Arc::new(config),
+            http,
+            broker,
+            pools,
+            outboxes,
+        })
+    }
 }
 
 #[derive(OpenApi)]
-#[openapi(info(title = "project-service", description = "Projects, boards and tasks."))]
+#[openapi(
+    info(title = "project-service", description = "Projects, boards and tasks."),
+    paths(
+        routes::projects::create,
+        routes::projects::list,
+        routes::projects::get_one,
+        routes::projects::update,
+        routes::projects::board,
+        routes::tasks::create,
+        routes::tasks::get_one,
+        routes::tasks::update,
+        routes::tasks::move_task,
+    )
+)]
 struct ApiDoc;
 
 /// Ready when tenant-resolver (where tenant databases are found) and the broker answer.
@@ -49,7 +108,7 @@ pub fn router(state: AppState) -> Router {
             .rabbitmq(state.broker.clone()),
         openapi: ApiDoc::openapi(),
     };
-    common::server::app(service, Router::new().with_state(state), &config.server)
+    common::server::app(service, routes::router().with_state(state), &config.server)
 }
 
 /// Runs until SIGTERM or Ctrl-C.
@@ -57,25 +116,22 @@ pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     run_until(config, listener, common::shutdown::on_signal()).await
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves until `shutdown` is cancelled, publishing the tenants' outboxes meanwhile.
 pub async fn run_until(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = config.server.shutdown_grace();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()?;
-    let broker = Broker::new(
-        config.amqp.amqp_url.clone(),
-        &config.amqp.events_exchange,
-        NAME,
-    );
-    let state = AppState {
-        config: Arc::new(config),
-        http,
-        broker,
-    };
-    common::server::serve(listener, router(state), shutdown, grace).await
+    let state = AppState::new(config)?;
+    let relay = tokio::spawn(Arc::clone(&state.outboxes).run(
+        Arc::clone(&state.pools),
+        state.broker.clone(),
+        shutdown.clone(),
+    ));
+    let pools = Arc::clone(&state.pools);
+    let served = common::server::serve(listener, router(state), shutdown, grace).await;
+    relay.await.ok();
+    pools.close().await;
+    served
 }

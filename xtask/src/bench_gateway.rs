@@ -34,6 +34,11 @@ pub struct GatewayReport {
     pub gateway_vs_nginx_rps: f64,
     pub gateway_vs_direct_rps: f64,
     pub gateway_vs_nginx_p99: f64,
+    /// Open-loop runs at one fixed rate (half the slower closed-loop throughput).
+    pub fixed_rate: u64,
+    pub gateway_fixed: Run,
+    pub nginx_fixed: Run,
+    pub gateway_vs_nginx_p99_fixed: f64,
 }
 
 /// Installs a Debian package when its command is missing.
@@ -154,6 +159,65 @@ fn wrk(port: u16, token: &str, seconds: u64, connections: u32) -> anyhow::Result
     })
 }
 
+/// An open-loop run at `rate` requests/s with `oha` (latency measured from when each
+/// request was due, so a stall counts against every request it delays).
+fn oha(port: u16, token: &str, seconds: u64, rate: u64) -> anyhow::Result<Run> {
+    let output = on_core("0", "oha")
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--latency-correction",
+        ])
+        .args([
+            "-c",
+            "32",
+            "-z",
+            &format!("{seconds}s"),
+            "-q",
+            &rate.to_string(),
+        ])
+        .args(["-H", "Host: acme.localhost"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://127.0.0.1:{port}/api/v1/projects"))
+        .output()
+        .context("running oha")?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("oha printed no JSON report")?;
+    let codes = &report["statusCodeDistribution"];
+    if codes
+        .as_object()
+        .is_none_or(|c| c.keys().any(|k| k != "200"))
+    {
+        bail!("oha saw errors on port {port}: {codes}");
+    }
+    let seconds_to_ms = |key: &str| {
+        report["latencyPercentiles"][key]
+            .as_f64()
+            .map(|s| s * 1000.0)
+            .with_context(|| format!("oha report has no {key}"))
+    };
+    Ok(Run {
+        rps: report["summary"]["requestsPerSec"]
+            .as_f64()
+            .context("oha report has no requestsPerSec")?,
+        p50_ms: seconds_to_ms("p50")?,
+        p99_ms: seconds_to_ms("p99")?,
+    })
+}
+
+/// `oha` is a crates.io binary: installed with cargo when missing.
+fn ensure_oha() -> anyhow::Result<()> {
+    if Command::new("oha").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    println!("• installing oha (cargo install; a few minutes, once)");
+    deps::run(
+        Command::new("cargo").args(["install", "--locked", "--quiet", "oha"]),
+        "installing oha",
+    )
+}
+
 fn median_run(runs: &[Run]) -> Run {
     let median = |f: fn(&Run) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
@@ -182,6 +246,7 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
     ensure_command("nginx", "nginx")?;
     ensure_command("wrk", "wrk")?;
     ensure_command("taskset", "util-linux")?;
+    ensure_oha()?;
     deps::run(
         crate::cargo().args(["build", "--release", "--quiet", "-p", "gateway"]),
         "building the gateway (release)",
@@ -260,13 +325,22 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
         gateway.push(wrk(gw, &token, seconds, connections)?);
         nginx_runs.push(wrk(proxy, &token, seconds, connections)?);
     }
-    drop(processes);
-    std::fs::remove_dir_all(&dir).ok();
     let (direct, gateway, nginx) = (
         median_run(&direct),
         median_run(&gateway),
         median_run(&nginx_runs),
     );
+    // The same fixed rate for both, one both can carry: half the slower one's throughput.
+    let fixed_rate = ((gateway.rps.min(nginx.rps) / 2.0 / 1000.0).floor() as u64).max(1) * 1000;
+    let (mut gateway_fixed, mut nginx_fixed) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        println!("• round {round}/{rounds} at a fixed {fixed_rate} req/s: gateway, nginx");
+        gateway_fixed.push(oha(gw, &token, seconds, fixed_rate)?);
+        nginx_fixed.push(oha(proxy, &token, seconds, fixed_rate)?);
+    }
+    drop(processes);
+    std::fs::remove_dir_all(&dir).ok();
+    let (gateway_fixed, nginx_fixed) = (median_run(&gateway_fixed), median_run(&nginx_fixed));
     Ok(GatewayReport {
         rounds,
         seconds_per_run: seconds,
@@ -277,6 +351,10 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
         gateway_vs_nginx_rps: gateway.rps / nginx.rps,
         gateway_vs_direct_rps: gateway.rps / direct.rps,
         gateway_vs_nginx_p99: gateway.p99_ms / nginx.p99_ms,
+        fixed_rate,
+        gateway_fixed,
+        nginx_fixed,
+        gateway_vs_nginx_p99_fixed: gateway_fixed.p99_ms / nginx_fixed.p99_ms,
     })
 }
 
@@ -294,10 +372,23 @@ pub fn print_gateway(r: &GatewayReport) {
             run.rps, run.p50_ms, run.p99_ms
         );
     }
+    for (name, run) in [
+        ("gateway at a fixed rate", r.gateway_fixed),
+        ("nginx proxy_pass at a fixed rate", r.nginx_fixed),
+    ] {
+        println!(
+            "| {name} ({} req/s) | {:.0} | {:.2} ms | {:.2} ms |",
+            r.fixed_rate, run.rps, run.p50_ms, run.p99_ms
+        );
+    }
     println!();
     println!(
-        "gateway/nginx req/s {:.2}× (goal ≥ 1.0) · gateway/direct {:.2}× · p99 gateway/nginx {:.2}× (goal ≤ 1.2, closed loop)",
-        r.gateway_vs_nginx_rps, r.gateway_vs_direct_rps, r.gateway_vs_nginx_p99
+        "gateway/nginx req/s {:.2}× (goal ≥ 1.0) · gateway/direct {:.2}× · p99 gateway/nginx at {} req/s {:.2}× (goal ≤ 1.2; closed loop {:.2}×)",
+        r.gateway_vs_nginx_rps,
+        r.gateway_vs_direct_rps,
+        r.fixed_rate,
+        r.gateway_vs_nginx_p99_fixed,
+        r.gateway_vs_nginx_p99
     );
 }
 

@@ -20,7 +20,7 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn is_not_ready_while_tenant_resolver_is_down() {
     let app = spawn_app().await;
-    app.resolver.stop();
+    app.resolver.server.stop();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_not_ready_because(&app.server, "tenant-resolver").await;
 }

@@ -1,26 +1,93 @@
-//! Starts project-service in-process on port 0 with a fake tenant-resolver and a unique
-//! exchange on the test broker.
+//! Starts project-service in-process on port 0 with a fake tenant-resolver (a small real
+//! HTTP server) that locates tenant databases — real PostgreSQL databases migrated with
+//! `migrations/tenant` — and serves the JWKS; and a unique exchange on the test broker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use common::testkit::{TestServer, amqp_url, parse_config, unique};
+use common::auth::{Claims, Role, SigningKey};
+use common::testkit::{TestDb, TestServer, amqp_url, parse_config, postgres_url, unique};
 use project_service::{Config, NAME};
+use serde_json::{Value, json};
+use sqlx::migrate::Migrator;
+use uuid::Uuid;
 
-pub struct TestApp {
+pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tenant");
+
+#[derive(Clone, Default)]
+struct Registry {
+    databases: Arc<Mutex<HashMap<Uuid, String>>>,
+    jwks: Arc<Mutex<Value>>,
+}
+
+pub struct Resolver {
     pub server: TestServer,
-    pub resolver: TestServer,
+    registry: Registry,
+    pub key: SigningKey,
 }
 
-pub async fn fake_resolver() -> TestServer {
-    TestServer::router(Router::new().route("/healthz", get(|| async { "ok" }))).await
+async fn database(State(r): State<Registry>, Path(id): Path<Uuid>) -> impl IntoResponse {
+    let url = url::Url::parse(&postgres_url()).expect("postgres url");
+    match r.databases.lock().unwrap().get(&id) {
+        Some(name) => axum::Json(json!({
+            "tenant_id": id, "host": url.host_str().unwrap_or("127.0.0.1"),
+            "port": url.port().unwrap_or(5432), "database": name,
+            "username": if url.username().is_empty() { "postgres" } else { url.username() },
+            "password": url.password().unwrap_or(""), "schema_version": 2,
+        }))
+        .into_response(),
+        None => (StatusCode::NOT_FOUND, "no").into_response(),
+    }
 }
 
-pub fn test_args(resolver: &TestServer) -> Vec<(&'static str, String)> {
+pub async fn fake_resolver() -> Resolver {
+    let registry = Registry::default();
+    let key = SigningKey::generate("ps-test").unwrap();
+    *registry.jwks.lock().unwrap() =
+        serde_json::to_value(SigningKey::jwks([&key]).unwrap()).unwrap();
+    let router =
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/internal/tenants/{id}/database", get(database))
+            .route(
+                "/.well-known/jwks.json",
+                get(|State(r): State<Registry>| async move {
+                    axum::Json(r.jwks.lock().unwrap().clone())
+                }),
+            )
+            .with_state(registry.clone());
+    Resolver {
+        server: TestServer::router(router).await,
+        registry,
+        key,
+    }
+}
+
+pub fn test_args(resolver: &Resolver) -> Vec<(&'static str, String)> {
     vec![
-        ("TENANT_RESOLVER_URL", resolver.base_url.clone()),
+        ("TENANT_RESOLVER_URL", resolver.server.base_url.clone()),
+        ("JWKS_URL", resolver.server.url("/.well-known/jwks.json")),
         ("AMQP_URL", amqp_url()),
         ("EVENTS_EXCHANGE", unique("test.events")),
     ]
+}
+
+pub struct TestApp {
+    pub server: TestServer,
+    pub resolver: Resolver,
+    pub exchange: String,
+}
+
+/// A tenant with its own migrated database, and a member to act as.
+pub struct Tenant {
+    pub id: Uuid,
+    pub db: TestDb,
+    pub token: String,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -29,10 +96,110 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(overrides: &[(&'static str, &str)]) -> TestApp {
     let resolver = fake_resolver().await;
-    let config: Config = parse_config(NAME, &test_args(&resolver), overrides);
+    let args = test_args(&resolver);
+    let exchange = overrides
+        .iter()
+        .find(|(k, _)| *k == "EVENTS_EXCHANGE")
+        .map_or_else(
+            || {
+                args.iter()
+                    .find(|(k, _)| *k == "EVENTS_EXCHANGE")
+                    .unwrap()
+                    .1
+                    .clone()
+            },
+            |(_, v)| (*v).to_owned(),
+        );
+    let config: Config = parse_config(NAME, &args, overrides);
     let server = TestServer::start(|listener, shutdown| {
         project_service::run_until(config, listener, shutdown)
     })
     .await;
-    TestApp { server, resolver }
+    TestApp {
+        server,
+        resolver,
+        exchange,
+    }
+}
+
+impl TestApp {
+    /// A new tenant (database created and migrated) with an owner's token.
+    pub async fn tenant(&self) -> Tenant {
+        self.tenant_as(Role::Owner).await
+    }
+
+    pub async fn tenant_as(&self, role: Role) -> Tenant {
+        let id = Uuid::now_v7();
+        let db = TestDb::migrated(&TENANT_MIGRATOR).await;
+        self.resolver
+            .registry
+            .databases
+            .lock()
+            .unwrap()
+            .insert(id, db.name.clone());
+        let token = self.token(id, role);
+        Tenant { id, db, token }
+    }
+
+    pub fn token(&self, tenant: Uuid, role: Role) -> String {
+        self.resolver
+            .key
+            .sign(&Claims::new(Uuid::now_v7(), tenant, "t", role))
+            .unwrap()
+    }
+
+    /// A request as `tenant`'s member, through the gateway's headers.
+    pub fn call(
+        &self,
+        tenant: &Tenant,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.server
+            .client
+            .request(method, self.server.url(path))
+            .bearer_auth(&tenant.token)
+            .header("x-tenant-id", tenant.id.to_string())
+            .header("x-tenant-slug", "t")
+    }
+
+    pub async fn project(&self, tenant: &Tenant, key: &str) -> Value {
+        let resp = self
+            .call(tenant, reqwest::Method::POST, "/api/v1/projects")
+            .json(&json!({"key": key, "name": format!("Project {key}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn task(&self, tenant: &Tenant, project: &Value, title: &str) -> Value {
+        let resp = self
+            .call(
+                tenant,
+                reqwest::Method::POST,
+                &format!("/api/v1/projects/{}/tasks", project["id"].as_str().unwrap()),
+            )
+            .json(&json!({"title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn board(&self, tenant: &Tenant, project: &Value) -> Value {
+        self.call(
+            tenant,
+            reqwest::Method::GET,
+            &format!("/api/v1/projects/{}/board", project["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
 }

@@ -1,0 +1,333 @@
+//! Projects: create (with a default board), list, read, update, and the board view.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use common::ApiError;
+use common::auth::{AuthUser, Perm};
+use common::error::FieldError;
+use common::error::Problem;
+use common::events::keys;
+use common::extract::{FieldErrors, Json, ValidJson, Validate};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::tasks::{self, Task};
+use super::{activity, emit, if_match, tenant_db};
+use crate::AppState;
+
+/// The columns every new project's board starts with: (name, WIP limit, done).
+const DEFAULT_COLUMNS: [(&str, Option<i32>, bool); 3] = [
+    ("To do", None, false),
+    ("In progress", Some(5), false),
+    ("Done", None, true),
+];
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Project {
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub archived: bool,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+const PROJECT: &str = "select id, key, name, description, archived, created_by, created_at, \
+                       updated_at, version from projects";
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    /// 2–10 characters, A–Z and 0–9, starting with a letter (task keys read `KEY-42`).
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn check_name(errors: &mut FieldErrors, name: &str) {
+    errors.check(
+        (1..=200).contains(&name.trim().chars().count()),
+        "name",
+        "must be 1 to 200 characters",
+    );
+}
+
+impl Validate for NewProject {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        let key = self.key.as_bytes();
+        errors.check(
+            (2..=10).contains(&key.len())
+                && key[0].is_ascii_uppercase()
+                && key
+                    .iter()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+            "key",
+            "must be 2 to 10 characters of A-Z and 0-9, starting with a letter",
+        );
+        check_name(&mut errors, &self.name);
+        errors.check(
+            self.description.chars().count() <= 10_000,
+            "description",
+            "must be at most 10000 characters",
+        );
+        errors.finish()
+    }
+}
+
+/// Creates a project with a default board (To do, In progress with a WIP limit of 5,
+/// Done) and makes the creator its lead.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,
+    responses((status = 201, body = Project), (status = 400, body = Problem),
+              (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ValidJson(req): ValidJson<NewProject>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
+    user.require(Perm::ProjectsCreate)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    let taken: bool = sqlx::query_scalar("select exists(select 1 from projects where key = $1)")
+        .bind(&req.key)
+        .fetch_one(&mut *tx)
+        .await?;
+    if taken {
+        return Err(ApiError::Conflict(format!(
+            "A project with the key {} exists already.",
+            req.key
+        )));
+    }
+    let project: Project = sqlx::query_as(
+        "insert into projects (id, key, name, description, created_by) values ($1, $2, $3, $4, $5)
+         returning id, key, name, description, archived, created_by, created_at, updated_at, version",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&req.key)
+    .bind(req.name.trim())
+    .bind(&req.description)
+    .bind(user.user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    for (position, (name, wip_limit, done)) in DEFAULT_COLUMNS.iter().enumerate() {
+        sqlx::query(
+            "insert into board_columns (id, project_id, name, position, wip_limit, done)
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(project.id)
+        .bind(name)
+        .bind(i32::try_from(position).expect("three columns"))
+        .bind(wip_limit)
+        .bind(done)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("insert into project_members (project_id, user_id, role) values ($1, $2, 'lead')")
+        .bind(project.id)
+        .bind(user.user_id)
+        .execute(&mut *tx)
+        .await?;
+    activity(
+        &mut tx,
+        &user,
+        project.id,
+        None,
+        "project.created",
+        None,
+        Some(json!(project)),
+    )
+    .await?;
+    emit(
+        &mut tx,
+        &user,
+        keys::PROJECT_CREATED,
+        json!({"project_id": project.id, "key": project.key, "name": project.name}),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outboxes.mark(user.tenant_id);
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+/// The organisation's projects, newest first (archived ones too).
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+    responses((status = 200, body = Vec<Project>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<Project>>, ApiError> {
+    user.require(Perm::ProjectsRead)?;
+    let lease = tenant_db(&state, &user).await?;
+    let projects = sqlx::query_as(&format!("{PROJECT} order by id desc limit 500"))
+        .fetch_all(&lease.pool)
+        .await?;
+    Ok(Json(projects))
+}
+
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Project, ApiError> {
+    sqlx::query_as(&format!("{PROJECT} where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("There is no such project.".into()))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects",
+    responses((status = 200, body = Project), (status = 404, body = Problem)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Project>, ApiError> {
+    user.require(Perm::ProjectsRead)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut conn = lease.pool.acquire().await?;
+    Ok(Json(find(&mut conn, id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub archived: Option<bool>,
+}
+
+impl Validate for ProjectChanges {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        if let Some(name) = &self.name {
+            check_name(&mut errors, name);
+        }
+        errors.finish()
+    }
+}
+
+/// Renames, describes, archives or restores a project. `If-Match: "<version>"` makes
+/// the write conditional (412 when stale).
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", request_body = ProjectChanges,
+    responses((status = 200, body = Project), (status = 404, body = Problem), (status = 412, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    ValidJson(req): ValidJson<ProjectChanges>,
+) -> Result<Json<Project>, ApiError> {
+    user.require(Perm::ProjectsManage)?;
+    let expected = if_match(&headers)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    let before: Project = sqlx::query_as(&format!("{PROJECT} where id = $1 for update"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("There is no such project.".into()))?;
+    if expected.is_some_and(|v| v != before.version) {
+        return Err(ApiError::PreconditionFailed(
+            "The project changed since you read it; read it again.".into(),
+        ));
+    }
+    let after: Project = sqlx::query_as(
+        "update projects set name = coalesce($2, name), description = coalesce($3, description),
+             archived = coalesce($4, archived), updated_at = now(), version = version + 1
+         where id = $1
+         returning id, key, name, description, archived, created_by, created_at, updated_at, version",
+    )
+    .bind(id)
+    .bind(req.name.as_deref().map(str::trim))
+    .bind(&req.description)
+    .bind(req.archived)
+    .fetch_one(&mut *tx)
+    .await?;
+    activity(
+        &mut tx,
+        &user,
+        id,
+        None,
+        "project.updated",
+        Some(json!(before)),
+        Some(json!(after)),
+    )
+    .await?;
+    emit(
+        &mut tx,
+        &user,
+        keys::PROJECT_UPDATED,
+        json!({"project_id": id, "name": req.name, "description": req.description, "archived": req.archived}),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outboxes.mark(user.tenant_id);
+    Ok(Json(after))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Column {
+    pub id: Uuid,
+    pub name: String,
+    pub position: i32,
+    pub wip_limit: Option<i32>,
+    pub done: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BoardColumn {
+    #[serde(flatten)]
+    pub column: Column,
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Board {
+    pub project: Project,
+    pub columns: Vec<BoardColumn>,
+}
+
+/// The board in one call: the columns in order, each with its tasks in order.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/board", tag = "projects",
+    responses((status = 200, body = Board), (status = 404, body = Problem)))]
+pub async fn board(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Board>, ApiError> {
+    user.require(Perm::TasksRead)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut conn = lease.pool.acquire().await?;
+    let project = find(&mut conn, id).await?;
+    let columns: Vec<Column> = sqlx::query_as(
+        "select id, name, position, wip_limit, done from board_columns
+         where project_id = $1 order by position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut tasks = tasks::of_project(&mut conn, id)
+        .await?
+        .into_iter()
+        .peekable();
+    let columns = columns
+        .into_iter()
+        .map(|column| {
+            let mut mine = Vec::new();
+            while let Some(task) = tasks.next_if(|t| t.column_id == column.id) {
+                mine.push(task);
+            }
+            BoardColumn {
+                column,
+                tasks: mine,
+            }
+        })
+        .collect();
+    Ok(Json(Board { project, columns }))
+}

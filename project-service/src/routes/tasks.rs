@@ -1,0 +1,517 @@
+//! Tasks: create (numbered per project, `WEB-42`), read, update, and move between
+//! columns under WIP limits.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use common::ApiError;
+use common::auth::{AuthUser, Perm};
+use common::error::FieldError;
+use common::error::Problem;
+use common::events::keys;
+use common::extract::{FieldErrors, Json, ValidJson, Validate};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{activity, emit, if_match, tenant_db};
+use crate::AppState;
+
+const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Task {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub number: i32,
+    /// `<project key>-<number>`, e.g. `WEB-42`.
+    pub key: String,
+    pub title: String,
+    pub description: String,
+    pub column_id: Uuid,
+    pub position: i32,
+    pub priority: String,
+    pub assignee_id: Option<Uuid>,
+    pub reporter_id: Uuid,
+    pub labels: Vec<String>,
+    pub due_date: Option<NaiveDate>,
+    pub estimate_minutes: Option<i32>,
+    pub parent_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+const TASK: &str = "select t.id, t.project_id, t.number, p.key || '-' || t.number as key, \
+    t.title, t.description, t.column_id, t.position, t.priority, t.assignee_id, \
+    t.reporter_id, t.labels, t.due_date, t.estimate_minutes, t.parent_id, t.created_at, \
+    t.updated_at, t.version from tasks t join projects p on p.id = t.project_id";
+
+/// A project's tasks in board order (column position, then position in the column).
+pub async fn of_project(conn: &mut PgConnection, project: Uuid) -> Result<Vec<Task>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "{TASK} join board_columns c on c.id = t.column_id
+         where t.project_id = $1 order by c.position, t.position"
+    ))
+    .bind(project)
+    .fetch_all(conn)
+    .await?)
+}
+
+async fn find(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Task, ApiError> {
+    let lock = if lock { " for update of t" } else { "" };
+    sqlx::query_as(&format!("{TASK} where t.id = $1{lock}"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub priority: Option<String>,
+    pub assignee_id: Option<Uuid>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub due_date: Option<NaiveDate>,
+    pub estimate_minutes: Option<i32>,
+    pub parent_id: Option<Uuid>,
+    /// The column to start in (default: the board's first).
+    pub column_id: Option<Uuid>,
+}
+
+fn check_fields(
+    errors: &mut FieldErrors,
+    title: Option<&str>,
+    priority: Option<&str>,
+    labels: Option<&[String]>,
+    estimate: Option<i32>,
+) {
+    if let Some(title) = title {
+        errors.check(
+            (1..=500).contains(&title.trim().chars().count()),
+            "title",
+            "must be 1 to 500 characters",
+        );
+    }
+    if let Some(priority) = priority {
+        errors.check(
+            PRIORITIES.contains(&priority),
+            "priority",
+            "must be one of low, medium, high, urgent",
+        );
+    }
+    if let Some(labels) = labels {
+        errors.check(
+            labels.len() <= 20 && labels.iter().all(|l| (1..=50).contains(&l.chars().count())),
+            "labels",
+            "at most 20 labels of 1 to 50 characters",
+        );
+    }
+    if let Some(estimate) = estimate {
+        errors.check(estimate >= 0, "estimate_minutes", "must not be negative");
+    }
+}
+
+impl Validate for NewTask {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        check_fields(
+            &mut errors,
+            Some(&self.title),
+            self.priority.as_deref(),
+            Some(&self.labels),
+            self.estimate_minutes,
+        );
+        errors.check(
+            self.description.chars().count() <= 50_000,
+            "description",
+            "must be at most 50000 characters",
+        );
+        errors.finish()
+    }
+}
+
+/// A column of `project`, locked for the rest of the transaction (moves and creates
+/// into one column are serialised, so WIP limits and positions hold under concurrency).
+async fn lock_column(
+    conn: &mut PgConnection,
+    project: Uuid,
+    column: Option<Uuid>,
+) -> Result<(Uuid, Option<i32>, bool), ApiError> {
+    let found: Option<(Uuid, Option<i32>, bool)> = match column {
+        Some(id) => {
+            sqlx::query_as(
+                "select id, wip_limit, done from board_columns
+                 where id = $1 and project_id = $2 for update",
+            )
+            .bind(id)
+            .bind(project)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query_as(
+                "select id, wip_limit, done from board_columns
+                 where project_id = $1 order by position limit 1 for update",
+            )
+            .bind(project)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    found.ok_or_else(|| ApiError::validation("column_id", "is not a column of this project"))
+}
+
+async fn tasks_in(conn: &mut PgConnection, column: Uuid) -> Result<i32, ApiError> {
+    let count: i64 = sqlx::query_scalar("select count(*) from tasks where column_id = $1")
+        .bind(column)
+        .fetch_one(conn)
+        .await?;
+    Ok(i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+fn wip_full(limit: i32) -> ApiError {
+    ApiError::Custom {
+        status: StatusCode::CONFLICT,
+        kind: "wip-limit",
+        title: "Column Full",
+        detail: format!("The column holds its WIP limit of {limit} tasks already."),
+    }
+}
+
+/// Creates a task at the end of its column.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/tasks", tag = "tasks", request_body = NewTask,
+    responses((status = 201, body = Task), (status = 400, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(project_id): Path<Uuid>,
+    ValidJson(req): ValidJson<NewTask>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    user.require(Perm::TasksWrite)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    let number: Option<i32> = sqlx::query_scalar(
+        "update projects set next_task_number = next_task_number + 1
+         where id = $1 and not archived returning next_task_number - 1",
+    )
+    .bind(project_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let number = number.ok_or_else(|| {
+        ApiError::NotFound("There is no such project (or it is archived).".into())
+    })?;
+    if let Some(parent) = req.parent_id {
+        let same_project: bool = sqlx::query_scalar(
+            "select exists(select 1 from tasks where id = $1 and project_id = $2)",
+        )
+        .bind(parent)
+        .bind(project_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !same_project {
+            return Err(ApiError::validation(
+                "parent_id",
+                "is not a task of this project",
+            ));
+        }
+    }
+    let (column, wip_limit, _) = lock_column(&mut tx, project_id, req.column_id).await?;
+    let position = tasks_in(&mut tx, column).await?;
+    if let Some(limit) = wip_limit.filter(|l| position >= *l) {
+        return Err(wip_full(limit));
+    }
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into tasks (id, project_id, number, title, description, column_id, position,
+             priority, assignee_id, reporter_id, labels, due_date, estimate_minutes, parent_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(id)
+    .bind(project_id)
+    .bind(number)
+    .bind(req.title.trim())
+    .bind(&req.description)
+    .bind(column)
+    .bind(position)
+    .bind(req.priority.as_deref().unwrap_or("medium"))
+    .bind(req.assignee_id)
+    .bind(user.user_id)
+    .bind(&req.labels)
+    .bind(req.due_date)
+    .bind(req.estimate_minutes)
+    .bind(req.parent_id)
+    .execute(&mut *tx)
+    .await?;
+    let task = find(&mut tx, id, false).await?;
+    activity(
+        &mut tx,
+        &user,
+        project_id,
+        Some(id),
+        "task.created",
+        None,
+        Some(json!(task)),
+    )
+    .await?;
+    emit(
+        &mut tx,
+        &user,
+        keys::TASK_CREATED,
+        json!({
+            "project_id": project_id, "task_id": id, "number": number, "key": task.key,
+            "status": column, "priority": task.priority, "assignee_id": task.assignee_id,
+            "parent_id": task.parent_id,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outboxes.mark(user.tenant_id);
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    responses((status = 200, body = Task), (status = 404, body = Problem)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Task>, ApiError> {
+    user.require(Perm::TasksRead)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut conn = lease.pool.acquire().await?;
+    Ok(Json(find(&mut conn, id, false).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskChanges {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<String>,
+    /// A user id, or `null` to unassign.
+    #[serde(default, with = "serde_with_none")]
+    pub assignee_id: Option<Option<Uuid>>,
+    pub labels: Option<Vec<String>>,
+    pub due_date: Option<NaiveDate>,
+    pub estimate_minutes: Option<i32>,
+}
+
+/// `Option<Option<T>>` for PATCH: absent → `None`, `null` → `Some(None)`.
+mod serde_with_none {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+impl Validate for TaskChanges {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        check_fields(
+            &mut errors,
+            self.title.as_deref(),
+            self.priority.as_deref(),
+            self.labels.as_deref(),
+            self.estimate_minutes,
+        );
+        errors.finish()
+    }
+}
+
+/// Changes a task's fields. `If-Match: "<version>"` makes the write conditional (412
+/// when stale). A new assignee emits `task.assigned`.
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", request_body = TaskChanges,
+    responses((status = 200, body = Task), (status = 404, body = Problem), (status = 412, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    ValidJson(req): ValidJson<TaskChanges>,
+) -> Result<Json<Task>, ApiError> {
+    user.require(Perm::TasksWrite)?;
+    let expected = if_match(&headers)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    let before = find(&mut tx, id, true).await?;
+    if expected.is_some_and(|v| v != before.version) {
+        return Err(ApiError::PreconditionFailed(
+            "The task changed since you read it; read it again.".into(),
+        ));
+    }
+    let assignee = req.assignee_id.unwrap_or(before.assignee_id);
+    sqlx::query(
+        "update tasks set title = coalesce($2, title), description = coalesce($3, description),
+             priority = coalesce($4, priority), assignee_id = $5, labels = coalesce($6, labels),
+             due_date = coalesce($7, due_date), estimate_minutes = coalesce($8, estimate_minutes),
+             updated_at = now(), version = version + 1
+         where id = $1",
+    )
+    .bind(id)
+    .bind(req.title.as_deref().map(str::trim))
+    .bind(&req.description)
+    .bind(&req.priority)
+    .bind(assignee)
+    .bind(&req.labels)
+    .bind(req.due_date)
+    .bind(req.estimate_minutes)
+    .execute(&mut *tx)
+    .await?;
+    let after = find(&mut tx, id, false).await?;
+    activity(
+        &mut tx,
+        &user,
+        after.project_id,
+        Some(id),
+        "task.updated",
+        Some(json!(before)),
+        Some(json!(after)),
+    )
+    .await?;
+    if assignee != before.assignee_id {
+        emit(
+            &mut tx,
+            &user,
+            keys::TASK_ASSIGNED,
+            json!({"task_id": id, "project_id": after.project_id, "from": before.assignee_id, "to": assignee}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.outboxes.mark(user.tenant_id);
+    Ok(Json(after))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Move {
+    pub column_id: Uuid,
+    /// 0-based; past the end means last.
+    pub position: i32,
+}
+
+impl Validate for Move {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        errors.check(self.position >= 0, "position", "must not be negative");
+        errors.finish()
+    }
+}
+
+/// Moves a task to a column and position, atomically: positions in both columns stay
+/// dense, and a full column (WIP limit) refuses with 409 `wip-limit`. A change of
+/// column emits `task.status_changed`.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/move", tag = "tasks", request_body = Move,
+    responses((status = 200, body = Task), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn move_task(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    ValidJson(req): ValidJson<Move>,
+) -> Result<Json<Task>, ApiError> {
+    user.require(Perm::TasksWrite)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    // Lock order: the columns (by id), then the task, so concurrent moves cannot deadlock.
+    let current: Option<(Uuid, Uuid)> =
+        sqlx::query_as("select project_id, column_id from tasks where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (project_id, from_column) =
+        current.ok_or_else(|| ApiError::NotFound("There is no such task.".into()))?;
+    let mut columns = [from_column, req.column_id];
+    columns.sort();
+    let mut target = None;
+    let mut source_done = false;
+    for column in columns {
+        let locked = lock_column(&mut tx, project_id, Some(column)).await?;
+        if column == req.column_id {
+            target = Some(locked);
+        }
+        if column == from_column {
+            source_done = locked.2;
+        }
+    }
+    let (to_column, wip_limit, to_done) = target.expect("the target was locked");
+    let before = find(&mut tx, id, true).await?;
+    if before.column_id != from_column {
+        // Moved by someone else between the first read and the locks: start over.
+        return Err(ApiError::Conflict(
+            "The task moved meanwhile; try again.".into(),
+        ));
+    }
+    let same = to_column == from_column;
+    let others = tasks_in(&mut tx, to_column).await? - i32::from(same);
+    if !same && let Some(limit) = wip_limit.filter(|l| others >= *l) {
+        return Err(wip_full(limit));
+    }
+    let position = req.position.min(others);
+    // Close the task's gap, then open one at the new place (the unique positions are
+    // checked at commit, so the steps may overlap in between).
+    sqlx::query(
+        "update tasks set position = position - 1
+         where column_id = $1 and position > $2 and id <> $3",
+    )
+    .bind(from_column)
+    .bind(before.position)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update tasks set position = position + 1
+         where column_id = $1 and position >= $2 and id <> $3",
+    )
+    .bind(to_column)
+    .bind(position)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update tasks set column_id = $2, position = $3, updated_at = now(), version = version + 1
+         where id = $1",
+    )
+    .bind(id)
+    .bind(to_column)
+    .bind(position)
+    .execute(&mut *tx)
+    .await?;
+    let after = find(&mut tx, id, false).await?;
+    activity(
+        &mut tx,
+        &user,
+        project_id,
+        Some(id),
+        "task.moved",
+        Some(json!({"column_id": from_column, "position": before.position})),
+        Some(json!({"column_id": to_column, "position": position})),
+    )
+    .await?;
+    if !same {
+        emit(
+            &mut tx,
+            &user,
+            keys::TASK_STATUS_CHANGED,
+            json!({"task_id": id, "project_id": project_id, "from": from_column, "to": to_column,
+                   "done": to_done, "was_done": source_done}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.outboxes.mark(user.tenant_id);
+    Ok(Json(after))
+}

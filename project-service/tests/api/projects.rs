@@ -1,0 +1,240 @@
+//! Projects and boards, tenant isolation, and the global connection cap.
+
+use common::auth::Role;
+use common::testkit::expect_problem;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_new_project_has_a_default_board_and_a_lead() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let project = app.project(&acme, "WEB").await;
+    assert_eq!(project["key"], "WEB");
+    assert_eq!(project["version"], 1);
+
+    let board = app.board(&acme, &project).await;
+    let columns: Vec<(&str, Value, bool)> = board["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["wip_limit"].clone(),
+                c["done"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            ("To do", Value::Null, false),
+            ("In progress", json!(5), false),
+            ("Done", Value::Null, true)
+        ]
+    );
+    let lead: String = sqlx::query_scalar("select role from project_members")
+        .fetch_one(&acme.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(lead, "lead");
+
+    let again = app
+        .call(&acme, Method::POST, "/api/v1/projects")
+        .json(&json!({"key": "WEB", "name": "Twice"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(again, 409).await;
+    let bad = app
+        .call(&acme, Method::POST, "/api/v1/projects")
+        .json(&json!({"key": "web site", "name": ""}))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(bad, 400).await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["key", "name"]);
+    let count: i64 = sqlx::query_scalar("select count(*) from projects")
+        .fetch_one(&acme.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "refused creates change nothing");
+}
+
+#[tokio::test]
+async fn viewers_read_but_cannot_write_and_stale_writes_are_412() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let project = app.project(&acme, "OPS").await;
+    let id = project["id"].as_str().unwrap();
+    let mut viewer = app.tenant_as(Role::Viewer).await;
+    viewer.id = acme.id;
+    viewer.token = app.token(acme.id, Role::Viewer);
+
+    let read = app
+        .call(&viewer, Method::GET, &format!("/api/v1/projects/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let write = app
+        .call(&viewer, Method::PATCH, &format!("/api/v1/projects/{id}"))
+        .json(&json!({"name": "Mine now"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(write, 403).await;
+
+    let renamed = app
+        .call(&acme, Method::PATCH, &format!("/api/v1/projects/{id}"))
+        .header("if-match", "\"1\"")
+        .json(&json!({"name": "Operations"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let renamed: Value = renamed.json().await.unwrap();
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["version"].as_i64()),
+        (Some("Operations"), Some(2))
+    );
+    let stale = app
+        .call(&acme, Method::PATCH, &format!("/api/v1/projects/{id}"))
+        .header("if-match", "\"1\"")
+        .json(&json!({"name": "Lost update"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(stale, 412).await;
+    let activity: Vec<String> = sqlx::query_scalar("select action from activity order by id")
+        .fetch_all(&acme.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(activity, ["project.created", "project.updated"]);
+}
+
+#[tokio::test]
+async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let globex = app.tenant().await;
+    let theirs = app.project(&globex, "SEC").await;
+    let their_task = app.task(&globex, &theirs, "Secret plan").await;
+    let pid = theirs["id"].as_str().unwrap();
+    let tid = their_task["id"].as_str().unwrap();
+
+    // Acme's token on Acme's host, with Globex's ids: Acme's database has no such rows.
+    for (method, path, body) in [
+        (Method::GET, format!("/api/v1/projects/{pid}"), None),
+        (Method::GET, format!("/api/v1/projects/{pid}/board"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/projects/{pid}"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/projects/{pid}/tasks"),
+            Some(json!({"title": "x"})),
+        ),
+        (Method::GET, format!("/api/v1/tasks/{tid}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/tasks/{tid}"),
+            Some(json!({"title": "x"})),
+        ),
+    ] {
+        let mut request = app.call(&acme, method.clone(), &path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        expect_problem(request.send().await.unwrap(), 404).await;
+    }
+    let listed: Vec<Value> = app
+        .call(&acme, Method::GET, "/api/v1/projects")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed.is_empty());
+
+    // Acme's token on Globex's host (the gateway's X-Tenant-Id): refused outright.
+    let mut impostor = app.tenant().await;
+    impostor.id = globex.id;
+    impostor.token = acme.token.clone();
+    let cross = app
+        .call(&impostor, Method::GET, &format!("/api/v1/projects/{pid}"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(cross, 403).await;
+
+    let untouched: (String, String) = sqlx::query_as(
+        "select p.name, t.title from projects p join tasks t on t.project_id = p.id",
+    )
+    .fetch_one(&globex.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        untouched,
+        ("Project SEC".to_owned(), "Secret plan".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
+    let app = spawn_app_with(&[("DB_MAX_CONNECTIONS", "8"), ("DB_POOL_PER_TENANT", "2")]).await;
+    let mut tenants = Vec::new();
+    for _ in 0..50 {
+        tenants.push(app.tenant().await);
+    }
+    // Two rounds, eight tenants at a time: every pool is opened, evicted and reopened.
+    for _ in 0..2 {
+        for chunk in tenants.chunks(8) {
+            let calls = chunk.iter().map(|t| async {
+                let resp = app
+                    .call(t, Method::GET, "/api/v1/projects")
+                    .send()
+                    .await
+                    .unwrap();
+                resp.status().as_u16()
+            });
+            let statuses = futures::future::join_all(calls).await;
+            assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        }
+    }
+    let metrics = app
+        .server
+        .client
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(
+        value("tenant_pools_open") <= 4.0,
+        "at most 8 / 2 pools open: {metrics}"
+    );
+    assert!(value("tenant_pool_evictions_total") >= 46.0);
+}

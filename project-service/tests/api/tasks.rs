@@ -1,0 +1,248 @@
+//! Tasks: numbering, moves under WIP limits and concurrency, and events through the
+//! outbox surviving a broker outage.
+
+use std::time::Duration;
+
+use common::testkit::{EventTap, TcpRelay, expect_problem};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Tenant, TestApp, spawn_app, spawn_app_with};
+
+async fn move_to(
+    app: &TestApp,
+    tenant: &Tenant,
+    task: &Value,
+    column: &Value,
+    position: i64,
+) -> reqwest::Response {
+    app.call(
+        tenant,
+        Method::POST,
+        &format!("/api/v1/tasks/{}/move", task["id"].as_str().unwrap()),
+    )
+    .json(&json!({"column_id": column["id"], "position": position}))
+    .send()
+    .await
+    .unwrap()
+}
+
+/// Each column's task titles in board order, after checking positions are 0, 1, 2, ….
+async fn columns(app: &TestApp, tenant: &Tenant, project: &Value) -> Vec<Vec<String>> {
+    let board = app.board(tenant, project).await;
+    board["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let tasks = c["tasks"].as_array().unwrap();
+            for (i, t) in tasks.iter().enumerate() {
+                assert_eq!(
+                    t["position"].as_u64(),
+                    Some(i as u64),
+                    "dense positions: {board}"
+                );
+            }
+            tasks
+                .iter()
+                .map(|t| t["title"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tasks_are_numbered_per_project_and_move_atomically() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+    let a = app.task(&acme, &web, "a").await;
+    let b = app.task(&acme, &web, "b").await;
+    let c = app.task(&acme, &web, "c").await;
+    assert_eq!(
+        (a["key"].as_str(), c["key"].as_str()),
+        (Some("WEB-1"), Some("WEB-3"))
+    );
+
+    let board = app.board(&acme, &web).await;
+    let [todo, doing, _done] = [0, 1, 2].map(|i| board["columns"][i].clone());
+    assert_eq!(move_to(&app, &acme, &c, &todo, 0).await.status(), 200);
+    assert_eq!(
+        columns(&app, &acme, &web).await,
+        [vec!["c", "a", "b"], vec![], vec![]]
+    );
+    let moved = move_to(&app, &acme, &a, &doing, 99).await;
+    assert_eq!(moved.status(), 200);
+    let moved: Value = moved.json().await.unwrap();
+    assert_eq!(
+        (moved["position"].as_i64(), moved["version"].as_i64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(
+        columns(&app, &acme, &web).await,
+        [vec!["c", "b"], vec!["a"], vec![]]
+    );
+
+    let elsewhere = app.project(&acme, "OPS").await;
+    let foreign_column = app.board(&acme, &elsewhere).await["columns"][0].clone();
+    expect_problem(move_to(&app, &acme, &b, &foreign_column, 0).await, 400).await;
+    let missing = json!({"id": Uuid::now_v7()});
+    expect_problem(move_to(&app, &acme, &missing, &todo, 0).await, 404).await;
+    assert_eq!(
+        columns(&app, &acme, &web).await,
+        [vec!["c", "b"], vec!["a"], vec![]]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_moves_never_exceed_the_wip_limit_and_keep_positions_dense() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        tasks.push(app.task(&acme, &web, &format!("t{i}")).await);
+    }
+    sqlx::query("update board_columns set wip_limit = 3 where name = 'In progress'")
+        .execute(&acme.db.pool)
+        .await
+        .unwrap();
+    let doing = app.board(&acme, &web).await["columns"][1].clone();
+
+    // Two clients, each moving every task into the column at once.
+    let moves = (0..2)
+        .flat_map(|_| tasks.iter())
+        .map(|t| move_to(&app, &acme, t, &doing, 0));
+    let statuses: Vec<u16> = futures::future::join_all(moves)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| [200, 409].contains(s)),
+        "{statuses:?}"
+    );
+    let cols = columns(&app, &acme, &web).await;
+    assert_eq!(cols[1].len(), 3, "the WIP limit holds: {cols:?}");
+    assert_eq!(cols[0].len(), 5);
+    let full = move_to(
+        &app,
+        &acme,
+        tasks
+            .iter()
+            .find(|t| cols[0].contains(&t["title"].as_str().unwrap().to_owned()))
+            .unwrap(),
+        &doing,
+        0,
+    )
+    .await;
+    let problem = expect_problem(full, 409).await;
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("wip-limit"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn assigning_a_task_emits_task_assigned_and_stale_versions_are_412() {
+    let app = spawn_app().await;
+    let tap = EventTap::new(&app.exchange, "task.*").await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+    let task = app.task(&acme, &web, "Write docs").await;
+    assert_eq!(tap.next_event().await.kind, "task.created");
+    let assignee = Uuid::now_v7();
+    let path = format!("/api/v1/tasks/{}", task["id"].as_str().unwrap());
+    let assigned = app
+        .call(&acme, Method::PATCH, &path)
+        .header("if-match", "\"1\"")
+        .json(&json!({"assignee_id": assignee, "priority": "high"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assigned.status(), 200);
+    let event = tap.next_event().await;
+    assert_eq!(event.kind, "task.assigned");
+    assert_eq!(event.tenant_id, acme.id);
+    assert_eq!(event.data["to"], json!(assignee));
+    assert_eq!(event.data["from"], Value::Null);
+
+    let stale = app
+        .call(&acme, Method::PATCH, &path)
+        .header("if-match", "\"1\"")
+        .json(&json!({"assignee_id": null}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(stale, 412).await;
+    let bad = app
+        .call(&acme, Method::PATCH, &path)
+        .json(&json!({"priority": "whenever"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad, 400).await;
+    let now: Value = app
+        .call(&acme, Method::GET, &path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (now["priority"].as_str(), now["assignee_id"].clone()),
+        (Some("high"), json!(assignee))
+    );
+    tap.delete_exchange().await;
+}
+
+#[tokio::test]
+async fn a_hundred_tasks_created_while_rabbitmq_is_down_are_published_once_it_is_back() {
+    let rabbit: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let relay = TcpRelay::to(rabbit).await;
+    let url = format!("amqp://guest:guest@{}/%2f", relay.addr);
+    let app = spawn_app_with(&[("AMQP_URL", url.as_str())]).await;
+    let tap = EventTap::new(&app.exchange, "task.created").await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+
+    relay.cut();
+    for i in 0..100 {
+        app.task(&acme, &web, &format!("offline {i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        tap.receive(1, Duration::from_millis(200)).await.is_empty(),
+        "nothing got through"
+    );
+    let waiting: i64 =
+        sqlx::query_scalar("select count(*) from outbox where routing_key = 'task.created'")
+            .fetch_one(&acme.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(waiting, 100);
+
+    relay.restore();
+    let mut got = tap.receive(100, Duration::from_secs(30)).await;
+    got.extend(tap.receive(1, Duration::from_secs(1)).await);
+    let mut ids: Vec<Uuid> = got
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<common::events::Envelope>(&m.delivery.data)
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(ids.len(), 100, "exactly a hundred task.created events");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "none twice");
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&acme.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    tap.delete_exchange().await;
+}
