@@ -87,6 +87,8 @@ impl AppState {
         routes::tasks::get_one,
         routes::tasks::update,
         routes::tasks::move_task,
+        routes::tasks::list,
+        routes::tasks::progress,
     )
 )]
 struct ApiDoc;

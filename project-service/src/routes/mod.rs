@@ -28,7 +28,11 @@ pub fn router() -> Router<AppState> {
             get(projects::get_one).patch(projects::update),
         )
         .route("/api/v1/projects/{id}/board", get(projects::board))
-        .route("/api/v1/projects/{id}/tasks", post(tasks::create))
+        .route(
+            "/api/v1/projects/{id}/tasks",
+            post(tasks::create).get(tasks::list),
+        )
+        .route("/api/v1/tasks/{id}/progress", get(tasks::progress))
         .route(
             "/api/v1/tasks/{id}",
             get(tasks::get_one).patch(tasks::update),
@@ -95,4 +99,69 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
         .ok_or_else(|| {
             ApiError::BadRequest("If-Match must be a version this API gave out, like \"3\".".into())
         })
+}
+
+/// The `Idempotency-Key` of a create, if sent (1–200 visible ASCII characters).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|v| (1..=200).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 200 visible ASCII characters.".into(),
+            )
+        })
+}
+
+/// The answer a create with this caller's `key` gave before, if any.
+pub async fn replay(
+    conn: &mut PgConnection,
+    user: &AuthUser,
+    key: &str,
+) -> Result<Option<(axum::http::StatusCode, Value)>, ApiError> {
+    let found: Option<(i32, Value)> =
+        sqlx::query_as("select status, body from idempotency_keys where user_id = $1 and key = $2")
+            .bind(user.user_id)
+            .bind(key)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.map(|(status, body)| {
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+            .unwrap_or(axum::http::StatusCode::OK);
+        (status, body)
+    }))
+}
+
+/// Keeps a create's answer under its key, in the create's transaction. A concurrent
+/// create with the same key fails here on the primary key, and its caller replays.
+pub async fn remember(
+    conn: &mut PgConnection,
+    user: &AuthUser,
+    key: &str,
+    status: axum::http::StatusCode,
+    body: &Value,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "insert into idempotency_keys (key, user_id, status, body) values ($1, $2, $3, $4)",
+    )
+    .bind(key)
+    .bind(user.user_id)
+    .bind(i32::from(status.as_u16()))
+    .bind(body)
+    .execute(conn)
+    .await
+    .map_err(|err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(
+            "A request with this Idempotency-Key is being handled; retry it.".into(),
+        ),
+        _ => err.into(),
+    })?;
+    Ok(())
 }

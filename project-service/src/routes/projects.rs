@@ -10,12 +10,12 @@ use common::error::Problem;
 use common::events::keys;
 use common::extract::{FieldErrors, Json, ValidJson, Validate};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::tasks::{self, Task};
-use super::{activity, emit, if_match, tenant_db};
+use super::{activity, emit, idempotency_key, if_match, remember, replay, tenant_db};
 use crate::AppState;
 
 /// The columns every new project's board starts with: (name, WIP limit, done).
@@ -90,11 +90,18 @@ impl Validate for NewProject {
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
+    headers: HeaderMap,
     ValidJson(req): ValidJson<NewProject>,
-) -> Result<(StatusCode, Json<Project>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     user.require(Perm::ProjectsCreate)?;
+    let key = idempotency_key(&headers)?;
     let lease = tenant_db(&state, &user).await?;
     let mut tx = lease.pool.begin().await?;
+    if let Some(key) = &key
+        && let Some((status, body)) = replay(&mut tx, &user, key).await?
+    {
+        return Ok((status, Json(body)));
+    }
     let taken: bool = sqlx::query_scalar("select exists(select 1 from projects where key = $1)")
         .bind(&req.key)
         .fetch_one(&mut *tx)
@@ -152,9 +159,13 @@ pub async fn create(
         json!({"project_id": project.id, "key": project.key, "name": project.name}),
     )
     .await?;
+    let body = json!(project);
+    if let Some(key) = &key {
+        remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
+    }
     tx.commit().await?;
     state.outboxes.mark(user.tenant_id);
-    Ok((StatusCode::CREATED, Json(project)))
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// The organisation's projects, newest first (archived ones too).

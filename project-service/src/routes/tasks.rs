@@ -11,11 +11,11 @@ use common::error::Problem;
 use common::events::keys;
 use common::extract::{FieldErrors, Json, ValidJson, Validate};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, if_match, tenant_db};
+use super::{activity, emit, idempotency_key, if_match, remember, replay, tenant_db};
 use crate::AppState;
 
 const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
@@ -193,11 +193,18 @@ pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
     Path(project_id): Path<Uuid>,
+    headers: HeaderMap,
     ValidJson(req): ValidJson<NewTask>,
-) -> Result<(StatusCode, Json<Task>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     user.require(Perm::TasksWrite)?;
+    let key = idempotency_key(&headers)?;
     let lease = tenant_db(&state, &user).await?;
     let mut tx = lease.pool.begin().await?;
+    if let Some(key) = &key
+        && let Some((status, body)) = replay(&mut tx, &user, key).await?
+    {
+        return Ok((status, Json(body)));
+    }
     let number: Option<i32> = sqlx::query_scalar(
         "update projects set next_task_number = next_task_number + 1
          where id = $1 and not archived returning next_task_number - 1",
@@ -272,9 +279,13 @@ pub async fn create(
         }),
     )
     .await?;
+    let body = json!(task);
+    if let Some(key) = &key {
+        remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
+    }
     tx.commit().await?;
     state.outboxes.mark(user.tenant_id);
-    Ok((StatusCode::CREATED, Json(task)))
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// One task.
@@ -514,4 +525,129 @@ pub async fn move_task(
     tx.commit().await?;
     state.outboxes.mark(user.tenant_id);
     Ok(Json(after))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFilter {
+    pub column_id: Option<Uuid>,
+    pub assignee_id: Option<Uuid>,
+    pub label: Option<String>,
+    pub priority: Option<String>,
+    pub parent_id: Option<Uuid>,
+    pub due_before: Option<NaiveDate>,
+    pub due_after: Option<NaiveDate>,
+    /// Words to find in the title or description.
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    pub next_cursor: Option<String>,
+}
+
+/// A project's tasks, filtered, oldest first, in pages (`limit` ≤ 200, opaque
+/// `cursor`). `q` searches title and description (full text).
+#[utoipa::path(get, path = "/api/v1/projects/{id}/tasks", tag = "tasks", params(TaskFilter),
+    responses((status = 200, body = TaskPage), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(project_id): Path<Uuid>,
+    common::extract::Query(filter): common::extract::Query<TaskFilter>,
+) -> Result<Json<TaskPage>, ApiError> {
+    user.require(Perm::TasksRead)?;
+    if let Some(priority) = &filter.priority
+        && !PRIORITIES.contains(&priority.as_str())
+    {
+        return Err(ApiError::validation(
+            "priority",
+            "must be one of low, medium, high, urgent",
+        ));
+    }
+    let limit = filter.limit.unwrap_or(50).clamp(1, 200);
+    let after = filter
+        .cursor
+        .as_deref()
+        .map(|c| {
+            Uuid::parse_str(c)
+                .map_err(|_| ApiError::validation("cursor", "is not a cursor this API gave out"))
+        })
+        .transpose()?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut conn = lease.pool.acquire().await?;
+    super::projects::find(&mut conn, project_id).await?;
+    let mut query = sqlx::QueryBuilder::new(TASK);
+    query.push(" where t.project_id = ").push_bind(project_id);
+    if let Some(v) = filter.column_id {
+        query.push(" and t.column_id = ").push_bind(v);
+    }
+    if let Some(v) = filter.assignee_id {
+        query.push(" and t.assignee_id = ").push_bind(v);
+    }
+    if let Some(v) = filter.label {
+        query.push(" and ").push_bind(v).push(" = any(t.labels)");
+    }
+    if let Some(v) = filter.priority {
+        query.push(" and t.priority = ").push_bind(v);
+    }
+    if let Some(v) = filter.parent_id {
+        query.push(" and t.parent_id = ").push_bind(v);
+    }
+    if let Some(v) = filter.due_before {
+        query.push(" and t.due_date < ").push_bind(v);
+    }
+    if let Some(v) = filter.due_after {
+        query.push(" and t.due_date > ").push_bind(v);
+    }
+    if let Some(q) = filter.q.filter(|q| !q.trim().is_empty()) {
+        query
+            .push(" and t.search @@ websearch_to_tsquery('simple', ")
+            .push_bind(q)
+            .push(")");
+    }
+    if let Some(after) = after {
+        query.push(" and t.id > ").push_bind(after);
+    }
+    query.push(" order by t.id limit ").push_bind(limit + 1);
+    let mut items: Vec<Task> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let next_cursor = (items.len() as i64 > limit).then(|| {
+        items.truncate(usize::try_from(limit).unwrap_or(200));
+        items.last().map(|t| t.id.to_string())
+    });
+    Ok(Json(TaskPage {
+        items,
+        next_cursor: next_cursor.flatten(),
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub total: i64,
+    pub done: i64,
+}
+
+/// A parent's progress: how many of its subtasks sit in a `done` column.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/progress", tag = "tasks",
+    responses((status = 200, body = Progress), (status = 404, body = Problem)))]
+pub async fn progress(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Progress>, ApiError> {
+    user.require(Perm::TasksRead)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut conn = lease.pool.acquire().await?;
+    find(&mut conn, id, false).await?;
+    let (total, done): (i64, i64) = sqlx::query_as(
+        "select count(*), count(*) filter (where c.done) from tasks t
+         join board_columns c on c.id = t.column_id where t.parent_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Json(Progress { total, done }))
 }

@@ -146,7 +146,14 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
             format!("/api/v1/projects/{pid}/tasks"),
             Some(json!({"title": "x"})),
         ),
+        (Method::GET, format!("/api/v1/projects/{pid}/tasks"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}"), None),
+        (Method::GET, format!("/api/v1/tasks/{tid}/progress"), None),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{tid}/move"),
+            Some(json!({"column_id": their_task["column_id"], "position": 0})),
+        ),
         (
             Method::PATCH,
             format!("/api/v1/tasks/{tid}"),

@@ -10,6 +10,26 @@ use uuid::Uuid;
 
 use crate::helpers::{Tenant, TestApp, spawn_app, spawn_app_with};
 
+/// The titles of a page of a project's task list, and its next cursor.
+async fn list(
+    app: &TestApp,
+    tenant: &Tenant,
+    project: &str,
+    query: &str,
+) -> (Vec<String>, Option<String>) {
+    let path = format!("/api/v1/projects/{project}/tasks?{query}");
+    let resp = app.call(tenant, Method::GET, &path).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    let page: Value = resp.json().await.unwrap();
+    let titles = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect();
+    (titles, page["next_cursor"].as_str().map(str::to_owned))
+}
+
 async fn move_to(
     app: &TestApp,
     tenant: &Tenant,
@@ -245,4 +265,146 @@ async fn a_hundred_tasks_created_while_rabbitmq_is_down_are_published_once_it_is
         .unwrap();
     assert_eq!(left, 0);
     tap.delete_exchange().await;
+}
+
+#[tokio::test]
+async fn a_retried_create_with_the_same_idempotency_key_makes_one_task() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+    let path = format!("/api/v1/projects/{}/tasks", web["id"].as_str().unwrap());
+    let send = |key: &'static str, title: &'static str| {
+        app.call(&acme, Method::POST, &path)
+            .header("idempotency-key", key)
+            .json(&json!({"title": title}))
+            .send()
+    };
+    let first = send("k-1", "Once").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send("k-1", "Once").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        first,
+        "the same answer"
+    );
+    let other = send("k-2", "Twice").await.unwrap();
+    assert_eq!(other.json::<Value>().await.unwrap()["key"], "WEB-2");
+    let (tasks, events): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from tasks), (select count(*) from activity where action = 'task.created')",
+    )
+    .fetch_one(&acme.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((tasks, events), (2, 2));
+}
+
+#[tokio::test]
+async fn tasks_filter_search_page_and_report_subtask_progress() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+    let pid = web["id"].as_str().unwrap();
+    let create = |body: Value| {
+        app.call(
+            &acme,
+            Method::POST,
+            &format!("/api/v1/projects/{pid}/tasks"),
+        )
+        .json(&body)
+        .send()
+    };
+    let parent: Value = create(json!({"title": "Launch", "labels": ["release"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let someone = Uuid::now_v7();
+    for (title, priority) in [
+        ("Write the press release", "high"),
+        ("Fix login bug", "urgent"),
+        ("Polish icons", "low"),
+    ] {
+        let resp = create(json!({"title": title, "priority": priority, "parent_id": parent["id"], "assignee_id": someone}))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    assert_eq!(
+        list(&app, &acme, pid, "priority=urgent").await.0,
+        ["Fix login bug"]
+    );
+    assert_eq!(list(&app, &acme, pid, "label=release").await.0, ["Launch"]);
+    assert_eq!(
+        list(
+            &app,
+            &acme,
+            pid,
+            &format!("assignee_id={someone}&q=release")
+        )
+        .await
+        .0,
+        ["Write the press release"]
+    );
+    assert_eq!(
+        list(
+            &app,
+            &acme,
+            pid,
+            &format!("parent_id={}", parent["id"].as_str().unwrap())
+        )
+        .await
+        .0
+        .len(),
+        3
+    );
+
+    let (first, cursor) = list(&app, &acme, pid, "limit=3").await;
+    assert_eq!(first.len(), 3);
+    let (rest, end) = list(
+        &app,
+        &acme,
+        pid,
+        &format!("limit=3&cursor={}", cursor.unwrap()),
+    )
+    .await;
+    assert_eq!((rest, end), (vec!["Polish icons".to_owned()], None));
+    let bad = app
+        .call(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/projects/{pid}/tasks?priority=soon"),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad, 400).await;
+
+    let done = app.board(&acme, &web).await["columns"][2].clone();
+    let icons = list(&app, &acme, pid, "q=icons").await.0;
+    assert_eq!(icons.len(), 1);
+    let board = app.board(&acme, &web).await;
+    let icons = board["columns"][0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["title"] == "Polish icons")
+        .unwrap()
+        .clone();
+    assert_eq!(move_to(&app, &acme, &icons, &done, 0).await.status(), 200);
+    let progress: Value = app
+        .call(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/tasks/{}/progress", parent["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress, json!({"total": 3, "done": 1}));
 }
