@@ -260,9 +260,9 @@ pub async fn run_release(
 ) -> anyhow::Result<()> {
     if let Some(unknown) = scenarios
         .iter()
-        .find(|s| !matches!(s.as_str(), "tenants" | "gateway"))
+        .find(|s| !matches!(s.as_str(), "tenants" | "gateway" | "projects"))
     {
-        anyhow::bail!("unknown scenario {unknown:?} (known: tenants, gateway)");
+        anyhow::bail!("unknown scenario {unknown:?} (known: tenants, gateway, projects)");
     }
     let all = scenarios.is_empty();
     let mut reports = serde_json::Map::new();
@@ -275,6 +275,11 @@ pub async fn run_release(
         let report = crate::bench_gateway::gateway_scenario(rounds.clamp(3, 5), 5)?;
         crate::bench_gateway::print_gateway(&report);
         reports.insert("gateway".into(), serde_json::to_value(&report)?);
+    }
+    if all || scenarios.iter().any(|s| s == "projects") {
+        let report = crate::bench_projects::projects_scenario(tenants, 5).await?;
+        crate::bench_projects::print_projects(&report);
+        reports.insert("projects".into(), serde_json::to_value(&report)?);
     }
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;

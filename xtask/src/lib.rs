@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_gateway;
+pub mod bench_projects;
 pub mod deps;
 pub mod docs;
 pub mod fleet;

@@ -33,10 +33,11 @@ enum Task {
         args: Vec<String>,
     },
     /// Measure speed as ratios against references run side by side (release build).
-    /// Scenarios: tenants (all when none is named).
+    /// Scenarios: tenants, gateway, projects (all when none is named).
     Bench {
         scenarios: Vec<String>,
-        /// Tenants to sign up for the growth and migrate-all measures.
+        /// Tenants to sign up for the growth and migrate-all measures (and to spread
+        /// project-service's reads over).
         #[arg(long, default_value_t = 200)]
         tenants: usize,
         /// Alternating rounds of signup vs bare CREATE DATABASE.
