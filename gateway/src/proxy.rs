@@ -175,8 +175,14 @@ async fn forward(
         .map_err(|e| unreachable(route.upstream.name(), e))?;
     let (mut parts, body) = req.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
-    for (name, value) in parts.headers.drain().filter_map(|(n, v)| Some((n?, v))) {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST && !is_reserved(&name) {
+    // `drain` names a header once and yields its further values with `None`.
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in parts.headers.drain() {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        let Some(name) = &current else { continue };
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST && !is_reserved(name) {
             headers.append(name, value);
         }
     }

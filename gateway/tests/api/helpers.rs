@@ -64,10 +64,19 @@ async fn echo(State(c): State<Counters>, req: Request) -> impl IntoResponse {
             .into_response();
     }
     let version = format!("{:?}", req.version());
+    // Repeated headers come back as one value joined with ", ".
     let headers: serde_json::Map<String, Value> = req
         .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or_default())))
+        .keys()
+        .map(|k| {
+            let values: Vec<&str> = req
+                .headers()
+                .get_all(k)
+                .iter()
+                .map(|v| v.to_str().unwrap_or_default())
+                .collect();
+            (k.as_str().to_owned(), json!(values.join(", ")))
+        })
         .collect();
     let method = req.method().to_string();
     let query = req.uri().query().unwrap_or_default().to_owned();

@@ -120,6 +120,8 @@ async fn spoofed_identity_headers_never_reach_an_upstream() {
         .header("x-user-id", "admin")
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-request-id", "client-req-7")
+        .header("x-trace", "one")
+        .header("x-trace", "two")
         .body("hello")
         .send()
         .await
@@ -134,6 +136,10 @@ async fn spoofed_identity_headers_never_reach_an_upstream() {
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-host"], ACME_HOST);
     assert_eq!(headers["x-request-id"], "client-req-7");
+    assert_eq!(
+        headers["x-trace"], "one, two",
+        "every value of a repeated header"
+    );
     assert!(
         headers["authorization"]
             .as_str()
