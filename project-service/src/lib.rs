@@ -35,6 +35,7 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub pools: Arc<pools::TenantPools>,
     pub outboxes: Arc<relay::Outboxes>,
+    pub internal: InternalToken,
 }
 
 impl AppState {
@@ -49,10 +50,11 @@ impl AppState {
             NAME,
         );
         let outboxes = Arc::new(relay::Outboxes::default());
+        let internal = InternalToken::new(config.internal.internal_token.clone());
         let pools = Arc::new(pools::TenantPools::new(
             http.clone(),
             &config.tenant_resolver_url,
-            InternalToken::new(config.internal.internal_token.clone()),
+            internal.clone(),
             &pools::Limits {
                 cap: config.db_max_connections,
                 per_tenant: config.db_pool_per_tenant,
@@ -70,6 +72,7 @@ impl AppState {
             broker,
             pools,
             outboxes,
+            internal,
         })
     }
 }
@@ -89,6 +92,14 @@ impl AppState {
         routes::tasks::move_task,
         routes::tasks::list,
         routes::tasks::progress,
+        routes::tasks::remove,
+        routes::projects::activity_log,
+        routes::members::list,
+        routes::members::put,
+        routes::members::remove,
+        routes::columns::create,
+        routes::columns::update,
+        routes::columns::remove,
     )
 )]
 struct ApiDoc;

@@ -184,6 +184,10 @@ async fn fake_resolver(
             }),
         )
         .route(
+            "/internal/tenants/by-slug/{slug}",
+            get(|| async { axum::Json(json!({"limits": {"projects": null}})) }),
+        )
+        .route(
             "/internal/tenants/{id}/database",
             get(
                 move |State(dbs): State<Arc<Mutex<HashMap<Uuid, String>>>>,

@@ -1,6 +1,8 @@
 //! The public API: projects, boards and tasks of the caller's tenant, each tenant in its
 //! own database.
 
+pub mod columns;
+pub mod members;
 pub mod projects;
 pub mod tasks;
 
@@ -29,13 +31,29 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/projects/{id}/board", get(projects::board))
         .route(
+            "/api/v1/projects/{id}/activity",
+            get(projects::activity_log),
+        )
+        .route("/api/v1/projects/{id}/members", get(members::list))
+        .route(
+            "/api/v1/projects/{id}/members/{user_id}",
+            axum::routing::put(members::put).delete(members::remove),
+        )
+        .route("/api/v1/projects/{id}/columns", post(columns::create))
+        .route(
+            "/api/v1/projects/{id}/columns/{column_id}",
+            axum::routing::patch(columns::update).delete(columns::remove),
+        )
+        .route(
             "/api/v1/projects/{id}/tasks",
             post(tasks::create).get(tasks::list),
         )
         .route("/api/v1/tasks/{id}/progress", get(tasks::progress))
         .route(
             "/api/v1/tasks/{id}",
-            get(tasks::get_one).patch(tasks::update),
+            get(tasks::get_one)
+                .patch(tasks::update)
+                .delete(tasks::remove),
         )
         .route("/api/v1/tasks/{id}/move", post(tasks::move_task))
 }

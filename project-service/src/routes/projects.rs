@@ -95,12 +95,30 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     user.require(Perm::ProjectsCreate)?;
     let key = idempotency_key(&headers)?;
+    let limit = project_limit(&state, &user.tenant_slug).await?;
     let lease = tenant_db(&state, &user).await?;
     let mut tx = lease.pool.begin().await?;
     if let Some(key) = &key
         && let Some((status, body)) = replay(&mut tx, &user, key).await?
     {
         return Ok((status, Json(body)));
+    }
+    // One project create at a time per tenant, so two cannot both take the last one.
+    sqlx::query("select pg_advisory_xact_lock(42)")
+        .execute(&mut *tx)
+        .await?;
+    let active: i64 = sqlx::query_scalar("select count(*) from projects where not archived")
+        .fetch_one(&mut *tx)
+        .await?;
+    if let Some(limit) = limit.filter(|l| active >= *l) {
+        return Err(ApiError::Custom {
+            status: StatusCode::CONFLICT,
+            kind: "plan-limit",
+            title: "Plan Limit Reached",
+            detail: format!(
+                "The plan allows {limit} active projects; archive one or upgrade to create more."
+            ),
+        });
     }
     let taken: bool = sqlx::query_scalar("select exists(select 1 from projects where key = $1)")
         .bind(&req.key)
@@ -341,4 +359,103 @@ pub async fn board(
         })
         .collect();
     Ok(Json(Board { project, columns }))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Activity {
+    pub id: Uuid,
+    pub task_id: Option<Uuid>,
+    pub actor_id: Uuid,
+    pub action: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityFilter {
+    /// Only this task's changes.
+    pub task_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityPage {
+    pub items: Vec<Activity>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// The project's activity log (or one task's), newest first, in pages.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/activity", tag = "projects", params(ActivityFilter),
+    responses((status = 200, body = ActivityPage), (status = 404, body = Problem)))]
+pub async fn activity_log(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    common::extract::Query(filter): common::extract::Query<ActivityFilter>,
+) -> Result<Json<ActivityPage>, ApiError> {
+    user.require(Perm::ProjectsRead)?;
+    let limit = filter.limit.unwrap_or(50).clamp(1, 200);
+    let lease = tenant_db(&state, &user).await?;
+    let mut conn = lease.pool.acquire().await?;
+    find(&mut conn, id).await?;
+    let mut items: Vec<Activity> = sqlx::query_as(
+        "select id, task_id, actor_id, action, before, after, occurred_at from activity
+         where project_id = $1 and ($2::uuid is null or task_id = $2)
+           and ($3::uuid is null or id < $3)
+         order by id desc limit $4",
+    )
+    .bind(id)
+    .bind(filter.task_id)
+    .bind(filter.cursor)
+    .bind(limit + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    let next_cursor = (items.len() as i64 > limit).then(|| {
+        items.truncate(usize::try_from(limit).unwrap_or(200));
+        items.last().map(|a| a.id)
+    });
+    Ok(Json(ActivityPage {
+        items,
+        next_cursor: next_cursor.flatten(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct Lookup {
+    limits: Limits,
+}
+
+#[derive(Deserialize)]
+struct Limits {
+    projects: Option<i64>,
+}
+
+/// The plan's project limit (`None`: unlimited), from tenant-resolver.
+async fn project_limit(state: &AppState, slug: &str) -> Result<Option<i64>, ApiError> {
+    let unavailable = |e: String| {
+        tracing::warn!(error = e, "cannot read the plan's limits");
+        ApiError::Unavailable {
+            retry_after: 5,
+            detail: "The organisation's plan cannot be checked right now.".into(),
+        }
+    };
+    let lookup: Lookup = state
+        .http
+        .get(format!(
+            "{}/internal/tenants/by-slug/{slug}",
+            state.config.tenant_resolver_url.trim_end_matches('/')
+        ))
+        .header(reqwest::header::AUTHORIZATION, state.internal.bearer())
+        .send()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .error_for_status()
+        .map_err(|e| unavailable(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(lookup.limits.projects)
 }

@@ -651,3 +651,65 @@ pub async fn progress(
     .await?;
     Ok(Json(Progress { total, done }))
 }
+
+/// Deletes a task and its subtasks; the positions left behind close up.
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    user.require(Perm::TasksManage)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    let current: Option<(Uuid, Uuid)> =
+        sqlx::query_as("select project_id, column_id from tasks where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (project_id, column) =
+        current.ok_or_else(|| ApiError::NotFound("There is no such task.".into()))?;
+    // Subtasks go too: lock every column they sit in, in id order, then close the gaps.
+    let doomed: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "with recursive tree as (select id, column_id from tasks where id = $1
+             union all select t.id, t.column_id from tasks t join tree on t.parent_id = tree.id)
+         select id, column_id from tree",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut columns: Vec<Uuid> = doomed.iter().map(|(_, c)| *c).chain([column]).collect();
+    columns.sort();
+    columns.dedup();
+    for column in &columns {
+        lock_column(&mut tx, project_id, Some(*column)).await?;
+    }
+    let before = find(&mut tx, id, true).await?;
+    sqlx::query("delete from tasks where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for column in &columns {
+        sqlx::query(
+            "update tasks t set position = r.n - 1 from (
+                 select id, row_number() over (order by position) as n from tasks where column_id = $1
+             ) r where t.id = r.id and t.position <> r.n - 1",
+        )
+        .bind(column)
+        .execute(&mut *tx)
+        .await?;
+    }
+    activity(
+        &mut tx,
+        &user,
+        project_id,
+        None,
+        "task.deleted",
+        Some(json!(before)),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -23,6 +23,7 @@ pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tenant");
 struct Registry {
     databases: Arc<Mutex<HashMap<Uuid, String>>>,
     jwks: Arc<Mutex<Value>>,
+    project_limit: Arc<Mutex<Option<i64>>>,
 }
 
 pub struct Resolver {
@@ -54,6 +55,13 @@ pub async fn fake_resolver() -> Resolver {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/internal/tenants/{id}/database", get(database))
+        .route(
+            "/internal/tenants/by-slug/{slug}",
+            get(|State(r): State<Registry>| async move {
+                let projects = *r.project_limit.lock().unwrap();
+                axum::Json(json!({"limits": {"users": null, "projects": projects, "storage_bytes": null}}))
+            }),
+        )
             .route(
                 "/.well-known/jwks.json",
                 get(|State(r): State<Registry>| async move {
@@ -65,6 +73,13 @@ pub async fn fake_resolver() -> Resolver {
         server: TestServer::router(router).await,
         registry,
         key,
+    }
+}
+
+impl Resolver {
+    /// Sets the plan's project limit every tenant gets.
+    pub fn limit_projects(&self, limit: Option<i64>) {
+        *self.registry.project_limit.lock().unwrap() = limit;
     }
 }
 

@@ -1,5 +1,6 @@
 //! project-service API tests against real dependencies.
 
+mod board;
 mod health;
 mod helpers;
 mod projects;

@@ -147,6 +147,31 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
             Some(json!({"title": "x"})),
         ),
         (Method::GET, format!("/api/v1/projects/{pid}/tasks"), None),
+        (
+            Method::GET,
+            format!("/api/v1/projects/{pid}/activity"),
+            None,
+        ),
+        (Method::GET, format!("/api/v1/projects/{pid}/members"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/projects/{pid}/members/{}", uuid::Uuid::now_v7()),
+            Some(json!({"role": "member"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/projects/{pid}/columns"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::PATCH,
+            format!(
+                "/api/v1/projects/{pid}/columns/{}",
+                their_task["column_id"].as_str().unwrap()
+            ),
+            Some(json!({"name": "x"})),
+        ),
+        (Method::DELETE, format!("/api/v1/tasks/{tid}"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}/progress"), None),
         (
