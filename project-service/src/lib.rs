@@ -86,6 +86,7 @@ impl AppState {
         routes::projects::get_one,
         routes::projects::update,
         routes::projects::board,
+        routes::projects::remove,
         routes::tasks::create,
         routes::tasks::get_one,
         routes::tasks::update,

@@ -27,7 +27,9 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/api/v1/projects/{id}",
-            get(projects::get_one).patch(projects::update),
+            get(projects::get_one)
+                .patch(projects::update)
+                .delete(projects::remove),
         )
         .route("/api/v1/projects/{id}/board", get(projects::board))
         .route(

@@ -459,3 +459,36 @@ async fn project_limit(state: &AppState, slug: &str) -> Result<Option<i64>, ApiE
         .map_err(|e| unavailable(e.to_string()))?;
     Ok(lookup.limits.projects)
 }
+
+/// Deletes a project with its board, tasks and activity (archive it to keep them).
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    user.require(Perm::ProjectsManage)?;
+    let lease = tenant_db(&state, &user).await?;
+    let mut tx = lease.pool.begin().await?;
+    let project = sqlx::query_as::<_, Project>(&format!("{PROJECT} where id = $1 for update"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("There is no such project.".into()))?;
+    // Subtasks reference their parents in the same table: drop them with the project.
+    sqlx::query("delete from projects where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    emit(
+        &mut tx,
+        &user,
+        keys::PROJECT_UPDATED,
+        json!({"project_id": id, "key": project.key, "deleted": true}),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outboxes.mark(user.tenant_id);
+    Ok(StatusCode::NO_CONTENT)
+}

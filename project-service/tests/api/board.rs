@@ -319,5 +319,19 @@ async fn the_plan_limits_active_projects() {
     )
     .await;
     assert_eq!(archived.status(), 200);
-    app.project(&acme, "THREE").await;
+    let three = app.project(&acme, "THREE").await;
+
+    let path = format!("/api/v1/projects/{}", three["id"].as_str().unwrap());
+    let mut member = app.tenant().await;
+    member.id = acme.id;
+    member.token = app.token(acme.id, Role::Member);
+    expect_problem(send(&app, &member, Method::DELETE, &path, None).await, 403).await;
+    assert_eq!(
+        send(&app, &acme, Method::DELETE, &path, None)
+            .await
+            .status(),
+        204
+    );
+    expect_problem(send(&app, &acme, Method::GET, &path, None).await, 404).await;
+    app.project(&acme, "FOUR").await;
 }

@@ -172,6 +172,7 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
             Some(json!({"name": "x"})),
         ),
         (Method::DELETE, format!("/api/v1/tasks/{tid}"), None),
+        (Method::DELETE, format!("/api/v1/projects/{pid}"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}/progress"), None),
         (
