@@ -101,6 +101,14 @@ impl AppState {
         routes::columns::create,
         routes::columns::update,
         routes::columns::remove,
+        routes::time::create,
+        routes::time::list,
+        routes::time::remove,
+        routes::time::start,
+        routes::time::stop,
+        routes::time::task_time,
+        routes::time::project_time,
+        routes::time::export,
     )
 )]
 struct ApiDoc;

@@ -26,6 +26,7 @@ pub mod keys {
     pub const TASK_STATUS_CHANGED: &str = "task.status_changed";
     pub const TASK_ASSIGNED: &str = "task.assigned";
     pub const TASK_COMMENT_ADDED: &str = "task.comment_added";
+    pub const TASK_TIME_LOGGED: &str = "task.time_logged";
     pub const URL_CREATED: &str = "url.created";
     pub const URL_ACCESSED: &str = "url.accessed";
     pub const URL_EXPIRED: &str = "url.expired";

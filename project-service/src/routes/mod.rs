@@ -5,6 +5,7 @@ pub mod columns;
 pub mod members;
 pub mod projects;
 pub mod tasks;
+pub mod time;
 
 use axum::Router;
 use axum::http::{HeaderMap, header};
@@ -51,6 +52,19 @@ pub fn router() -> Router<AppState> {
             post(tasks::create).get(tasks::list),
         )
         .route("/api/v1/tasks/{id}/progress", get(tasks::progress))
+        .route(
+            "/api/v1/tasks/{id}/worklogs",
+            post(time::create).get(time::list),
+        )
+        .route(
+            "/api/v1/tasks/{id}/worklogs/{log_id}",
+            axum::routing::delete(time::remove),
+        )
+        .route("/api/v1/tasks/{id}/timer/start", post(time::start))
+        .route("/api/v1/tasks/{id}/timer/stop", post(time::stop))
+        .route("/api/v1/tasks/{id}/time", get(time::task_time))
+        .route("/api/v1/projects/{id}/time", get(time::project_time))
+        .route("/api/v1/projects/{id}/worklogs.csv", get(time::export))
         .route(
             "/api/v1/tasks/{id}",
             get(tasks::get_one)

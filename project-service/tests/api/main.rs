@@ -5,3 +5,4 @@ mod health;
 mod helpers;
 mod projects;
 mod tasks;
+mod time;

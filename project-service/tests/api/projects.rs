@@ -173,6 +173,24 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
         ),
         (Method::DELETE, format!("/api/v1/tasks/{tid}"), None),
         (Method::DELETE, format!("/api/v1/projects/{pid}"), None),
+        (Method::GET, format!("/api/v1/projects/{pid}/time"), None),
+        (
+            Method::GET,
+            format!("/api/v1/projects/{pid}/worklogs.csv"),
+            None,
+        ),
+        (Method::GET, format!("/api/v1/tasks/{tid}/worklogs"), None),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{tid}/worklogs"),
+            Some(json!({"minutes": 5})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{tid}/timer/start"),
+            None,
+        ),
+        (Method::GET, format!("/api/v1/tasks/{tid}/time"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}/progress"), None),
         (
