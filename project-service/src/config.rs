@@ -19,6 +19,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:8081"
     )]
     pub tenant_resolver_url: String,
+    /// Base URL of user-service (mentions are resolved to members there).
+    #[arg(
+        long,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub user_service_url: String,
     /// Most database connections open at once across every tenant's pool; the least
     /// recently used idle pools are closed to stay under it.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 64)]

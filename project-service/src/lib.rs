@@ -109,6 +109,10 @@ impl AppState {
         routes::time::task_time,
         routes::time::project_time,
         routes::time::export,
+        routes::comments::create,
+        routes::comments::list,
+        routes::comments::update,
+        routes::comments::remove,
     )
 )]
 struct ApiDoc;

@@ -2,6 +2,7 @@
 //! own database.
 
 pub mod columns;
+pub mod comments;
 pub mod members;
 pub mod projects;
 pub mod tasks;
@@ -59,6 +60,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/tasks/{id}/worklogs/{log_id}",
             axum::routing::delete(time::remove),
+        )
+        .route(
+            "/api/v1/tasks/{id}/comments",
+            post(comments::create).get(comments::list),
+        )
+        .route(
+            "/api/v1/tasks/{id}/comments/{comment_id}",
+            axum::routing::patch(comments::update).delete(comments::remove),
         )
         .route("/api/v1/tasks/{id}/timer/start", post(time::start))
         .route("/api/v1/tasks/{id}/timer/stop", post(time::stop))

@@ -19,11 +19,39 @@ use uuid::Uuid;
 
 pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tenant");
 
+/// A tenant's members: (user id, name).
+type Members = Vec<(Uuid, String)>;
+
 #[derive(Clone, Default)]
 struct Registry {
     databases: Arc<Mutex<HashMap<Uuid, String>>>,
     jwks: Arc<Mutex<Value>>,
     project_limit: Arc<Mutex<Option<i64>>>,
+    /// tenant → its members (id, name), as user-service would know them.
+    members: Arc<Mutex<HashMap<Uuid, Members>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Ids {
+    ids: String,
+    tenant_id: Option<Uuid>,
+}
+
+/// user-service's `GET /internal/users?ids&tenant_id`.
+async fn users(
+    State(r): State<Registry>,
+    axum::extract::Query(q): axum::extract::Query<Ids>,
+) -> impl IntoResponse {
+    let members = r.members.lock().unwrap();
+    let wanted: Vec<Uuid> = q.ids.split(',').filter_map(|s| s.parse().ok()).collect();
+    let found: Vec<Value> = members
+        .iter()
+        .filter(|(tenant, _)| q.tenant_id.is_none_or(|t| t == **tenant))
+        .flat_map(|(_, users)| users.iter())
+        .filter(|(id, _)| wanted.contains(id))
+        .map(|(id, name)| json!({"id": id, "name": name, "email": format!("{name}@test")}))
+        .collect();
+    axum::Json(found)
 }
 
 pub struct Resolver {
@@ -55,6 +83,7 @@ pub async fn fake_resolver() -> Resolver {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/internal/tenants/{id}/database", get(database))
+        .route("/internal/users", get(users))
         .route(
             "/internal/tenants/by-slug/{slug}",
             get(|State(r): State<Registry>| async move {
@@ -77,6 +106,17 @@ pub async fn fake_resolver() -> Resolver {
 }
 
 impl Resolver {
+    /// Makes `user` a member of `tenant` (for mentions).
+    pub fn add_member(&self, tenant: Uuid, user: Uuid, name: &str) {
+        self.registry
+            .members
+            .lock()
+            .unwrap()
+            .entry(tenant)
+            .or_default()
+            .push((user, name.to_owned()));
+    }
+
     /// Sets the plan's project limit every tenant gets.
     pub fn limit_projects(&self, limit: Option<i64>) {
         *self.registry.project_limit.lock().unwrap() = limit;
@@ -87,6 +127,7 @@ pub fn test_args(resolver: &Resolver) -> Vec<(&'static str, String)> {
     vec![
         ("TENANT_RESOLVER_URL", resolver.server.base_url.clone()),
         ("JWKS_URL", resolver.server.url("/.well-known/jwks.json")),
+        ("USER_SERVICE_URL", resolver.server.base_url.clone()),
         ("AMQP_URL", amqp_url()),
         ("EVENTS_EXCHANGE", unique("test.events")),
     ]

@@ -191,6 +191,12 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
             None,
         ),
         (Method::GET, format!("/api/v1/tasks/{tid}/time"), None),
+        (Method::GET, format!("/api/v1/tasks/{tid}/comments"), None),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{tid}/comments"),
+            Some(json!({"body": "hi"})),
+        ),
         (Method::GET, format!("/api/v1/tasks/{tid}"), None),
         (Method::GET, format!("/api/v1/tasks/{tid}/progress"), None),
         (

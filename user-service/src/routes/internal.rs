@@ -120,6 +120,8 @@ pub async fn create_owner(
 pub struct Ids {
     /// Comma-separated user ids (at most 200).
     ids: String,
+    /// Only active members of this tenant.
+    tenant_id: Option<Uuid>,
 }
 
 #[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -130,7 +132,8 @@ pub struct Summary {
 }
 
 /// Names of users by id, for other services (mentions, assignees).
-#[utoipa::path(get, path = "/internal/users", tag = "internal", params(("ids" = String, Query)),
+#[utoipa::path(get, path = "/internal/users", tag = "internal",
+    params(("ids" = String, Query), ("tenant_id" = Option<Uuid>, Query)),
     responses((status = 200, body = [Summary]), (status = 400, body = Problem)))]
 pub async fn summaries(
     _: InternalCaller,
@@ -150,9 +153,16 @@ pub async fn summaries(
     if ids.len() > 200 {
         return Err(ApiError::validation("ids", "at most 200 ids"));
     }
-    let found = sqlx::query_as("select id, name, email from users where id = any($1) order by id")
-        .bind(&ids)
-        .fetch_all(&state.pool)
-        .await?;
+    let found = sqlx::query_as(
+        "select u.id, u.name, u.email from users u
+         where u.id = any($1) and ($2::uuid is null or exists(
+             select 1 from memberships m
+             where m.user_id = u.id and m.tenant_id = $2 and m.status = 'active'))
+         order by u.id",
+    )
+    .bind(&ids)
+    .bind(q.tenant_id)
+    .fetch_all(&state.pool)
+    .await?;
     Ok(Json(found))
 }

@@ -86,4 +86,20 @@ async fn summaries_name_users_by_id() {
         .unwrap();
     assert_eq!(found.as_array().unwrap().len(), 1);
     assert_eq!(found[0]["name"], "Olive Owner");
+
+    // Restricted to a tenant: only its members.
+    let globex = Tenant::new("globex");
+    let gil = app.owner(&globex, "gil@globex.test").await;
+    let members = |tenant: uuid::Uuid| {
+        app.server
+            .client
+            .get(app.server.url(&format!(
+                "/internal/users?ids={id},{gil}&tenant_id={tenant}"
+            )))
+            .bearer_auth(INTERNAL_TOKEN)
+            .send()
+    };
+    let of_globex: Value = members(globex.id).await.unwrap().json().await.unwrap();
+    assert_eq!(of_globex.as_array().unwrap().len(), 1);
+    assert_eq!(of_globex[0]["id"], json!(gil));
 }
