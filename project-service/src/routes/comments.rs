@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, tenant_db};
+use super::{activity, emit, project_of, tenant_db};
 use crate::AppState;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -159,14 +159,6 @@ impl Validate for CommentChanges {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         check_body(&self.body)
     }
-}
-
-async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, ApiError> {
-    sqlx::query_scalar("select project_id from tasks where id = $1")
-        .bind(task)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
 }
 
 /// Comments a task (`comments.write`); mentions of members go out with the event.

@@ -208,3 +208,12 @@ pub async fn remember(
     })?;
     Ok(())
 }
+
+/// The project of a task, or 404.
+pub async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, ApiError> {
+    sqlx::query_scalar("select project_id from tasks where id = $1")
+        .bind(task)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
+}

@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, tenant_db};
+use super::{activity, emit, project_of, tenant_db};
 use crate::AppState;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -60,15 +60,6 @@ impl Validate for NewWorkLog {
         );
         errors.finish()
     }
-}
-
-/// The task's project, or 404.
-async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, ApiError> {
-    sqlx::query_scalar("select project_id from tasks where id = $1")
-        .bind(task)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
 }
 
 /// Writes a work log with its activity row and `task.time_logged` event.

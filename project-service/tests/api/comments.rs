@@ -7,21 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Tenant, TestApp, spawn_app};
-
-async fn send(
-    app: &TestApp,
-    tenant: &Tenant,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = app.call(tenant, method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn comments_render_safely_and_mention_only_members() {
@@ -36,14 +22,9 @@ async fn comments_render_safely_and_mention_only_members() {
     let path = format!("/api/v1/tasks/{}/comments", task["id"].as_str().unwrap());
 
     let body = format!("**Look** @{olive} and @{stranger} <script>alert('x')</script>");
-    let created = send(
-        &app,
-        &acme,
-        Method::POST,
-        &path,
-        Some(json!({"body": body})),
-    )
-    .await;
+    let created = app
+        .send(&acme, Method::POST, &path, Some(json!({"body": body})))
+        .await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
     assert_eq!(created["body"], body.as_str(), "stored as written");
@@ -62,26 +43,27 @@ async fn comments_render_safely_and_mention_only_members() {
     let event = tap.next_event().await;
     assert_eq!(event.data["mentions"], json!([olive]));
 
-    let reply = send(
-        &app,
-        &acme,
-        Method::POST,
-        &path,
-        Some(json!({"body": "ok", "parent_id": created["id"]})),
-    )
-    .await;
+    let reply = app
+        .send(
+            &acme,
+            Method::POST,
+            &path,
+            Some(json!({"body": "ok", "parent_id": created["id"]})),
+        )
+        .await;
     assert_eq!(reply.status(), 201);
     let reply: Value = reply.json().await.unwrap();
-    let nested = send(
-        &app,
-        &acme,
-        Method::POST,
-        &path,
-        Some(json!({"body": "no", "parent_id": reply["id"]})),
-    )
-    .await;
+    let nested = app
+        .send(
+            &acme,
+            Method::POST,
+            &path,
+            Some(json!({"body": "no", "parent_id": reply["id"]})),
+        )
+        .await;
     expect_problem(nested, 400).await;
-    let listed: Vec<Value> = send(&app, &acme, Method::GET, &path, None)
+    let listed: Vec<Value> = app
+        .send(&acme, Method::GET, &path, None)
         .await
         .json()
         .await
@@ -102,21 +84,15 @@ async fn authors_edit_their_own_comments_and_managers_delete_any() {
     member.id = acme.id;
     member.token = app.token(acme.id, Role::Member);
 
-    let theirs: Value = send(
-        &app,
-        &member,
-        Method::POST,
-        &path,
-        Some(json!({"body": "mine"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let theirs: Value = app
+        .send(&member, Method::POST, &path, Some(json!({"body": "mine"})))
+        .await
+        .json()
+        .await
+        .unwrap();
     let one = format!("{path}/{}", theirs["id"].as_str().unwrap());
     expect_problem(
-        send(
-            &app,
+        app.send(
             &acme,
             Method::PATCH,
             &one,
@@ -126,53 +102,43 @@ async fn authors_edit_their_own_comments_and_managers_delete_any() {
         403,
     )
     .await;
-    let edited: Value = send(
-        &app,
-        &member,
-        Method::PATCH,
-        &one,
-        Some(json!({"body": "mine, edited"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let edited: Value = app
+        .send(
+            &member,
+            Method::PATCH,
+            &one,
+            Some(json!({"body": "mine, edited"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         (edited["body"].as_str(), edited["edited"].as_bool()),
         (Some("mine, edited"), Some(true))
     );
 
-    let owners: Value = send(
-        &app,
-        &acme,
-        Method::POST,
-        &path,
-        Some(json!({"body": "owner"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let owners: Value = app
+        .send(&acme, Method::POST, &path, Some(json!({"body": "owner"})))
+        .await
+        .json()
+        .await
+        .unwrap();
     let other = format!("{path}/{}", owners["id"].as_str().unwrap());
-    expect_problem(send(&app, &member, Method::DELETE, &other, None).await, 403).await;
+    expect_problem(app.send(&member, Method::DELETE, &other, None).await, 403).await;
     assert_eq!(
-        send(&app, &acme, Method::DELETE, &one, None).await.status(),
+        app.send(&acme, Method::DELETE, &one, None).await.status(),
         204,
         "managers delete any"
     );
     expect_problem(
-        send(
-            &app,
-            &acme,
-            Method::POST,
-            &path,
-            Some(json!({"body": "  "})),
-        )
-        .await,
+        app.send(&acme, Method::POST, &path, Some(json!({"body": "  "})))
+            .await,
         400,
     )
     .await;
-    let left: Vec<Value> = send(&app, &acme, Method::GET, &path, None)
+    let left: Vec<Value> = app
+        .send(&acme, Method::GET, &path, None)
         .await
         .json()
         .await

@@ -219,6 +219,21 @@ impl TestApp {
             .header("x-tenant-slug", "t")
     }
 
+    /// `call` with an optional JSON body, sent.
+    pub async fn send(
+        &self,
+        tenant: &Tenant,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self.call(tenant, method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn project(&self, tenant: &Tenant, key: &str) -> Value {
         let resp = self
             .call(tenant, reqwest::Method::POST, "/api/v1/projects")

@@ -5,21 +5,7 @@ use common::testkit::{EventTap, expect_problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, TestApp, spawn_app};
-
-async fn send(
-    app: &TestApp,
-    tenant: &Tenant,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = app.call(tenant, method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
+use crate::helpers::spawn_app;
 
 fn id(v: &Value) -> &str {
     v["id"].as_str().unwrap()
@@ -36,30 +22,30 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
         app.task(&acme, &web, "b").await,
     );
 
-    let started = send(
-        &app,
-        &acme,
-        Method::POST,
-        &format!("/api/v1/tasks/{}/timer/start", id(&a)),
-        None,
-    )
-    .await;
+    let started = app
+        .send(
+            &acme,
+            Method::POST,
+            &format!("/api/v1/tasks/{}/timer/start", id(&a)),
+            None,
+        )
+        .await;
     assert_eq!(started.status(), 201);
     sqlx::query("update timers set started_at = now() - interval '30 minutes'")
         .execute(&acme.db.pool)
         .await
         .unwrap();
-    let log: Value = send(
-        &app,
-        &acme,
-        Method::POST,
-        &format!("/api/v1/tasks/{}/timer/stop", id(&a)),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let log: Value = app
+        .send(
+            &acme,
+            Method::POST,
+            &format!("/api/v1/tasks/{}/timer/stop", id(&a)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         (log["minutes"].as_i64(), log["task_id"].as_str()),
         (Some(30), Some(id(&a)))
@@ -73,8 +59,7 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
         (Some(30), Some(id(&a)))
     );
     expect_problem(
-        send(
-            &app,
+        app.send(
             &acme,
             Method::POST,
             &format!("/api/v1/tasks/{}/timer/stop", id(&a)),
@@ -86,8 +71,7 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
     .await;
 
     // Starting on another task stops the running one.
-    send(
-        &app,
+    app.send(
         &acme,
         Method::POST,
         &format!("/api/v1/tasks/{}/timer/start", id(&a)),
@@ -98,30 +82,30 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
         .execute(&acme.db.pool)
         .await
         .unwrap();
-    let switched: Value = send(
-        &app,
-        &acme,
-        Method::POST,
-        &format!("/api/v1/tasks/{}/timer/start", id(&b)),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let switched: Value = app
+        .send(
+            &acme,
+            Method::POST,
+            &format!("/api/v1/tasks/{}/timer/start", id(&b)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(switched["stopped"]["minutes"], 5);
     assert_eq!(switched["timer"]["task_id"], b["id"]);
-    let logs: Vec<Value> = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/tasks/{}/worklogs", id(&a)),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let logs: Vec<Value> = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/tasks/{}/worklogs", id(&a)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(logs.len(), 2);
     let running: i64 = sqlx::query_scalar("select count(*) from timers")
         .fetch_one(&acme.db.pool)
@@ -138,28 +122,28 @@ async fn totals_roll_subtasks_into_parents_and_the_project_and_export_as_csv() {
     let web = app.project(&acme, "WEB").await;
     let pid = id(&web);
     let parent = app.task(&acme, &web, "parent").await;
-    let child: Value = send(
-        &app,
-        &acme,
-        Method::POST,
-        &format!("/api/v1/projects/{pid}/tasks"),
-        Some(json!({"title": "child", "parent_id": parent["id"]})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let grandchild: Value = send(
-        &app,
-        &acme,
-        Method::POST,
-        &format!("/api/v1/projects/{pid}/tasks"),
-        Some(json!({"title": "grandchild", "parent_id": child["id"]})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let child: Value = app
+        .send(
+            &acme,
+            Method::POST,
+            &format!("/api/v1/projects/{pid}/tasks"),
+            Some(json!({"title": "child", "parent_id": parent["id"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let grandchild: Value = app
+        .send(
+            &acme,
+            Method::POST,
+            &format!("/api/v1/projects/{pid}/tasks"),
+            Some(json!({"title": "grandchild", "parent_id": child["id"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let other = app.task(&acme, &web, "other").await;
     for (task, minutes, day, note) in [
         (&parent, 10, "2026-11-02", "planning"),
@@ -167,19 +151,18 @@ async fn totals_roll_subtasks_into_parents_and_the_project_and_export_as_csv() {
         (&grandchild, 5, "2026-11-03", ""),
         (&other, 45, "2026-11-20", "later"),
     ] {
-        let resp = send(
-            &app,
-            &acme,
-            Method::POST,
-            &format!("/api/v1/tasks/{}/worklogs", id(task)),
-            Some(json!({"minutes": minutes, "worked_on": day, "note": note})),
-        )
-        .await;
+        let resp = app
+            .send(
+                &acme,
+                Method::POST,
+                &format!("/api/v1/tasks/{}/worklogs", id(task)),
+                Some(json!({"minutes": minutes, "worked_on": day, "note": note})),
+            )
+            .await;
         assert_eq!(resp.status(), 201);
     }
     expect_problem(
-        send(
-            &app,
+        app.send(
             &acme,
             Method::POST,
             &format!("/api/v1/tasks/{}/worklogs", id(&other)),
@@ -190,53 +173,53 @@ async fn totals_roll_subtasks_into_parents_and_the_project_and_export_as_csv() {
     )
     .await;
 
-    let time: Value = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/tasks/{}/time", id(&parent)),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let time: Value = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/tasks/{}/time", id(&parent)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(time, json!({"minutes": 10, "total_minutes": 35}));
-    let all: Value = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/projects/{pid}/time"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let all: Value = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/projects/{pid}/time"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all["total_minutes"], 80);
     assert_eq!(all["by_task"][0]["minutes"], 45);
-    let early: Value = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/projects/{pid}/time?from=2026-11-01&to=2026-11-10"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let early: Value = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/projects/{pid}/time?from=2026-11-01&to=2026-11-10"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(early["total_minutes"], 35);
     assert_eq!(early["by_user"].as_array().unwrap().len(), 1);
 
-    let csv = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/projects/{pid}/worklogs.csv?to=2026-11-10"),
-        None,
-    )
-    .await;
+    let csv = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/projects/{pid}/worklogs.csv?to=2026-11-10"),
+            None,
+        )
+        .await;
     assert!(
         csv.headers()["content-disposition"]
             .to_str()
@@ -254,38 +237,36 @@ async fn totals_roll_subtasks_into_parents_and_the_project_and_export_as_csv() {
     );
 
     // Someone else's log needs tasks.manage to delete.
-    let log: Vec<Value> = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/tasks/{}/worklogs", id(&other)),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let log: Vec<Value> = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/tasks/{}/worklogs", id(&other)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let path = format!("/api/v1/tasks/{}/worklogs/{}", id(&other), id(&log[0]));
     let mut member = app.tenant().await;
     member.id = acme.id;
     member.token = app.token(acme.id, Role::Member);
-    expect_problem(send(&app, &member, Method::DELETE, &path, None).await, 403).await;
+    expect_problem(app.send(&member, Method::DELETE, &path, None).await, 403).await;
     assert_eq!(
-        send(&app, &acme, Method::DELETE, &path, None)
-            .await
-            .status(),
+        app.send(&acme, Method::DELETE, &path, None).await.status(),
         204
     );
-    let all: Value = send(
-        &app,
-        &acme,
-        Method::GET,
-        &format!("/api/v1/projects/{pid}/time"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let all: Value = app
+        .send(
+            &acme,
+            Method::GET,
+            &format!("/api/v1/projects/{pid}/time"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all["total_minutes"], 35);
 }
