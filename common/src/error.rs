@@ -94,6 +94,26 @@ impl From<sqlx::Error> for ApiError {
 }
 
 impl ApiError {
+    /// 423 `tenant-suspended`: the organisation exists but is suspended.
+    pub fn tenant_suspended() -> Self {
+        Self::Custom {
+            status: StatusCode::LOCKED,
+            kind: "tenant-suspended",
+            title: "Organisation Suspended",
+            detail: "This organisation is suspended.".into(),
+        }
+    }
+
+    /// 409 `plan-limit`: the plan allows no more of something; `detail` names it.
+    pub fn plan_limit(detail: impl Into<String>) -> Self {
+        Self::Custom {
+            status: StatusCode::CONFLICT,
+            kind: "plan-limit",
+            title: "Plan Limit Reached",
+            detail: detail.into(),
+        }
+    }
+
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }

@@ -101,12 +101,7 @@ impl TenantCache {
         };
         match lookup {
             Lookup::Active(tenant) => Ok(tenant),
-            Lookup::Suspended => Err(ApiError::Custom {
-                status: axum::http::StatusCode::LOCKED,
-                kind: "tenant-suspended",
-                title: "Organisation Suspended",
-                detail: "This organisation is suspended.".into(),
-            }),
+            Lookup::Suspended => Err(ApiError::tenant_suspended()),
             Lookup::Unknown => Err(ApiError::NotFound(
                 "There is no organisation at this address.".into(),
             )),

@@ -201,39 +201,30 @@ impl TenantPools {
                 .await
                 .map_err(|err| {
                     tracing::warn!(%err, "tenant-resolver unreachable");
-                    unavailable()
+                    Refusal::Unavailable
                 })?;
             match response.status().as_u16() {
-                200 => response.json::<Location>().await.map_err(|_| unavailable()),
-                404 => Err(ApiError::NotFound(
-                    "There is no organisation at this address.".into(),
-                )),
-                423 => Err(ApiError::Custom {
-                    status: axum::http::StatusCode::LOCKED,
-                    kind: "tenant-suspended",
-                    title: "Organisation Suspended",
-                    detail: "This organisation is suspended.".into(),
-                }),
-                _ => Err(unavailable()),
+                200 => response
+                    .json::<Location>()
+                    .await
+                    .map_err(|_| Refusal::Unavailable),
+                404 => Err(Refusal::Unknown),
+                423 => Err(Refusal::Suspended),
+                _ => Err(Refusal::Unavailable),
             }
         };
         self.locations
             .try_get_with(tenant, fetch)
             .await
-            .map_err(|err: Arc<ApiError>| match err.as_ref() {
-                ApiError::NotFound(detail) => ApiError::NotFound(detail.clone()),
-                ApiError::Custom {
-                    status,
-                    kind,
-                    title,
-                    detail,
-                } => ApiError::Custom {
-                    status: *status,
-                    kind,
-                    title,
-                    detail: detail.clone(),
+            .map_err(|refusal: Arc<Refusal>| match *refusal {
+                Refusal::Unknown => {
+                    ApiError::NotFound("There is no organisation at this address.".into())
+                }
+                Refusal::Suspended => ApiError::tenant_suspended(),
+                Refusal::Unavailable => ApiError::Unavailable {
+                    retry_after: 5,
+                    detail: "The organisation's database cannot be located right now.".into(),
                 },
-                _ => unavailable(),
             })
     }
 
@@ -292,9 +283,10 @@ fn make_room(
     }
 }
 
-fn unavailable() -> ApiError {
-    ApiError::Unavailable {
-        retry_after: 5,
-        detail: "The organisation's database cannot be located right now.".into(),
-    }
+/// Why tenant-resolver gave no database location.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Unknown,
+    Suspended,
+    Unavailable,
 }

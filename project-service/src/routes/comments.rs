@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, project_of, tenant_db};
+use super::{activity, emit, internal_get, project_of, tenant_db};
 use crate::AppState;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -98,29 +98,15 @@ async fn members(state: &AppState, user: &AuthUser, ids: &[Uuid]) -> Result<Vec<
         .map(Uuid::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let unavailable = |e: String| {
-        tracing::warn!(error = e, "cannot resolve mentions");
-        ApiError::Unavailable {
-            retry_after: 5,
-            detail: "Mentions cannot be checked right now.".into(),
-        }
-    };
-    let found: Vec<Summary> = state
+    let url = format!(
+        "{}/internal/users",
+        state.config.user_service_url.trim_end_matches('/')
+    );
+    let request = state
         .http
-        .get(format!(
-            "{}/internal/users",
-            state.config.user_service_url.trim_end_matches('/')
-        ))
-        .query(&[("ids", list), ("tenant_id", user.tenant_id.to_string())])
-        .header(reqwest::header::AUTHORIZATION, state.internal.bearer())
-        .send()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .error_for_status()
-        .map_err(|e| unavailable(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .get(url)
+        .query(&[("ids", list), ("tenant_id", user.tenant_id.to_string())]);
+    let found: Vec<Summary> = internal_get(state, request, "Mentions").await?;
     Ok(found.into_iter().map(|s| s.id).collect())
 }
 

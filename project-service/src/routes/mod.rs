@@ -217,3 +217,29 @@ pub async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, Api
         .await?
         .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
 }
+
+/// GETs another service's internal endpoint as JSON. Any failure is a 503 saying that
+/// `what` cannot be checked right now (the cause goes to the log).
+pub async fn internal_get<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T, ApiError> {
+    let unavailable = |e: reqwest::Error| {
+        tracing::warn!(error = %e, what, "internal call failed");
+        ApiError::Unavailable {
+            retry_after: 5,
+            detail: format!("{what} cannot be checked right now."),
+        }
+    };
+    request
+        .header(reqwest::header::AUTHORIZATION, state.internal.bearer())
+        .send()
+        .await
+        .map_err(unavailable)?
+        .error_for_status()
+        .map_err(unavailable)?
+        .json()
+        .await
+        .map_err(unavailable)
+}

@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::tasks::{self, Task};
-use super::{activity, emit, idempotency_key, if_match, remember, replay, tenant_db};
+use super::{activity, emit, idempotency_key, if_match, internal_get, remember, replay, tenant_db};
 use crate::AppState;
 
 /// The columns every new project's board starts with: (name, WIP limit, done).
@@ -111,14 +111,9 @@ pub async fn create(
         .fetch_one(&mut *tx)
         .await?;
     if let Some(limit) = limit.filter(|l| active >= *l) {
-        return Err(ApiError::Custom {
-            status: StatusCode::CONFLICT,
-            kind: "plan-limit",
-            title: "Plan Limit Reached",
-            detail: format!(
-                "The plan allows {limit} active projects; archive one or upgrade to create more."
-            ),
-        });
+        return Err(ApiError::plan_limit(format!(
+            "The plan allows {limit} active projects; archive one or upgrade to create more."
+        )));
     }
     let taken: bool = sqlx::query_scalar("select exists(select 1 from projects where key = $1)")
         .bind(&req.key)
@@ -435,28 +430,12 @@ struct Limits {
 
 /// The plan's project limit (`None`: unlimited), from tenant-resolver.
 async fn project_limit(state: &AppState, slug: &str) -> Result<Option<i64>, ApiError> {
-    let unavailable = |e: String| {
-        tracing::warn!(error = e, "cannot read the plan's limits");
-        ApiError::Unavailable {
-            retry_after: 5,
-            detail: "The organisation's plan cannot be checked right now.".into(),
-        }
-    };
-    let lookup: Lookup = state
-        .http
-        .get(format!(
-            "{}/internal/tenants/by-slug/{slug}",
-            state.config.tenant_resolver_url.trim_end_matches('/')
-        ))
-        .header(reqwest::header::AUTHORIZATION, state.internal.bearer())
-        .send()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .error_for_status()
-        .map_err(|e| unavailable(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let url = format!(
+        "{}/internal/tenants/by-slug/{slug}",
+        state.config.tenant_resolver_url.trim_end_matches('/')
+    );
+    let lookup: Lookup =
+        internal_get(state, state.http.get(url), "The organisation's plan").await?;
     Ok(lookup.limits.projects)
 }
 

@@ -64,15 +64,6 @@ fn no_tenant() -> ApiError {
     ApiError::NotFound("No such organisation.".into())
 }
 
-fn suspended() -> ApiError {
-    ApiError::Custom {
-        status: StatusCode::LOCKED,
-        kind: "tenant-suspended",
-        title: "Organisation Suspended",
-        detail: "This organisation is suspended.".into(),
-    }
-}
-
 /// Resolve a host's slug: 200 for active tenants, 423 for suspended ones, 404 otherwise.
 #[utoipa::path(get, path = "/internal/tenants/by-slug/{slug}", tag = "internal",
     responses((status = 200, body = LookupView), (status = 404, body = Problem), (status = 423, body = Problem)))]
@@ -89,7 +80,7 @@ pub async fn lookup(
             [(header::CACHE_CONTROL, "private, max-age=30")],
             Json(LookupView::from(&tenant)),
         )),
-        "suspended" => Err(suspended()),
+        "suspended" => Err(ApiError::tenant_suspended()),
         _ => Err(no_tenant()),
     }
 }
@@ -119,7 +110,7 @@ pub async fn database(
         .ok_or_else(no_tenant)?;
     match tenant.status.as_str() {
         "active" => {}
-        "suspended" => return Err(suspended()),
+        "suspended" => return Err(ApiError::tenant_suspended()),
         _ => return Err(no_tenant()),
     }
     let cluster = state

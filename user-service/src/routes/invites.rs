@@ -132,14 +132,9 @@ pub async fn create(
     if let Some(limit) = limit
         && members::seats_used(&mut *tx, user.tenant_id).await? >= limit
     {
-        return Err(ApiError::Custom {
-            status: StatusCode::CONFLICT,
-            kind: "plan-limit",
-            title: "Plan Limit Reached",
-            detail: format!(
-                "The plan allows {limit} users (members and pending invites); upgrade to invite more."
-            ),
-        });
+        return Err(ApiError::plan_limit(format!(
+            "The plan allows {limit} users (members and pending invites); upgrade to invite more."
+        )));
     }
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
