@@ -67,9 +67,7 @@ async fn members_are_added_changed_and_removed_and_adding_emits_an_event() {
     let roles: Vec<&str> = list.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["lead", "viewer"]);
 
-    let mut member = app.tenant().await;
-    member.id = acme.id;
-    member.token = app.token(acme.id, Role::Member);
+    let member = app.member_of(&acme, Role::Member);
     expect_problem(app.send(&member, Method::DELETE, &path, None).await, 403).await;
     assert_eq!(
         app.send(&acme, Method::DELETE, &path, None).await.status(),
@@ -180,9 +178,7 @@ async fn deleting_a_task_takes_its_subtasks_and_closes_the_gaps() {
     app.task(&acme, &web, "z").await;
 
     let path = format!("/api/v1/tasks/{}", parent["id"].as_str().unwrap());
-    let mut member = app.tenant().await;
-    member.id = acme.id;
-    member.token = app.token(acme.id, Role::Member);
+    let member = app.member_of(&acme, Role::Member);
     expect_problem(app.send(&member, Method::DELETE, &path, None).await, 403).await;
     assert_eq!(
         app.send(&acme, Method::DELETE, &path, None).await.status(),
@@ -288,9 +284,7 @@ async fn the_plan_limits_active_projects() {
     let three = app.project(&acme, "THREE").await;
 
     let path = format!("/api/v1/projects/{}", three["id"].as_str().unwrap());
-    let mut member = app.tenant().await;
-    member.id = acme.id;
-    member.token = app.token(acme.id, Role::Member);
+    let member = app.member_of(&acme, Role::Member);
     expect_problem(app.send(&member, Method::DELETE, &path, None).await, 403).await;
     assert_eq!(
         app.send(&acme, Method::DELETE, &path, None).await.status(),

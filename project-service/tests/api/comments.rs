@@ -80,9 +80,7 @@ async fn authors_edit_their_own_comments_and_managers_delete_any() {
     let web = app.project(&acme, "WEB").await;
     let task = app.task(&acme, &web, "t").await;
     let path = format!("/api/v1/tasks/{}/comments", task["id"].as_str().unwrap());
-    let mut member = app.tenant().await;
-    member.id = acme.id;
-    member.token = app.token(acme.id, Role::Member);
+    let member = app.member_of(&acme, Role::Member);
 
     let theirs: Value = app
         .send(&member, Method::POST, &path, Some(json!({"body": "mine"})))

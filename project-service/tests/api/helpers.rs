@@ -142,7 +142,7 @@ pub struct TestApp {
 /// A tenant with its own migrated database, and a member to act as.
 pub struct Tenant {
     pub id: Uuid,
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
     pub token: String,
 }
 
@@ -181,10 +181,6 @@ pub async fn spawn_app_with(overrides: &[(&'static str, &str)]) -> TestApp {
 impl TestApp {
     /// A new tenant (database created and migrated) with an owner's token.
     pub async fn tenant(&self) -> Tenant {
-        self.tenant_as(Role::Owner).await
-    }
-
-    pub async fn tenant_as(&self, role: Role) -> Tenant {
         let id = Uuid::now_v7();
         let db = TestDb::migrated(&TENANT_MIGRATOR).await;
         self.resolver
@@ -193,8 +189,21 @@ impl TestApp {
             .lock()
             .unwrap()
             .insert(id, db.name.clone());
-        let token = self.token(id, role);
-        Tenant { id, db, token }
+        let token = self.token(id, Role::Owner);
+        Tenant {
+            id,
+            db: Arc::new(db),
+            token,
+        }
+    }
+
+    /// Another user of `tenant`, with `role`.
+    pub fn member_of(&self, tenant: &Tenant, role: Role) -> Tenant {
+        Tenant {
+            id: tenant.id,
+            db: Arc::clone(&tenant.db),
+            token: self.token(tenant.id, role),
+        }
     }
 
     pub fn token(&self, tenant: Uuid, role: Role) -> String {

@@ -5,7 +5,7 @@ use common::testkit::expect_problem;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{Tenant, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_new_project_has_a_default_board_and_a_lead() {
@@ -76,9 +76,7 @@ async fn viewers_read_but_cannot_write_and_stale_writes_are_412() {
     let acme = app.tenant().await;
     let project = app.project(&acme, "OPS").await;
     let id = project["id"].as_str().unwrap();
-    let mut viewer = app.tenant_as(Role::Viewer).await;
-    viewer.id = acme.id;
-    viewer.token = app.token(acme.id, Role::Viewer);
+    let viewer = app.member_of(&acme, Role::Viewer);
 
     let read = app
         .call(&viewer, Method::GET, &format!("/api/v1/projects/{id}"))
@@ -227,9 +225,11 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
     assert!(listed.is_empty());
 
     // Acme's token on Globex's host (the gateway's X-Tenant-Id): refused outright.
-    let mut impostor = app.tenant().await;
-    impostor.id = globex.id;
-    impostor.token = acme.token.clone();
+    let impostor = Tenant {
+        id: globex.id,
+        db: std::sync::Arc::clone(&globex.db),
+        token: acme.token.clone(),
+    };
     let cross = app
         .call(&impostor, Method::GET, &format!("/api/v1/projects/{pid}"))
         .send()

@@ -249,9 +249,7 @@ async fn totals_roll_subtasks_into_parents_and_the_project_and_export_as_csv() {
         .await
         .unwrap();
     let path = format!("/api/v1/tasks/{}/worklogs/{}", id(&other), id(&log[0]));
-    let mut member = app.tenant().await;
-    member.id = acme.id;
-    member.token = app.token(acme.id, Role::Member);
+    let member = app.member_of(&acme, Role::Member);
     expect_problem(app.send(&member, Method::DELETE, &path, None).await, 403).await;
     assert_eq!(
         app.send(&acme, Method::DELETE, &path, None).await.status(),
