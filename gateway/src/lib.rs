@@ -200,10 +200,8 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
     };
     let grace = config.server.shutdown_grace();
     let shutdown = CancellationToken::new();
-    let (app, state) = runtime()?.block_on(async {
-        let state = AppState::new(config)?;
-        anyhow::Ok((router(state.clone()), state))
-    })?;
+    let state = AppState::new(config)?;
+    let app = router(state.clone());
     let others = (1..workers)
         .map(|i| {
             let (listener, app, shutdown) = (listener.try_clone()?, app.clone(), shutdown.clone());
