@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::{AmqpArgs, DbArgs, ServerArgs};
+use common::config::{AmqpArgs, AuthArgs, DbArgs, ServerArgs};
+use common::grant::GrantArgs;
 use secrecy::SecretString;
 
 /// url-shortener: expiring, password-protected share links and their redirects.
@@ -23,4 +24,68 @@ pub struct Config {
     pub db: DbArgs,
     #[command(flatten)]
     pub amqp: AmqpArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub grant: GrantArgs,
+    /// project-service's base URL, asked whether a link's target exists in the caller's
+    /// tenant (with the caller's own credentials).
+    #[arg(
+        long,
+        env = "PROJECT_SERVICE_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
+    pub project_service_url: String,
+    /// Base URL of a tenant's host, `{slug}` replaced by the tenant's slug; a redirect goes
+    /// to this plus `/shared/tasks/{id}?grant=…` (as tenant-resolver's template).
+    #[arg(
+        long,
+        env = "TENANT_URL_TEMPLATE",
+        default_value = "http://{slug}.localhost:8080"
+    )]
+    pub tenant_url_template: String,
+    /// Public base of short links: `short_url` is this plus `/s/{code}`.
+    #[arg(long, env = "SHORT_URL_BASE", default_value = "http://localhost:8080")]
+    pub short_url_base: String,
+    /// Seconds a share grant handed out by a redirect stays valid.
+    #[arg(long, env = "GRANT_TTL_SECS", default_value_t = 300)]
+    pub grant_ttl_secs: u64,
+    /// Milliseconds between writes of counted visits (and their `url.accessed` events).
+    #[arg(long, env = "VISIT_FLUSH_INTERVAL_MS", default_value_t = 500)]
+    pub visit_flush_interval_ms: u64,
+    /// Most visits written in one transaction.
+    #[arg(long, env = "VISIT_BATCH_SIZE", default_value_t = 1000)]
+    pub visit_batch_size: usize,
+    /// Salt of visitor hashes (mixed with the UTC date, so hashes rotate daily). Unset: a
+    /// random salt per process; set one shared value when several instances run.
+    #[arg(long, env = "VISITOR_HASH_SALT", value_parser = common::config::secret,
+          hide_env_values = true)]
+    pub visitor_hash_salt: Option<SecretString>,
+    /// Password attempts allowed per address and link in each throttle window.
+    #[arg(long, env = "PASSWORD_ATTEMPTS_PER_ADDRESS", default_value_t = 5)]
+    pub password_attempts_per_address: u32,
+    /// Password attempts allowed per link (from all addresses) in each throttle window.
+    #[arg(long, env = "PASSWORD_ATTEMPTS_PER_LINK", default_value_t = 50)]
+    pub password_attempts_per_link: u32,
+    /// Seconds of the password throttle window (attempts refill evenly over it).
+    #[arg(long, env = "PASSWORD_THROTTLE_WINDOW_SECS", default_value_t = 900)]
+    pub password_throttle_window_secs: u64,
+    /// Most links held in the redirect cache.
+    #[arg(long, env = "LINK_CACHE_SIZE", default_value_t = 100_000)]
+    pub link_cache_size: u64,
+    /// Seconds a cached link is trusted: the longest a change made through another
+    /// instance takes to show here (changes through this instance show at once).
+    #[arg(long, env = "LINK_CACHE_TTL_SECS", default_value_t = 30)]
+    pub link_cache_ttl_secs: u64,
+}
+
+impl Config {
+    /// The tenant's base URL from the template.
+    pub fn tenant_url(&self, slug: &str) -> String {
+        self.tenant_url_template.replace("{slug}", slug)
+    }
+
+    pub fn short_url(&self, code: &str) -> String {
+        format!("{}/s/{code}", self.short_url_base.trim_end_matches('/'))
+    }
 }

@@ -2,3 +2,7 @@
 
 mod health;
 mod helpers;
+mod links;
+mod password;
+mod redirect;
+mod visits;

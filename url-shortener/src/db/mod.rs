@@ -1,0 +1,4 @@
+//! Queries of `nexus_shortener`.
+
+pub mod links;
+pub mod visits;

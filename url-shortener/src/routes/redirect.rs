@@ -1,0 +1,278 @@
+//! `GET /s/{code}` and `POST /s/{code}` (public, any host): open a share link.
+//!
+//! A cached link is answered from memory: the checks are against the clock and the
+//! in-memory visit count, the grant is an HMAC, and the visit goes onto a channel for the
+//! flusher. Browsers get HTML pages; clients asking for JSON get problem+json.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use chrono::Utc;
+use common::ApiError;
+use common::error::Problem;
+use common::events::{Envelope, keys};
+use serde::Deserialize;
+
+use crate::cache::{CachedLink, Gone};
+use crate::domain::Code;
+use crate::domain::visitor::{client_ip, referrer_host, user_agent};
+use crate::visits::Visit;
+use crate::{AppState, db, pages, password};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/s/{code}", get(open).post(unlock))
+}
+
+/// `Accept` asks for JSON rather than a page.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("json") && !accept.contains("text/html"))
+}
+
+/// Either an HTML page or the problem saying the same, by `Accept`.
+fn answer(
+    json: bool,
+    page: impl FnOnce() -> Response,
+    problem: impl FnOnce() -> ApiError,
+) -> Response {
+    if json {
+        problem().into_response()
+    } else {
+        page()
+    }
+}
+
+fn not_found(json: bool) -> Response {
+    answer(json, pages::not_found, || {
+        ApiError::NotFound("There is no share link with this code.".into())
+    })
+}
+
+fn gone(json: bool) -> Response {
+    answer(json, pages::gone, || ApiError::Custom {
+        status: StatusCode::GONE,
+        kind: "link-gone",
+        title: "Link Gone",
+        detail: "This link has expired, been disabled or used up its visits.".into(),
+    })
+}
+
+/// The link by code: from the cache, else from the database (and then cached).
+async fn lookup(state: &AppState, code: &str) -> Result<Option<Arc<CachedLink>>, ApiError> {
+    let Some(code) = Code::parse(code) else {
+        return Ok(None);
+    };
+    if let Some(link) = state.cache.get(code.as_str()) {
+        return Ok(Some(link));
+    }
+    let row = db::links::by_code(&state.pool, code.as_str()).await?;
+    Ok(row.map(|row| state.cache.put(&row, &state.config)))
+}
+
+/// The 410 answer; records the link's one `url.expired` event off the request path.
+fn refuse(state: &AppState, link: &CachedLink, why: Gone, json: bool) -> Response {
+    if !link
+        .expiry_reported
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        let pool = state.pool.clone();
+        let code = link.code.clone();
+        let tenant = link.tenant_id;
+        let request_id = common::telemetry::current_request_id();
+        tokio::spawn(async move {
+            if let Err(err) = record_expiry(&pool, &code, tenant, why, request_id).await {
+                tracing::warn!(error = %err, code, "recording url.expired failed");
+            }
+        });
+    }
+    gone(json)
+}
+
+async fn record_expiry(
+    pool: &sqlx::PgPool,
+    code: &str,
+    tenant: uuid::Uuid,
+    why: Gone,
+    request_id: Option<String>,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    if db::links::mark_expired_event(&mut tx, code).await? {
+        let event = Envelope::new(
+            keys::URL_EXPIRED,
+            tenant,
+            None,
+            serde_json::json!({ "code": code, "reason": why.as_str() }),
+        );
+        common::events::outbox::enqueue(&mut *tx, &event, request_id.as_deref()).await?;
+    }
+    tx.commit().await
+}
+
+/// Counts the visit and answers the redirect (`status`: 302 for GET, 303 after the form).
+fn redirect(
+    state: &AppState,
+    link: &CachedLink,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    status: StatusCode,
+    json: bool,
+) -> Response {
+    if let Err(why) = link.take_visit() {
+        return refuse(state, link, why, json);
+    }
+    let location = link.location(&state.grant_key, state.grant_ttl_secs);
+    state.visits.record(Visit {
+        code: Arc::from(link.code.as_str()),
+        tenant_id: link.tenant_id,
+        at: Utc::now(),
+        ip: client_ip(headers, peer),
+        user_agent: user_agent(headers).to_owned(),
+        referrer_host: referrer_host(headers),
+    });
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return ApiError::Internal(anyhow::anyhow!("redirect location is not a header value"))
+            .into_response();
+    };
+    (
+        status,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// Open a share link: 302 to the shared page with a short-lived grant; a password form
+/// (401 problem for JSON clients) when it is protected; 404 unknown; 410 expired,
+/// disabled or used up.
+#[utoipa::path(get, path = "/s/{code}", tag = "redirect",
+    params(("code" = String, Path, description = "The link's code")),
+    responses((status = 302, description = "To the shared page, `?grant=` attached"),
+              (status = 200, description = "Password form (HTML)", content_type = "text/html"),
+              (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 410, body = Problem)))]
+pub async fn open(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let json = wants_json(&headers);
+    let link = match lookup(&state, &code).await {
+        Ok(Some(link)) => link,
+        Ok(None) => return not_found(json),
+        Err(err) => return err.into_response(),
+    };
+    if let Some(why) = link.gone(Utc::now().timestamp()) {
+        return refuse(&state, &link, why, json);
+    }
+    if link.password_hash.is_some() {
+        return answer(
+            json,
+            || pages::password_form(&link.code, false),
+            || {
+                ApiError::Unauthorized(
+                    "This link is protected: POST its password to this address.".into(),
+                )
+            },
+        );
+    }
+    redirect(&state, &link, &headers, Some(peer), StatusCode::FOUND, json)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Unlock {
+    pub password: String,
+}
+
+/// Open a protected link with its password (a form post, or JSON): 303 to the shared
+/// page when it is right, the form again (401) when not, 429 after too many attempts.
+#[utoipa::path(post, path = "/s/{code}", tag = "redirect",
+    params(("code" = String, Path, description = "The link's code")),
+    request_body(content = Unlock, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "To the shared page, `?grant=` attached"),
+              (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 410, body = Problem), (status = 429, body = Problem)))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let headers = request.headers().clone();
+    let json = wants_json(&headers);
+    let link = match lookup(&state, &code).await {
+        Ok(Some(link)) => link,
+        Ok(None) => return not_found(json),
+        Err(err) => return err.into_response(),
+    };
+    if let Some(why) = link.gone(Utc::now().timestamp()) {
+        return refuse(&state, &link, why, json);
+    }
+    let peer = Some(peer);
+    let Some(stored) = link.password_hash.clone() else {
+        return redirect(&state, &link, &headers, peer, StatusCode::SEE_OTHER, json);
+    };
+    let ip = client_ip(&headers, peer);
+    if let Err(retry_after) = state.throttle.charge(&ip, &link.code) {
+        return answer(
+            json,
+            || pages::too_many(retry_after),
+            || ApiError::TooManyRequests {
+                retry_after,
+                detail: "Too many password attempts for this link; try again later.".into(),
+            },
+        );
+    }
+    let offered = match read_password(&state, request).await {
+        Ok(p) => p,
+        Err(err) => {
+            return answer(json, || pages::password_form(&link.code, true), || err);
+        }
+    };
+    match password::verify(offered, stored).await {
+        Ok(true) => redirect(&state, &link, &headers, peer, StatusCode::SEE_OTHER, json),
+        Ok(false) => answer(
+            json,
+            || pages::password_form(&link.code, true),
+            || ApiError::Unauthorized("That password is not right.".into()),
+        ),
+        Err(err) => ApiError::Internal(err).into_response(),
+    }
+}
+
+/// The password from a form body or a JSON one; at most 1 KiB of it, so a huge
+/// "password" cannot make argon2 work for nothing.
+async fn read_password(state: &AppState, request: Request) -> Result<String, ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let unlock: Unlock = if is_json {
+        let common::extract::Json(body) =
+            common::extract::Json::<Unlock>::from_request(request, state).await?;
+        body
+    } else {
+        let Form(body) = Form::<Unlock>::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        body
+    };
+    if unlock.password.len() > 1024 {
+        return Err(ApiError::validation("password", "is too long"));
+    }
+    Ok(unlock.password)
+}

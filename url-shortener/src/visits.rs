@@ -1,0 +1,138 @@
+//! Counted visits leave the redirect path at once: the handler pushes them onto a channel
+//! and a background flusher writes them in batches (counts and `url.accessed` events in
+//! one transaction, through the outbox, so a broker outage loses none). A failed write is
+//! retried with the same batch; on shutdown whatever is pending is written before the
+//! process exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::events::{Envelope, keys};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::db;
+use crate::domain::visitor::{AgentClass, visitor_hash};
+
+/// One successful redirect. The address and agent stay in memory only until the flusher
+/// hashes them.
+pub struct Visit {
+    pub code: Arc<str>,
+    pub tenant_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub ip: String,
+    pub user_agent: String,
+    pub referrer_host: Option<String>,
+}
+
+/// Where handlers put visits; cheap to clone.
+#[derive(Clone)]
+pub struct VisitSink(mpsc::UnboundedSender<Visit>);
+
+impl VisitSink {
+    pub fn record(&self, visit: Visit) {
+        if self.0.send(visit).is_err() {
+            tracing::error!("visit flusher is gone; a visit was not recorded");
+        }
+    }
+}
+
+pub struct Flusher {
+    rx: mpsc::UnboundedReceiver<Visit>,
+    pool: PgPool,
+    interval: Duration,
+    batch_size: usize,
+    salt: Vec<u8>,
+}
+
+/// The sink handlers use and the flusher to spawn.
+pub fn channel(pool: PgPool, config: &Config) -> (VisitSink, Flusher) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let salt = config.visitor_hash_salt.as_ref().map_or_else(
+        || {
+            let mut salt = vec![0; 32];
+            rand::thread_rng().fill_bytes(&mut salt);
+            salt
+        },
+        |s| s.expose_secret().as_bytes().to_vec(),
+    );
+    let flusher = Flusher {
+        rx,
+        pool,
+        interval: Duration::from_millis(config.visit_flush_interval_ms.max(1)),
+        batch_size: config.visit_batch_size.max(1),
+        salt,
+    };
+    (VisitSink(tx), flusher)
+}
+
+impl Flusher {
+    /// Runs until every sink is dropped (the server has stopped) and all is written.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        loop {
+            if self.rx.recv_many(&mut batch, self.batch_size).await == 0 {
+                break;
+            }
+            // Gather for one interval (or until the batch is full) to write less often.
+            let deadline = tokio::time::Instant::now() + self.interval;
+            while batch.len() < self.batch_size {
+                let room = self.batch_size - batch.len();
+                match tokio::time::timeout_at(deadline, self.rx.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            self.write(&mut batch).await;
+        }
+        tracing::info!("visit flusher stopped");
+    }
+
+    /// Writes `batch`, retrying with backoff until it is written.
+    async fn write(&self, batch: &mut Vec<Visit>) {
+        let (counts, events) = self.prepare(batch);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match db::visits::record(&self.pool, &counts, &events).await {
+                Ok(()) => {
+                    tracing::debug!(visits = events.len(), "visits written");
+                    batch.clear();
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, visits = events.len(), "writing visits failed; will retry");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn prepare(&self, batch: &[Visit]) -> (Vec<(String, i64)>, Vec<Envelope>) {
+        let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut events = Vec::with_capacity(batch.len());
+        for visit in batch {
+            *counts.entry(&visit.code).or_default() += 1;
+            let mut event = Envelope::new(
+                keys::URL_ACCESSED,
+                visit.tenant_id,
+                None,
+                serde_json::json!({
+                    "code": &*visit.code,
+                    "referrer_host": visit.referrer_host,
+                    "agent_class": AgentClass::of(&visit.user_agent).as_str(),
+                    "visitor_hash": visitor_hash(&self.salt, visit.at.date_naive(), &visit.ip, &visit.user_agent),
+                }),
+            );
+            event.occurred_at = visit.at;
+            events.push(event);
+        }
+        let counts = counts.into_iter().map(|(c, n)| (c.to_owned(), n)).collect();
+        (counts, events)
+    }
+}
