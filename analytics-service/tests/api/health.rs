@@ -1,4 +1,5 @@
-//! analytics-service boots and is ready only while MongoDB and the broker answer.
+//! analytics-service boots and is ready only while MongoDB and the broker answer and its
+//! consumer is subscribed.
 
 use common::testkit::{
     assert_not_ready_because, assert_ops_routes, assert_stops_cleanly_on_sigterm, unique,
@@ -12,10 +13,10 @@ async fn serves_health_readiness_metrics_and_openapi() {
     assert_ops_routes(
         &app.server,
         analytics_service::NAME,
-        &["mongodb", "rabbitmq"],
+        &["mongodb", "rabbitmq", "consumer"],
     )
     .await;
-    app.mongo.drop().await.unwrap();
+    app.cleanup().await;
 }
 
 #[tokio::test]

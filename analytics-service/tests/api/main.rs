@@ -2,3 +2,5 @@
 
 mod health;
 mod helpers;
+mod ingest;
+mod reports;

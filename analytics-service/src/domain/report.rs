@@ -1,0 +1,399 @@
+//! The reports the API answers, computed from counters, rollups and raw events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use common::events::keys;
+use serde::Serialize;
+
+use super::event::{Metric, completes};
+use super::range::Range;
+use crate::store::query::{DayCounts, Rolled};
+use crate::store::rollup::{DIRECT, Raw};
+
+/// How many links and referrers the overview lists.
+pub const TOP: usize = 10;
+
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    pub tasks_created: i64,
+    pub tasks_completed: i64,
+    pub link_clicks: i64,
+    pub minutes_logged: i64,
+}
+
+impl From<DayCounts> for Totals {
+    fn from(c: DayCounts) -> Self {
+        let at = |m: Metric| c[Metric::ALL.iter().position(|x| *x == m).unwrap_or(0)];
+        Self {
+            tasks_created: at(Metric::TasksCreated),
+            tasks_completed: at(Metric::TasksCompleted),
+            link_clicks: at(Metric::LinkClicks),
+            minutes_logged: at(Metric::MinutesLogged),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Daily {
+    pub date: NaiveDate,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusCount {
+    /// Column id the task is in.
+    pub status: String,
+    pub tasks: i64,
+}
+
+/// Where the tasks created in the range stand at its end.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct StatusMix {
+    pub open: i64,
+    pub done: i64,
+    pub by_status: Vec<StatusCount>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CycleTime {
+    /// Mean minutes from `task.created` to the task's first completion, over the tasks
+    /// first completed in the range; `null` when there are none.
+    pub average_minutes: Option<f64>,
+    pub tasks: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LinkClicks {
+    pub code: String,
+    pub clicks: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReferrerClicks {
+    /// Referring host, or `(direct)`.
+    pub host: String,
+    pub clicks: i64,
+}
+
+/// `GET /api/v1/analytics/overview`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub totals: Totals,
+    /// One entry per day of the range, zeros included.
+    pub daily: Vec<Daily>,
+    pub status_mix: StatusMix,
+    pub cycle_time: CycleTime,
+    pub top_links: Vec<LinkClicks>,
+    pub top_referrers: Vec<ReferrerClicks>,
+}
+
+impl Overview {
+    pub fn build(
+        range: &Range,
+        counters: &BTreeMap<NaiveDate, DayCounts>,
+        rolled: Rolled,
+        task_events: &[Raw],
+    ) -> Self {
+        let mut sum: DayCounts = [0; 4];
+        let daily = range
+            .days()
+            .map(|date| {
+                let counts = counters.get(&date).copied().unwrap_or_default();
+                for (s, c) in sum.iter_mut().zip(counts) {
+                    *s += c;
+                }
+                Daily {
+                    date,
+                    totals: counts.into(),
+                }
+            })
+            .collect();
+        Self {
+            from: range.from,
+            to: range.to,
+            totals: sum.into(),
+            daily,
+            status_mix: status_mix(task_events),
+            cycle_time: CycleTime {
+                average_minutes: (rolled.cycle_samples > 0)
+                    .then(|| rolled.cycle_minutes_total as f64 / rolled.cycle_samples as f64),
+                tasks: rolled.cycle_samples,
+            },
+            top_links: top(rolled.links)
+                .map(|(code, clicks)| LinkClicks { code, clicks })
+                .collect(),
+            top_referrers: top(rolled.referrers)
+                .map(|(host, clicks)| ReferrerClicks { host, clicks })
+                .collect(),
+        }
+    }
+}
+
+/// The [`TOP`] largest entries, largest first (ties by name).
+fn top(map: BTreeMap<String, i64>) -> impl Iterator<Item = (String, i64)> {
+    let mut entries: Vec<_> = map.into_iter().collect();
+    entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    entries.into_iter().take(TOP)
+}
+
+/// `events`: the range's `task.created` and `task.status_changed`, oldest first.
+fn status_mix(events: &[Raw]) -> StatusMix {
+    let mut tasks: HashMap<&str, (&str, bool)> = HashMap::new();
+    for e in events {
+        let Some(task) = e.str("task_id") else {
+            continue;
+        };
+        match e.kind.as_str() {
+            keys::TASK_CREATED => {
+                let done = e.data["done"].as_bool().unwrap_or(false);
+                tasks.insert(task, (e.str("status").unwrap_or_default(), done));
+            }
+            keys::TASK_STATUS_CHANGED => {
+                if let Some(state) = tasks.get_mut(task) {
+                    *state = (
+                        e.str("to").unwrap_or_default(),
+                        e.data["done"].as_bool() == Some(true),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut mix = StatusMix::default();
+    let mut by: BTreeMap<&str, i64> = BTreeMap::new();
+    for (status, done) in tasks.values() {
+        if *done {
+            mix.done += 1;
+        } else {
+            mix.open += 1;
+        }
+        *by.entry(status).or_default() += 1;
+    }
+    mix.by_status = by
+        .into_iter()
+        .map(|(status, tasks)| StatusCount {
+            status: status.to_owned(),
+            tasks,
+        })
+        .collect();
+    mix
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LinkDay {
+    pub date: NaiveDate,
+    pub clicks: i64,
+    pub unique_visitors: i64,
+}
+
+/// `GET /api/v1/analytics/links/{code}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LinkStats {
+    pub code: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub clicks: i64,
+    /// Distinct `visitor_hash` values over the whole range.
+    pub unique_visitors: i64,
+    pub browsers: i64,
+    pub bots: i64,
+    pub daily: Vec<LinkDay>,
+    pub referrers: Vec<ReferrerClicks>,
+}
+
+impl LinkStats {
+    pub fn build(code: &str, range: &Range, clicks: &[Raw]) -> Self {
+        let mut per_day: BTreeMap<NaiveDate, (i64, HashSet<&str>)> = BTreeMap::new();
+        let mut visitors = HashSet::new();
+        let mut referrers: BTreeMap<String, i64> = BTreeMap::new();
+        let (mut browsers, mut bots) = (0, 0);
+        for click in clicks {
+            let visitor = click.str("visitor_hash").unwrap_or_default();
+            let day = per_day.entry(click.occurred_at.date_naive()).or_default();
+            day.0 += 1;
+            day.1.insert(visitor);
+            visitors.insert(visitor);
+            let host = click
+                .str("referrer_host")
+                .filter(|h| !h.is_empty())
+                .unwrap_or(DIRECT);
+            *referrers.entry(host.to_owned()).or_default() += 1;
+            if click.str("agent_class") == Some("bot") {
+                bots += 1;
+            } else {
+                browsers += 1;
+            }
+        }
+        let mut referrers: Vec<_> = referrers
+            .into_iter()
+            .map(|(host, clicks)| ReferrerClicks { host, clicks })
+            .collect();
+        referrers.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.host.cmp(&b.host)));
+        Self {
+            code: code.to_owned(),
+            from: range.from,
+            to: range.to,
+            clicks: clicks.len() as i64,
+            unique_visitors: visitors.len() as i64,
+            browsers,
+            bots,
+            daily: range
+                .days()
+                .map(|date| {
+                    let (clicks, seen) = per_day.remove(&date).unwrap_or_default();
+                    LinkDay {
+                        date,
+                        clicks,
+                        unique_visitors: seen.len() as i64,
+                    }
+                })
+                .collect(),
+            referrers,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BurnDay {
+    pub date: NaiveDate,
+    pub created: i64,
+    pub completed: i64,
+    /// Tasks created up to and including this day (all time).
+    pub total_created: i64,
+    /// Task completions up to and including this day (all time).
+    pub total_completed: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProjectBurnup {
+    pub project_id: String,
+    pub daily: Vec<BurnDay>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AssigneeBurnup {
+    /// `null`: tasks nobody is assigned to.
+    pub assignee_id: Option<String>,
+    pub daily: Vec<BurnDay>,
+}
+
+/// `GET /api/v1/analytics/tasks`: created vs completed, per project and per assignee.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Burnup {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub projects: Vec<ProjectBurnup>,
+    pub assignees: Vec<AssigneeBurnup>,
+}
+
+#[derive(Default)]
+struct Series {
+    created: BTreeMap<NaiveDate, i64>,
+    completed: BTreeMap<NaiveDate, i64>,
+}
+
+impl Series {
+    fn days(&self, range: &Range) -> Vec<BurnDay> {
+        let before = |m: &BTreeMap<NaiveDate, i64>| m.range(..range.from).map(|(_, n)| n).sum();
+        let (mut total_created, mut total_completed): (i64, i64) =
+            (before(&self.created), before(&self.completed));
+        range
+            .days()
+            .map(|date| {
+                let created = self.created.get(&date).copied().unwrap_or(0);
+                let completed = self.completed.get(&date).copied().unwrap_or(0);
+                total_created += created;
+                total_completed += completed;
+                BurnDay {
+                    date,
+                    created,
+                    completed,
+                    total_created,
+                    total_completed,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Burnup {
+    /// `events`: every `task.created`, `task.status_changed` and `task.assigned` up to the
+    /// end of the range, oldest first. A task counts under its project and under its
+    /// assignee as of the end of the range; a completion is counted once per task and day.
+    pub fn build(range: &Range, events: &[Raw]) -> Self {
+        let mut project_of: HashMap<&str, &str> = HashMap::new();
+        let mut assignee_of: HashMap<&str, Option<&str>> = HashMap::new();
+        let mut created: Vec<(&str, NaiveDate)> = Vec::new();
+        let mut completed: HashSet<(&str, NaiveDate)> = HashSet::new();
+        for e in events {
+            let Some(task) = e.str("task_id") else {
+                continue;
+            };
+            if let Some(project) = e.str("project_id") {
+                project_of.insert(task, project);
+            }
+            match e.kind.as_str() {
+                keys::TASK_CREATED => {
+                    assignee_of.insert(task, e.str("assignee_id"));
+                    created.push((task, e.occurred_at.date_naive()));
+                }
+                keys::TASK_ASSIGNED => {
+                    assignee_of.insert(task, e.str("to"));
+                }
+                keys::TASK_STATUS_CHANGED if completes(&e.data) => {
+                    completed.insert((task, e.occurred_at.date_naive()));
+                }
+                _ => {}
+            }
+        }
+        let mut projects: BTreeMap<&str, Series> = BTreeMap::new();
+        let mut assignees: BTreeMap<Option<&str>, Series> = BTreeMap::new();
+        let mut add = |task: &str, day: NaiveDate, done: bool| {
+            let pick = |s: &mut Series| {
+                *if done {
+                    &mut s.completed
+                } else {
+                    &mut s.created
+                }
+                .entry(day)
+                .or_default() += 1;
+            };
+            if let Some(project) = project_of.get(task) {
+                pick(projects.entry(project).or_default());
+            }
+            pick(
+                assignees
+                    .entry(assignee_of.get(task).copied().flatten())
+                    .or_default(),
+            );
+        };
+        for (task, day) in created {
+            add(task, day, false);
+        }
+        for (task, day) in completed {
+            add(task, day, true);
+        }
+        Self {
+            from: range.from,
+            to: range.to,
+            projects: projects
+                .into_iter()
+                .map(|(id, s)| ProjectBurnup {
+                    project_id: id.to_owned(),
+                    daily: s.days(range),
+                })
+                .collect(),
+            assignees: assignees
+                .into_iter()
+                .map(|(id, s)| AssigneeBurnup {
+                    assignee_id: id.map(str::to_owned),
+                    daily: s.days(range),
+                })
+                .collect(),
+        }
+    }
+}
