@@ -26,7 +26,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin nexus \
- && install -d -o nexus -g nexus -m 0700 /var/lib/nexus/keys
+ && install -d -o nexus -g nexus -m 0700 /var/lib/nexus/keys /var/lib/nexus/attachments
 ARG SERVICE
 COPY --from=builder /app/target/release/${SERVICE} /usr/local/bin/nexus-service
 USER nexus

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod grant;
 pub mod internal;
 pub mod metrics;
 pub mod readiness;

@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -36,6 +35,10 @@ pub struct Service {
 /// Wraps a service's API router with `/healthz`, `/readyz`, `/metrics`, `/openapi.json`
 /// and the layers every request passes: request id → trace → metrics → timeout → body
 /// limit → panic catcher → problem+json for anything that is not already.
+///
+/// The body limit is axum's `DefaultBodyLimit`, which every body extractor (JSON, bytes,
+/// multipart) honours, so a route can raise it for itself (attachment uploads) with its
+/// own `DefaultBodyLimit` layer.
 pub fn app(service: Service, api: Router, args: &ServerArgs) -> Router {
     let mut openapi = service.openapi.clone();
     openapi.merge(ops_doc());
@@ -99,7 +102,6 @@ pub fn app_with_docs(
                     ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
                 },
             ))
-            .layer(RequestBodyLimitLayer::new(args.body_limit_bytes))
             .layer(DefaultBodyLimit::max(args.body_limit_bytes)),
     )
 }

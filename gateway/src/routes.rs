@@ -67,7 +67,7 @@ const fn route(prefix: &'static str, host: HostKind, auth: AuthMode, upstream: U
 }
 
 /// The contract's table. `/internal/...` is deliberately absent: never routed.
-pub const TABLE: [Route; 12] = [
+pub const TABLE: [Route; 13] = [
     route(
         "/api/v1/tenants",
         HostKind::Apex,
@@ -120,6 +120,12 @@ pub const TABLE: [Route; 12] = [
     ),
     route(
         "/shared/tasks",
+        HostKind::Tenant,
+        AuthMode::Grant,
+        Upstream::ProjectService,
+    ),
+    route(
+        "/shared/projects",
         HostKind::Tenant,
         AuthMode::Grant,
         Upstream::ProjectService,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use common::config::{AmqpArgs, AuthArgs, InternalArgs, ServerArgs};
+use common::grant::GrantArgs;
 
 /// project-service: projects, boards, tasks, comments and time, each tenant in its own database.
 #[derive(Debug, Clone, Parser)]
@@ -36,6 +37,13 @@ pub struct Config {
     /// Seconds a request waits for a database connection before a 503.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     pub db_acquire_timeout_secs: u64,
+    /// Directory attachment files are kept in (one folder per tenant, files named by
+    /// their SHA-256); created if missing.
+    #[arg(long, env = "ATTACHMENTS_DIR", default_value = ".nexus/attachments")]
+    pub attachments_dir: std::path::PathBuf,
+    /// Largest attachment accepted, in bytes (the plan's storage limit applies as well).
+    #[arg(long, env = "ATTACHMENT_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub attachment_max_bytes: u64,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]
@@ -44,4 +52,6 @@ pub struct Config {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub internal: InternalArgs,
+    #[command(flatten)]
+    pub grants: GrantArgs,
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub pools: Arc<pools::TenantPools>,
     pub outboxes: Arc<relay::Outboxes>,
     pub internal: InternalToken,
+    /// Verifies the share grants url-shortener signs (share pages).
+    pub grants: common::grant::GrantKey,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             Arc::clone(&outboxes),
         ));
         Ok(Self {
+            grants: config.grants.key(),
             verifier: Arc::new(JwtVerifier::remote(
                 http.clone(),
                 config.auth.jwks_url.clone(),
@@ -79,7 +82,10 @@ impl AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "project-service", description = "Projects, boards and tasks."),
+    info(
+        title = "project-service",
+        description = "Projects, boards, tasks, comments, attachments, time and share pages."
+    ),
     paths(
         routes::projects::create,
         routes::projects::list,
@@ -113,6 +119,12 @@ impl AppState {
         routes::comments::list,
         routes::comments::update,
         routes::comments::remove,
+        routes::attachments::upload,
+        routes::attachments::list,
+        routes::attachments::download,
+        routes::attachments::remove,
+        routes::shared::task,
+        routes::shared::project,
     )
 )]
 struct ApiDoc;

@@ -27,6 +27,7 @@ pub mod keys {
     pub const TASK_ASSIGNED: &str = "task.assigned";
     pub const TASK_COMMENT_ADDED: &str = "task.comment_added";
     pub const TASK_TIME_LOGGED: &str = "task.time_logged";
+    pub const TASK_ATTACHMENT_ADDED: &str = "task.attachment_added";
     pub const URL_CREATED: &str = "url.created";
     pub const URL_ACCESSED: &str = "url.accessed";
     pub const URL_EXPIRED: &str = "url.expired";

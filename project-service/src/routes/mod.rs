@@ -1,10 +1,12 @@
 //! The public API: projects, boards and tasks of the caller's tenant, each tenant in its
 //! own database.
 
+pub mod attachments;
 pub mod columns;
 pub mod comments;
 pub mod members;
 pub mod projects;
+pub mod shared;
 pub mod tasks;
 pub mod time;
 
@@ -69,6 +71,18 @@ pub fn router() -> Router<AppState> {
             "/api/v1/tasks/{id}/comments/{comment_id}",
             axum::routing::patch(comments::update).delete(comments::remove),
         )
+        .route(
+            "/api/v1/tasks/{id}/attachments",
+            post(attachments::upload)
+                .get(attachments::list)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/tasks/{id}/attachments/{attachment_id}",
+            get(attachments::download).delete(attachments::remove),
+        )
+        .route("/shared/tasks/{id}", get(shared::task))
+        .route("/shared/projects/{id}", get(shared::project))
         .route("/api/v1/tasks/{id}/timer/start", post(time::start))
         .route("/api/v1/tasks/{id}/timer/stop", post(time::stop))
         .route("/api/v1/tasks/{id}/time", get(time::task_time))
@@ -216,6 +230,29 @@ pub async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, Api
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
+}
+
+#[derive(serde::Deserialize)]
+struct Lookup {
+    limits: PlanLimits,
+}
+
+/// The limits of a tenant's plan (`None`: unlimited).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct PlanLimits {
+    pub projects: Option<i64>,
+    pub storage_bytes: Option<i64>,
+}
+
+/// The caller's plan limits, from tenant-resolver.
+pub async fn plan_limits(state: &AppState, slug: &str) -> Result<PlanLimits, ApiError> {
+    let url = format!(
+        "{}/internal/tenants/by-slug/{slug}",
+        state.config.tenant_resolver_url.trim_end_matches('/')
+    );
+    let lookup: Lookup =
+        internal_get(state, state.http.get(url), "The organisation's plan").await?;
+    Ok(lookup.limits)
 }
 
 /// GETs another service's internal endpoint as JSON. Any failure is a 503 saying that

@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::tasks::{self, Task};
-use super::{activity, emit, idempotency_key, if_match, internal_get, remember, replay, tenant_db};
+use super::{activity, emit, idempotency_key, if_match, remember, replay, tenant_db};
 use crate::AppState;
 
 /// The columns every new project's board starts with: (name, WIP limit, done).
@@ -95,7 +95,9 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     user.require(Perm::ProjectsCreate)?;
     let key = idempotency_key(&headers)?;
-    let limit = project_limit(&state, &user.tenant_slug).await?;
+    let limit = super::plan_limits(&state, &user.tenant_slug)
+        .await?
+        .projects;
     let lease = tenant_db(&state, &user).await?;
     let mut tx = lease.pool.begin().await?;
     if let Some(key) = &key
@@ -418,27 +420,6 @@ pub async fn activity_log(
     }))
 }
 
-#[derive(Deserialize)]
-struct Lookup {
-    limits: Limits,
-}
-
-#[derive(Deserialize)]
-struct Limits {
-    projects: Option<i64>,
-}
-
-/// The plan's project limit (`None`: unlimited), from tenant-resolver.
-async fn project_limit(state: &AppState, slug: &str) -> Result<Option<i64>, ApiError> {
-    let url = format!(
-        "{}/internal/tenants/by-slug/{slug}",
-        state.config.tenant_resolver_url.trim_end_matches('/')
-    );
-    let lookup: Lookup =
-        internal_get(state, state.http.get(url), "The organisation's plan").await?;
-    Ok(lookup.limits.projects)
-}
-
 /// Deletes a project with its board, tasks and activity (archive it to keep them).
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
     responses((status = 204), (status = 404, body = Problem)))]
@@ -456,10 +437,16 @@ pub async fn remove(
         .await?
         .ok_or_else(|| ApiError::NotFound("There is no such project.".into()))?;
     // Subtasks reference their parents in the same table: drop them with the project.
+    let files: Vec<String> =
+        sqlx::query_scalar("select distinct sha256 from attachments where project_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
     sqlx::query("delete from projects where id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    super::attachments::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
     emit(
         &mut tx,
         &user,

@@ -686,10 +686,13 @@ pub async fn remove(
         lock_column(&mut tx, project_id, Some(*column)).await?;
     }
     let before = find(&mut tx, id, true).await?;
+    let doomed_ids: Vec<Uuid> = doomed.iter().map(|(task, _)| *task).collect();
+    let files = super::attachments::hashes_of(&mut tx, &doomed_ids).await?;
     sqlx::query("delete from tasks where id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    super::attachments::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
     for column in &columns {
         sqlx::query(
             "update tasks t set position = r.n - 1 from (

@@ -27,6 +27,7 @@ struct Registry {
     databases: Arc<Mutex<HashMap<Uuid, String>>>,
     jwks: Arc<Mutex<Value>>,
     project_limit: Arc<Mutex<Option<i64>>>,
+    storage_limit: Arc<Mutex<Option<i64>>>,
     /// tenant → its members (id, name), as user-service would know them.
     members: Arc<Mutex<HashMap<Uuid, Members>>>,
 }
@@ -88,7 +89,8 @@ pub async fn fake_resolver() -> Resolver {
             "/internal/tenants/by-slug/{slug}",
             get(|State(r): State<Registry>| async move {
                 let projects = *r.project_limit.lock().unwrap();
-                axum::Json(json!({"limits": {"users": null, "projects": projects, "storage_bytes": null}}))
+                let storage = *r.storage_limit.lock().unwrap();
+                axum::Json(json!({"limits": {"users": null, "projects": projects, "storage_bytes": storage}}))
             }),
         )
             .route(
@@ -117,6 +119,11 @@ impl Resolver {
             .push((user, name.to_owned()));
     }
 
+    /// Sets the plan's storage limit (bytes) every tenant gets.
+    pub fn limit_storage(&self, limit: Option<i64>) {
+        *self.registry.storage_limit.lock().unwrap() = limit;
+    }
+
     /// Sets the plan's project limit every tenant gets.
     pub fn limit_projects(&self, limit: Option<i64>) {
         *self.registry.project_limit.lock().unwrap() = limit;
@@ -130,13 +137,26 @@ pub fn test_args(resolver: &Resolver) -> Vec<(&'static str, String)> {
         ("USER_SERVICE_URL", resolver.server.base_url.clone()),
         ("AMQP_URL", amqp_url()),
         ("EVENTS_EXCHANGE", unique("test.events")),
+        ("SHARE_GRANT_SECRET", SHARE_SECRET.to_owned()),
+        (
+            "ATTACHMENTS_DIR",
+            std::env::temp_dir()
+                .join(unique("nexus-attachments"))
+                .display()
+                .to_string(),
+        ),
     ]
 }
+
+/// The share-grant secret test instances run with (url-shortener's side of it).
+pub const SHARE_SECRET: &str = "test-share-grant-secret";
 
 pub struct TestApp {
     pub server: TestServer,
     pub resolver: Resolver,
     pub exchange: String,
+    /// Where this instance keeps attachment files.
+    pub attachments_dir: std::path::PathBuf,
 }
 
 /// A tenant with its own migrated database, and a member to act as.
@@ -167,6 +187,7 @@ pub async fn spawn_app_with(overrides: &[(&'static str, &str)]) -> TestApp {
             |(_, v)| (*v).to_owned(),
         );
     let config: Config = parse_config(NAME, &args, overrides);
+    let attachments_dir = config.attachments_dir.clone();
     let server = TestServer::start(|listener, shutdown| {
         project_service::run_until(config, listener, shutdown)
     })
@@ -175,6 +196,13 @@ pub async fn spawn_app_with(overrides: &[(&'static str, &str)]) -> TestApp {
         server,
         resolver,
         exchange,
+        attachments_dir,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.attachments_dir).ok();
     }
 }
 
@@ -241,6 +269,38 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.unwrap()
+    }
+
+    /// Uploads `content` to `task` as a multipart form part `file` named `name`.
+    pub async fn upload(
+        &self,
+        tenant: &Tenant,
+        task: &str,
+        name: &str,
+        content_type: &str,
+        content: &[u8],
+    ) -> reqwest::Response {
+        let boundary = "nexus-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: {content_type}\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.call(
+            tenant,
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{task}/attachments"),
+        )
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
     }
 
     pub async fn project(&self, tenant: &Tenant, key: &str) -> Value {
