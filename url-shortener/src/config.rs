@@ -28,8 +28,9 @@ pub struct Config {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub grant: GrantArgs,
-    /// project-service's base URL, asked whether a link's target exists in the caller's
-    /// tenant (with the caller's own credentials).
+    /// Base URL(s) of project-service. url-shortener asks the first whether a link's
+    /// target exists in the caller's tenant (with the caller's own credentials); the
+    /// gateway takes several, comma-separated.
     #[arg(
         long,
         env = "PROJECT_SERVICE_URL",
@@ -83,6 +84,16 @@ impl Config {
     /// The tenant's base URL from the template.
     pub fn tenant_url(&self, slug: &str) -> String {
         self.tenant_url_template.replace("{slug}", slug)
+    }
+
+    /// The project-service instance to ask about link targets.
+    pub fn project_service(&self) -> &str {
+        self.project_service_url
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/')
     }
 
     pub fn short_url(&self, code: &str) -> String {

@@ -260,9 +260,9 @@ pub async fn run_release(
 ) -> anyhow::Result<()> {
     if let Some(unknown) = scenarios
         .iter()
-        .find(|s| !matches!(s.as_str(), "tenants" | "gateway" | "projects"))
+        .find(|s| !matches!(s.as_str(), "tenants" | "gateway" | "projects" | "redirect"))
     {
-        anyhow::bail!("unknown scenario {unknown:?} (known: tenants, gateway, projects)");
+        anyhow::bail!("unknown scenario {unknown:?} (known: tenants, gateway, projects, redirect)");
     }
     let all = scenarios.is_empty();
     let mut reports = serde_json::Map::new();
@@ -280,6 +280,11 @@ pub async fn run_release(
         let report = crate::bench_projects::projects_scenario(tenants, 5).await?;
         crate::bench_projects::print_projects(&report);
         reports.insert("projects".into(), serde_json::to_value(&report)?);
+    }
+    if all || scenarios.iter().any(|s| s == "redirect") {
+        let report = crate::bench_redirect::redirect_scenario(rounds.clamp(3, 5), 5).await?;
+        crate::bench_redirect::print_redirect(&report);
+        reports.insert("redirect".into(), serde_json::to_value(&report)?);
     }
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;

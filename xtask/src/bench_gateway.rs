@@ -42,7 +42,7 @@ pub struct GatewayReport {
 }
 
 /// Installs a Debian package when its command is missing.
-fn ensure_command(command: &str, package: &str) -> anyhow::Result<()> {
+pub(crate) fn ensure_command(command: &str, package: &str) -> anyhow::Result<()> {
     if Command::new("sh")
         .args(["-c", &format!("command -v {command}")])
         .output()?
@@ -64,11 +64,11 @@ fn ensure_command(command: &str, package: &str) -> anyhow::Result<()> {
     )
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_for(port: u16) -> anyhow::Result<()> {
+pub(crate) fn wait_for(port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -80,13 +80,13 @@ fn wait_for(port: u16) -> anyhow::Result<()> {
 }
 
 /// Runs `program` on core 1 (the servers' core).
-fn on_core(core: &str, program: &str) -> Command {
+pub(crate) fn on_core(core: &str, program: &str) -> Command {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", core, program]);
     cmd
 }
 
-fn nginx(dir: &Path, name: &str, server: &str) -> anyhow::Result<Child> {
+pub(crate) fn nginx(dir: &Path, name: &str, server: &str) -> anyhow::Result<Child> {
     let conf = format!(
         "worker_processes 1; daemon off; pid {dir}/{name}.pid; error_log {dir}/{name}.err warn;\n\
          events {{ worker_connections 4096; }}\n\
@@ -106,7 +106,7 @@ fn nginx(dir: &Path, name: &str, server: &str) -> anyhow::Result<Child> {
         .context("starting nginx")
 }
 
-fn parse_duration_ms(text: &str) -> Option<f64> {
+pub(crate) fn parse_duration_ms(text: &str) -> Option<f64> {
     let (number, unit) = text
         .find(|c: char| c.is_ascii_alphabetic())
         .map(|i| text.split_at(i))?;
@@ -218,7 +218,7 @@ fn ensure_oha() -> anyhow::Result<()> {
     )
 }
 
-fn median_run(runs: &[Run]) -> Run {
+pub(crate) fn median_run(runs: &[Run]) -> Run {
     let median = |f: fn(&Run) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -231,7 +231,7 @@ fn median_run(runs: &[Run]) -> Run {
     }
 }
 
-struct Processes(Vec<Child>);
+pub(crate) struct Processes(pub(crate) Vec<Child>);
 
 impl Drop for Processes {
     fn drop(&mut self) {

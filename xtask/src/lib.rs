@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_gateway;
 pub mod bench_projects;
+pub mod bench_redirect;
 pub mod deps;
 pub mod docs;
 pub mod fleet;

@@ -89,7 +89,7 @@ pub async fn create(
     user.require(Perm::LinksCreate)?;
     targets::check_exists(
         &state.http,
-        &state.config.project_service_url,
+        state.config.project_service(),
         &headers,
         body.target,
     )
