@@ -212,10 +212,20 @@ impl TestServer {
         F: FnOnce(TcpListener, CancellationToken) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        init_tracing();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding port 0");
+        Self::start_on(listener, start).await
+    }
+
+    /// Runs `start(listener, shutdown)` on a listener bound beforehand (services that
+    /// must know each other's addresses before any of them starts).
+    pub async fn start_on<F, Fut>(listener: TcpListener, start: F) -> Self
+    where
+        F: FnOnce(TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        init_tracing();
         let addr = listener.local_addr().expect("local address");
         let shutdown = CancellationToken::new();
         let server = start(listener, shutdown.clone());

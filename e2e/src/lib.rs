@@ -1,0 +1,272 @@
+//! The whole fleet in one process: all six services on ports of their own, against the
+//! real PostgreSQL, RabbitMQ and MongoDB server, each run with fresh databases, a unique
+//! exchange and queue, and a unique tenant-database prefix, so runs never meet.
+//!
+//! Tests talk to the gateway only, with tenant subdomains as a browser would:
+//! [`Fleet::client`] resolves `<slug>.localhost` to the gateway, so redirects to a
+//! tenant's host (share links) are followed like anywhere else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use common::testkit::{
+    TestDb, TestServer, amqp_url, drop_databases_and_roles, mongodb_url, parse_config,
+    postgres_url, unique,
+};
+use tokio::net::TcpListener;
+
+pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
+pub const SHARE_GRANT_SECRET: &str = "e2e-share-grant-secret";
+
+/// The six services, each a [`TestServer`] (stopped when the fleet is dropped).
+pub struct Fleet {
+    pub gateway: TestServer,
+    pub tenant_resolver: TestServer,
+    pub user_service: TestServer,
+    pub project_service: TestServer,
+    pub url_shortener: TestServer,
+    pub analytics: TestServer,
+    /// The gateway's port: `http://<slug>.localhost:<port>` is a tenant's URL.
+    pub port: u16,
+    pub exchange: String,
+    pub mongo_database: String,
+    tenant_prefix: String,
+    dirs: Vec<PathBuf>,
+    _dbs: Vec<TestDb>,
+}
+
+async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding port 0")
+}
+
+fn base(listener: &TcpListener) -> String {
+    format!("http://{}", listener.local_addr().expect("local address"))
+}
+
+fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+    dir
+}
+
+impl Fleet {
+    pub async fn start() -> Self {
+        let (registry_db, users_db, shortener_db) =
+            tokio::join!(TestDb::create(), TestDb::create(), TestDb::create());
+        let listeners = [
+            listener().await,
+            listener().await,
+            listener().await,
+            listener().await,
+            listener().await,
+            listener().await,
+        ];
+        let [
+            resolver_url,
+            users_url,
+            projects_url,
+            shortener_url,
+            analytics_url,
+            gateway_url,
+        ] = listeners.each_ref().map(base);
+        let [
+            resolver_l,
+            users_l,
+            projects_l,
+            shortener_l,
+            analytics_l,
+            gateway_l,
+        ] = listeners;
+        let port = gateway_l.local_addr().expect("gateway address").port();
+        let exchange = unique("e2e.events");
+        let tenant_prefix = format!("{}_", unique("e").replace('_', ""));
+        let mongo_database = unique("e2e_analytics");
+        let keys_dir = temp_dir("nexus-e2e-keys");
+        let attachments_dir = temp_dir("nexus-e2e-attachments");
+        let jwks = format!("{users_url}/.well-known/jwks.json");
+        let tenant_url = format!("http://{{slug}}.localhost:{port}");
+        let internal = ("INTERNAL_TOKEN", INTERNAL_TOKEN.to_owned());
+        let shared = |extra: Vec<(&'static str, String)>| {
+            let mut args = vec![
+                ("AMQP_URL", amqp_url()),
+                ("EVENTS_EXCHANGE", exchange.clone()),
+            ];
+            args.extend(extra);
+            args
+        };
+
+        let resolver_config: tenant_resolver::Config = parse_config(
+            tenant_resolver::NAME,
+            &shared(vec![
+                ("DATABASE_URL", registry_db.url.clone()),
+                ("TENANT_CLUSTERS", format!("main={}", postgres_url())),
+                ("TENANT_DB_PREFIX", tenant_prefix.clone()),
+                ("USER_SERVICE_URL", users_url.clone()),
+                ("JWKS_URL", jwks.clone()),
+                ("TENANT_URL_TEMPLATE", tenant_url.clone()),
+                internal.clone(),
+            ]),
+            &[],
+        );
+        let users_config: user_service::Config = parse_config(
+            user_service::NAME,
+            &shared(vec![
+                ("DATABASE_URL", users_db.url.clone()),
+                ("SIGNING_KEYS_DIR", keys_dir.display().to_string()),
+                ("TENANT_RESOLVER_URL", resolver_url.clone()),
+                internal.clone(),
+            ]),
+            &[],
+        );
+        let projects_config: project_service::Config = parse_config(
+            project_service::NAME,
+            &shared(vec![
+                ("TENANT_RESOLVER_URL", resolver_url.clone()),
+                ("USER_SERVICE_URL", users_url.clone()),
+                ("JWKS_URL", jwks.clone()),
+                ("SHARE_GRANT_SECRET", SHARE_GRANT_SECRET.to_owned()),
+                ("ATTACHMENTS_DIR", attachments_dir.display().to_string()),
+                internal.clone(),
+            ]),
+            &[],
+        );
+        let shortener_config: url_shortener::Config = parse_config(
+            url_shortener::NAME,
+            &shared(vec![
+                ("DATABASE_URL", shortener_db.url.clone()),
+                ("PROJECT_SERVICE_URL", projects_url.clone()),
+                ("JWKS_URL", jwks.clone()),
+                ("SHARE_GRANT_SECRET", SHARE_GRANT_SECRET.to_owned()),
+                ("TENANT_URL_TEMPLATE", tenant_url.clone()),
+                ("SHORT_URL_BASE", format!("http://localhost:{port}")),
+                ("VISIT_FLUSH_INTERVAL_MS", "50".to_owned()),
+            ]),
+            &[],
+        );
+        let analytics_config: analytics_service::Config = parse_config(
+            analytics_service::NAME,
+            &shared(vec![
+                ("MONGODB_URL", mongodb_url()),
+                ("MONGODB_DATABASE", mongo_database.clone()),
+                ("ANALYTICS_QUEUE", format!("{exchange}.analytics")),
+                (
+                    "ANALYTICS_DEAD_LETTER_QUEUE",
+                    format!("{exchange}.analytics.dead"),
+                ),
+                ("ANALYTICS_FLUSH_INTERVAL_MS", "50".to_owned()),
+                ("JWKS_URL", jwks.clone()),
+            ]),
+            &[],
+        );
+        let gateway_config: gateway::Config = parse_config(
+            gateway::NAME,
+            &[
+                ("BASE_DOMAIN", "localhost".to_owned()),
+                ("TENANT_RESOLVER_URL", resolver_url),
+                ("USER_SERVICE_URL", users_url),
+                ("PROJECT_SERVICE_URL", projects_url),
+                ("URL_SHORTENER_URL", shortener_url),
+                ("ANALYTICS_SERVICE_URL", analytics_url),
+                ("JWKS_URL", jwks),
+                internal.clone(),
+            ],
+            &[],
+        );
+
+        // Each waits for its /healthz; they find each other when first called.
+        let user_service =
+            TestServer::start_on(users_l, |l, s| user_service::run_until(users_config, l, s)).await;
+        let tenant_resolver = TestServer::start_on(resolver_l, |l, s| {
+            tenant_resolver::run_until(resolver_config, l, s)
+        })
+        .await;
+        let project_service = TestServer::start_on(projects_l, |l, s| {
+            project_service::run_until(projects_config, l, s)
+        })
+        .await;
+        let url_shortener = TestServer::start_on(shortener_l, |l, s| {
+            url_shortener::run_until(shortener_config, l, s)
+        })
+        .await;
+        let analytics = TestServer::start_on(analytics_l, |l, s| {
+            analytics_service::run_until(analytics_config, l, s)
+        })
+        .await;
+        let gateway =
+            TestServer::start_on(gateway_l, |l, s| gateway::run_until(gateway_config, l, s)).await;
+        assert_eq!(gateway.base_url, gateway_url);
+        let fleet = Self {
+            gateway,
+            tenant_resolver,
+            user_service,
+            project_service,
+            url_shortener,
+            analytics,
+            port,
+            exchange,
+            mongo_database,
+            tenant_prefix,
+            dirs: vec![keys_dir, attachments_dir],
+            _dbs: vec![registry_db, users_db, shortener_db],
+        };
+        fleet.wait_until_ready().await;
+        fleet
+    }
+
+    /// Waits (bounded) until every service's `/readyz` answers 200.
+    pub async fn wait_until_ready(&self) {
+        for server in [
+            &self.tenant_resolver,
+            &self.user_service,
+            &self.project_service,
+            &self.url_shortener,
+            &self.analytics,
+            &self.gateway,
+        ] {
+            server
+                .wait_until("/readyz", std::time::Duration::from_secs(30))
+                .await;
+        }
+    }
+
+    /// A client that reaches the gateway for `localhost` and each `<slug>.localhost`,
+    /// and follows no redirects (tests look at them).
+    pub fn client(&self, slugs: &[&str]) -> reqwest::Client {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], self.port));
+        slugs
+            .iter()
+            .fold(reqwest::Client::builder(), |builder, slug| {
+                builder.resolve(&format!("{slug}.localhost"), loopback)
+            })
+            .resolve("localhost", loopback)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
+    }
+
+    /// `http://<host>:<gateway port><path>`; `host` is `localhost` or `<slug>.localhost`.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for server in [
+            &self.gateway,
+            &self.url_shortener,
+            &self.analytics,
+            &self.project_service,
+            &self.tenant_resolver,
+            &self.user_service,
+        ] {
+            server.stop();
+        }
+        for dir in &self.dirs {
+            std::fs::remove_dir_all(dir).ok();
+        }
+        drop_databases_and_roles(&self.tenant_prefix);
+    }
+}
