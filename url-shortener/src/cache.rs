@@ -11,10 +11,11 @@
 //! `max_visits` can be overshot by at most the unflushed visits of the other instances
 //! (one flush interval's worth each).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use chrono::Utc;
 use common::grant::{GrantKey, ShareGrant, SharedTarget};
 use moka::sync::Cache;
@@ -43,7 +44,7 @@ impl Gone {
 
 /// What a redirect needs to know about a link.
 pub struct CachedLink {
-    pub code: String,
+    pub code: Arc<str>,
     pub tenant_id: Uuid,
     pub target: SharedTarget,
     pub password_hash: Option<String>,
@@ -56,6 +57,9 @@ pub struct CachedLink {
     visits: Arc<AtomicI64>,
     /// Set once this entry has asked for its `url.expired` event to be recorded.
     pub expiry_reported: AtomicBool,
+    /// The last `Location` handed out and the second it was made in: a grant depends on
+    /// the link and its expiry second only, so within a second it is the same grant.
+    last_location: Mutex<(i64, Option<HeaderValue>)>,
 }
 
 impl CachedLink {
@@ -97,17 +101,29 @@ impl CachedLink {
         self.visits.load(Ordering::Relaxed)
     }
 
-    /// The redirect's `Location`, with a fresh grant of `ttl_secs` for the target.
-    pub fn location(&self, key: &GrantKey, ttl_secs: i64) -> String {
+    /// The redirect's `Location`, with a grant of `ttl_secs` from now for the target.
+    pub fn location(&self, key: &GrantKey, ttl_secs: i64) -> Option<HeaderValue> {
+        let now = Utc::now().timestamp();
+        let mut last = self
+            .last_location
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.0 == now
+            && let Some(location) = &last.1
+        {
+            return Some(location.clone());
+        }
         let grant = key.sign(&ShareGrant {
             tenant_id: self.tenant_id,
             target: self.target,
-            expires_at: Utc::now().timestamp() + ttl_secs,
+            expires_at: now + ttl_secs,
         });
         let mut location = String::with_capacity(self.location_prefix.len() + grant.len());
         location.push_str(&self.location_prefix);
         location.push_str(&grant);
-        location
+        let location = HeaderValue::try_from(location).ok()?;
+        *last = (now, Some(location.clone()));
+        Some(location)
     }
 }
 
@@ -142,7 +158,7 @@ impl LinkCache {
         visits.fetch_max(row.visits, Ordering::AcqRel);
         let target = row.target().shared();
         let entry = Arc::new(CachedLink {
-            code: row.code.clone(),
+            code: Arc::from(row.code.as_str()),
             tenant_id: row.tenant_id,
             target,
             password_hash: row.password_hash.clone(),
@@ -156,6 +172,7 @@ impl LinkCache {
             ),
             visits,
             expiry_reported: AtomicBool::new(false),
+            last_location: Mutex::new((0, None)),
         });
         self.links.insert(row.code.clone(), Arc::clone(&entry));
         entry

@@ -83,7 +83,15 @@ pub fn router(state: AppState) -> Router {
         openapi: ApiDoc::openapi(),
     };
     let config = Arc::clone(&state.config);
-    common::server::app(service, routes::router().with_state(state), &config.server)
+    let api = common::server::app(
+        service,
+        routes::router().with_state(state.clone()),
+        &config.server,
+    );
+    // Everything but `/s/{code}` goes through the shared stack, its 404s included.
+    routes::redirect::router()
+        .with_state(state)
+        .fallback_service(api)
 }
 
 /// Runs until SIGTERM or Ctrl-C.

@@ -4,8 +4,11 @@
 //! retried with the same batch; on shutdown whatever is pending is written before the
 //! process exits.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use chrono::{DateTime, Utc};
 use common::events::{Envelope, keys};
@@ -17,17 +20,38 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db;
-use crate::domain::visitor::{AgentClass, visitor_hash};
+use crate::domain::visitor::{AgentClass, client_ip, referrer_host, visitor_hash};
 
-/// One successful redirect. The address and agent stay in memory only until the flusher
-/// hashes them.
+/// One successful redirect, as the request left it: header values are shared with the
+/// request (no copy on the redirect path), and the address and agent stay in memory only
+/// until the flusher hashes them.
 pub struct Visit {
     pub code: Arc<str>,
     pub tenant_id: Uuid,
     pub at: DateTime<Utc>,
-    pub ip: String,
-    pub user_agent: String,
-    pub referrer_host: Option<String>,
+    pub peer: IpAddr,
+    pub forwarded_for: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub referer: Option<HeaderValue>,
+}
+
+impl Visit {
+    /// Takes what a visit records from the request's headers.
+    pub fn new(code: Arc<str>, tenant_id: Uuid, peer: IpAddr, headers: &HeaderMap) -> Self {
+        Self {
+            code,
+            tenant_id,
+            at: Utc::now(),
+            peer,
+            forwarded_for: headers.get("x-forwarded-for").cloned(),
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+            referer: headers.get(header::REFERER).cloned(),
+        }
+    }
+}
+
+fn text(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
 }
 
 /// Where handlers put visits; cheap to clone.
@@ -118,17 +142,15 @@ impl Flusher {
         let mut events = Vec::with_capacity(batch.len());
         for visit in batch {
             *counts.entry(&visit.code).or_default() += 1;
-            let mut event = Envelope::new(
-                keys::URL_ACCESSED,
-                visit.tenant_id,
-                None,
-                serde_json::json!({
-                    "code": &*visit.code,
-                    "referrer_host": visit.referrer_host,
-                    "agent_class": AgentClass::of(&visit.user_agent).as_str(),
-                    "visitor_hash": visitor_hash(&self.salt, visit.at.date_naive(), &visit.ip, &visit.user_agent),
-                }),
-            );
+            let user_agent = text(visit.user_agent.as_ref()).unwrap_or_default();
+            let ip = client_ip(text(visit.forwarded_for.as_ref()), visit.peer);
+            let data = serde_json::json!({
+                "code": &*visit.code,
+                "referrer_host": text(visit.referer.as_ref()).and_then(referrer_host),
+                "agent_class": AgentClass::of(user_agent).as_str(),
+                "visitor_hash": visitor_hash(&self.salt, visit.at.date_naive(), &ip, user_agent),
+            });
+            let mut event = Envelope::new(keys::URL_ACCESSED, visit.tenant_id, None, data);
             event.occurred_at = visit.at;
             events.push(event);
         }

@@ -2,9 +2,8 @@
 //! the agent looks like a bot, and a salted hash standing for the visitor. No raw IP or
 //! user agent is stored or published.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
 /// Substrings (lowercase) of user agents that are not people: crawlers, link-preview
@@ -64,27 +63,16 @@ impl AgentClass {
 
 /// The client's address: the first hop of the gateway's `X-Forwarded-For` (the gateway
 /// overwrites any client-sent value), else the peer.
-pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
+pub fn client_ip(forwarded_for: Option<&str>, peer: IpAddr) -> String {
+    forwarded_for
         .and_then(|v| v.split(',').next())
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
-        .or_else(|| peer.map(|p| p.ip().to_string()))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-pub fn user_agent(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
+        .unwrap_or_else(|| peer.to_string())
 }
 
 /// The host of the `Referer`, if it is an http(s) URL; never its path or query.
-pub fn referrer_host(headers: &HeaderMap) -> Option<String> {
-    let referer = headers.get(header::REFERER)?.to_str().ok()?;
+pub fn referrer_host(referer: &str) -> Option<String> {
     let rest = referer
         .strip_prefix("https://")
         .or_else(|| referer.strip_prefix("http://"))?;
@@ -130,16 +118,22 @@ mod tests {
 
     #[test]
     fn only_the_referrers_host_is_kept() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::REFERER,
-            "https://user:pw@Mail.Example.com:8443/inbox?id=secret"
-                .parse()
-                .unwrap(),
+        assert_eq!(
+            referrer_host("https://user:pw@Mail.Example.com:8443/inbox?id=secret").as_deref(),
+            Some("mail.example.com")
         );
-        assert_eq!(referrer_host(&headers).as_deref(), Some("mail.example.com"));
-        headers.insert(header::REFERER, "android-app://com.slack".parse().unwrap());
-        assert_eq!(referrer_host(&headers), None);
+        assert_eq!(referrer_host("android-app://com.slack"), None);
+    }
+
+    #[test]
+    fn the_first_forwarded_hop_is_the_client() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(
+            client_ip(Some("203.0.113.5, 10.0.0.1"), peer),
+            "203.0.113.5"
+        );
+        assert_eq!(client_ip(Some(" "), peer), "10.0.0.9");
+        assert_eq!(client_ip(None, peer), "10.0.0.9");
     }
 
     #[test]

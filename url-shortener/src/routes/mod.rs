@@ -1,5 +1,6 @@
-//! The HTTP API: link management under `/api/v1/links` (tenant host, JWT) and the public
-//! redirect `/s/{code}` (any host).
+//! The HTTP API: link management under `/api/v1/links` (tenant host, JWT), behind the
+//! shared layer stack, and the public redirect `/s/{code}` (any host), which has its own
+//! thin one (see [`redirect`]).
 
 pub mod links;
 pub mod qr;
@@ -10,8 +11,5 @@ use axum::Router;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(links::router())
-        .merge(qr::router())
-        .merge(redirect::router())
+    Router::new().merge(links::router()).merge(qr::router())
 }

@@ -1,14 +1,20 @@
 //! `GET /s/{code}` and `POST /s/{code}` (public, any host): open a share link.
 //!
 //! A cached link is answered from memory: the checks are against the clock and the
-//! in-memory visit count, the grant is an HMAC, and the visit goes onto a channel for the
-//! flusher. Browsers get HTML pages; clients asking for JSON get problem+json.
+//! in-memory visit count, the grant is an HMAC (made once a second per link), and the
+//! visit goes onto a channel for the flusher. Browsers get HTML pages; clients asking
+//! for JSON get problem+json.
+//!
+//! Like the gateway's proxy, these routes sit outside the shared layer stack (span,
+//! timer, histogram, timeout), which costs more than the redirect itself; [`lean`] keeps
+//! what matters of it: the request id and a counter of answers by status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -16,16 +22,41 @@ use chrono::Utc;
 use common::ApiError;
 use common::error::Problem;
 use common::events::{Envelope, keys};
+use common::telemetry::{REQUEST_ID_HEADER, request_id_of, with_request_id};
 use serde::Deserialize;
 
 use crate::cache::{CachedLink, Gone};
 use crate::domain::Code;
-use crate::domain::visitor::{client_ip, referrer_host, user_agent};
+use crate::domain::visitor::client_ip;
 use crate::visits::Visit;
 use crate::{AppState, db, pages, password};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/s/{code}", get(open).post(unlock))
+    Router::new()
+        .route("/s/{code}", get(open).post(unlock))
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(middleware::from_fn(lean))
+}
+
+/// The request id (the gateway's, or a new one) in scope for logs and problems and on the
+/// answer, and `redirect_responses_total{status}`.
+async fn lean(request: Request, next: Next) -> Response {
+    let id = request_id_of(request.headers());
+    let scoped = id.to_str().unwrap_or_default().to_owned();
+    let mut response = with_request_id(scoped, next.run(request)).await;
+    let status = match response.status().as_u16() {
+        302 => "302",
+        303 => "303",
+        200 => "200",
+        401 => "401",
+        404 => "404",
+        410 => "410",
+        429 => "429",
+        _ => "other",
+    };
+    metrics::counter!("redirect_responses_total", "status" => status).increment(1);
+    response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    response
 }
 
 /// `Accept` asks for JSON rather than a page.
@@ -83,7 +114,7 @@ fn refuse(state: &AppState, link: &CachedLink, why: Gone, json: bool) -> Respons
         .swap(true, std::sync::atomic::Ordering::Relaxed)
     {
         let pool = state.pool.clone();
-        let code = link.code.clone();
+        let code = link.code.to_string();
         let tenant = link.tenant_id;
         let request_id = common::telemetry::current_request_id();
         tokio::spawn(async move {
@@ -120,26 +151,23 @@ fn redirect(
     state: &AppState,
     link: &CachedLink,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     status: StatusCode,
     json: bool,
 ) -> Response {
-    if let Err(why) = link.take_visit() {
-        return refuse(state, link, why, json);
-    }
-    let location = link.location(&state.grant_key, state.grant_ttl_secs);
-    state.visits.record(Visit {
-        code: Arc::from(link.code.as_str()),
-        tenant_id: link.tenant_id,
-        at: Utc::now(),
-        ip: client_ip(headers, peer),
-        user_agent: user_agent(headers).to_owned(),
-        referrer_host: referrer_host(headers),
-    });
-    let Ok(location) = HeaderValue::from_str(&location) else {
+    let Some(location) = link.location(&state.grant_key, state.grant_ttl_secs) else {
         return ApiError::Internal(anyhow::anyhow!("redirect location is not a header value"))
             .into_response();
     };
+    if let Err(why) = link.take_visit() {
+        return refuse(state, link, why, json);
+    }
+    state.visits.record(Visit::new(
+        Arc::clone(&link.code),
+        link.tenant_id,
+        peer.ip(),
+        headers,
+    ));
     (
         status,
         [
@@ -167,9 +195,10 @@ pub async fn open(
     State(state): State<AppState>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let json = wants_json(&headers);
+    let headers = request.headers();
+    let json = wants_json(headers);
     let link = match lookup(&state, &code).await {
         Ok(Some(link)) => link,
         Ok(None) => return not_found(json),
@@ -189,7 +218,7 @@ pub async fn open(
             },
         );
     }
-    redirect(&state, &link, &headers, Some(peer), StatusCode::FOUND, json)
+    redirect(&state, &link, headers, peer, StatusCode::FOUND, json)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -221,11 +250,11 @@ pub async fn unlock(
     if let Some(why) = link.gone(Utc::now().timestamp()) {
         return refuse(&state, &link, why, json);
     }
-    let peer = Some(peer);
     let Some(stored) = link.password_hash.clone() else {
         return redirect(&state, &link, &headers, peer, StatusCode::SEE_OTHER, json);
     };
-    let ip = client_ip(&headers, peer);
+    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = client_ip(forwarded_for, peer.ip());
     if let Err(retry_after) = state.throttle.charge(&ip, &link.code) {
         return answer(
             json,

@@ -236,3 +236,38 @@ async fn a_disabled_link_is_410_and_a_deleted_one_404() {
         "the cache forgot it"
     );
 }
+
+#[tokio::test]
+async fn redirects_carry_the_gateways_request_id_and_other_paths_stay_problems() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+
+    let resp = app
+        .client
+        .get(
+            app.server
+                .url(&format!("/s/{}", link["code"].as_str().unwrap())),
+        )
+        .header("x-request-id", "gw-req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["x-request-id"], "gw-req-42");
+
+    let resp = app
+        .client
+        .get(app.server.url("/nothing/here"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(resp, 404).await;
+    let resp = app
+        .client
+        .delete(app.server.url("/s/AAAAAAAA"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+}
