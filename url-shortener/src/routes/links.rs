@@ -15,6 +15,7 @@ use common::extract::{Query, ValidJson};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::db::idempotency;
 use crate::db::links::{self as db, Changes, LinkRow, NewLink};
 use crate::domain::{Code, CreateLink, Target, UpdateLink};
 use crate::{AppState, password, targets};
@@ -74,7 +75,8 @@ fn not_found() -> ApiError {
 /// Tries this many codes before giving up (a collision among 62^8 is already rare).
 const CODE_ATTEMPTS: usize = 5;
 
-/// Create a share link to a task or project of the caller's tenant.
+/// Create a share link to a task or project of the caller's tenant. With an
+/// `Idempotency-Key`, a retry answers the first answer again and creates nothing.
 #[utoipa::path(post, path = "/api/v1/links", tag = "links", request_body = CreateLink,
     responses((status = 201, body = Link), (status = 400, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem),
@@ -87,6 +89,12 @@ pub async fn create(
     ValidJson(body): ValidJson<CreateLink>,
 ) -> Result<Response, ApiError> {
     user.require(Perm::LinksCreate)?;
+    let idempotency_key = idempotency::key(&headers)?;
+    if let Some(key) = &idempotency_key
+        && let Some((status, body)) = idempotency::replay(&state.pool, &user, key).await?
+    {
+        return Ok(created(status, body));
+    }
     targets::check_exists(
         &state.http,
         state.config.project_service(),
@@ -138,16 +146,24 @@ pub async fn create(
         common::telemetry::current_request_id().as_deref(),
     )
     .await?;
+    let body = serde_json::to_value(Link::from_row(&state, &row)).map_err(anyhow::Error::from)?;
+    if let Some(key) = &idempotency_key {
+        idempotency::remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
+    }
     tx.commit().await?;
-    let link = Link::from_row(&state, &row);
-    let location = HeaderValue::from_str(&format!("/api/v1/links/{}", row.code))
-        .map_err(anyhow::Error::from)?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(link),
-    )
-        .into_response())
+    Ok(created(StatusCode::CREATED, body))
+}
+
+/// A create's answer (first or replayed), with the link's address in `Location`.
+fn created(status: StatusCode, body: serde_json::Value) -> Response {
+    let location = body["code"]
+        .as_str()
+        .and_then(|code| HeaderValue::from_str(&format!("/api/v1/links/{code}")).ok());
+    let mut response = (status, Json(body)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]

@@ -16,7 +16,7 @@ async fn serves_health_readiness_metrics_and_openapi() {
 #[tokio::test]
 async fn applies_its_migrations_at_start() {
     let app = spawn_app().await;
-    assert_tables_exist(&app.db.pool, &["outbox", "links"]).await;
+    assert_tables_exist(&app.db.pool, &["outbox", "links", "idempotency_keys"]).await;
 }
 
 #[tokio::test]

@@ -395,3 +395,32 @@ async fn a_link_has_a_qr_code_as_svg_and_png() {
     let bytes = png.bytes().await.unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+#[tokio::test]
+async fn a_retried_create_with_the_same_idempotency_key_makes_one_link() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let task = app.task_of(&user);
+    let create = || {
+        app.call(&user, Method::POST, "/api/v1/links")
+            .header("idempotency-key", "retry-1")
+            .json(&json!({"target": {"type": "task", "id": task}}))
+            .send()
+    };
+
+    let first = create().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let location = first.headers()["location"].clone();
+    let first: Value = first.json().await.unwrap();
+    let again = create().await.unwrap();
+
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["location"], location);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["code"], first["code"]);
+    let links: i64 = sqlx::query_scalar("select count(*) from links")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(links, 1);
+}
