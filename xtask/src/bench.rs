@@ -258,11 +258,15 @@ pub async fn run_release(
     rounds: usize,
     json: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    if let Some(unknown) = scenarios
-        .iter()
-        .find(|s| !matches!(s.as_str(), "tenants" | "gateway" | "projects" | "redirect"))
-    {
-        anyhow::bail!("unknown scenario {unknown:?} (known: tenants, gateway, projects, redirect)");
+    if let Some(unknown) = scenarios.iter().find(|s| {
+        !matches!(
+            s.as_str(),
+            "tenants" | "gateway" | "projects" | "analytics" | "redirect"
+        )
+    }) {
+        anyhow::bail!(
+            "unknown scenario {unknown:?} (known: tenants, gateway, projects, analytics, redirect)"
+        );
     }
     let all = scenarios.is_empty();
     let mut reports = serde_json::Map::new();
@@ -280,6 +284,11 @@ pub async fn run_release(
         let report = crate::bench_projects::projects_scenario(tenants, 5).await?;
         crate::bench_projects::print_projects(&report);
         reports.insert("projects".into(), serde_json::to_value(&report)?);
+    }
+    if all || scenarios.iter().any(|s| s == "analytics") {
+        let report = crate::bench_analytics::analytics_scenario(rounds.clamp(1, 3)).await?;
+        crate::bench_analytics::print_analytics(&report);
+        reports.insert("analytics".into(), serde_json::to_value(&report)?);
     }
     if all || scenarios.iter().any(|s| s == "redirect") {
         let report = crate::bench_redirect::redirect_scenario(rounds.clamp(3, 5), 5).await?;

@@ -2,6 +2,7 @@
 //! repository's docs and compose file against the services' real configuration.
 
 pub mod bench;
+pub mod bench_analytics;
 pub mod bench_gateway;
 pub mod bench_projects;
 pub mod bench_redirect;

@@ -33,7 +33,7 @@ enum Task {
         args: Vec<String>,
     },
     /// Measure speed as ratios against references run side by side (release build).
-    /// Scenarios: tenants, gateway, projects, redirect (all when none is named).
+    /// Scenarios: tenants, gateway, projects, analytics, redirect (all when none is named).
     Bench {
         scenarios: Vec<String>,
         /// Tenants to sign up for the growth and migrate-all measures (and to spread

@@ -232,7 +232,7 @@ impl<S: Sink> Consumer<S> {
         if let Some(hook) = &self.after_write
             && hook()
         {
-            let _ = channel.close(320, "crashed after the write".into()).await;
+            let _ = channel.close(200, "crashed after the write".into()).await;
             bail!("after-write hook: stopped before the ack");
         }
         // Every earlier delivery on this channel is settled (acked, or rejected just now),
