@@ -157,6 +157,27 @@ pub fn ensure_mongodb(url: &str, state: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's Chromium and chromedriver for the browser test: installed with apt when
+/// either is missing (the test fails naming them if they still are).
+pub fn ensure_chromium() -> anyhow::Result<()> {
+    const NEEDED: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+    if NEEDED.iter().all(|path| Path::new(path).exists()) {
+        println!("✓ Chromium and chromedriver are installed");
+        return Ok(());
+    }
+    println!("• Installing Debian's chromium and chromium-driver for the browser test");
+    run(
+        Command::new("apt-get").args(["update", "-qq"]),
+        "apt-get update (installing chromium needs root and the Debian mirrors)",
+    )?;
+    run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get install chromium chromium-driver",
+    )
+}
+
 pub fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command.status().with_context(|| what.to_owned())?;
     if !status.success() {

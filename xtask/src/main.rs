@@ -26,7 +26,8 @@ enum Task {
     /// Stop what `up --detach` started, and the MongoDB stand-in.
     Down,
     /// Check PostgreSQL, RabbitMQ and MongoDB answer (starting the MongoDB stand-in if
-    /// needed), then run every test of the workspace against them.
+    /// needed), install Debian's Chromium for the browser test if missing, then run every
+    /// test of the workspace against them.
     Test {
         /// Passed on to the test runner (cargo nextest, else cargo test).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -107,6 +108,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let urls = deps::Urls::from_env();
     deps::require_postgres_and_rabbitmq(&urls)?;
     deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
+    deps::ensure_chromium()?;
     let nextest = xtask::cargo()
         .args(["nextest", "--version"])
         .output()
