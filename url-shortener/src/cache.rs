@@ -63,6 +63,11 @@ pub struct CachedLink {
 }
 
 impl CachedLink {
+    /// Where the link leads, up to its grant: `<tenant URL><share path>?grant=`.
+    pub fn location_prefix(&self) -> &str {
+        &self.location_prefix
+    }
+
     /// Why the link does not open now, if it does not; `max_visits` included.
     pub fn gone(&self, now: i64) -> Option<Gone> {
         if self.disabled {

@@ -15,6 +15,13 @@ border-radius:4px}button{margin-top:1rem;padding:.5rem 1.25rem;font:inherit;bord
 border-radius:4px;background:#0c66e4;color:#fff;cursor:pointer}";
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_posting_to(status, title, body, "")
+}
+
+/// A page whose form may post here and follow the answer's redirect to `origin`: the
+/// CSP's `form-action` governs the whole redirect chain of a submission, so the password
+/// form must name the tenant's host its 303 leads to.
+fn page_posting_to(status: StatusCode, title: &str, body: &str, origin: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -28,11 +35,18 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {origin}; \
+         frame-ancestors 'none'"
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_str(&csp).unwrap_or_else(|_| {
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+                 frame-ancestors 'none'",
+            )
+        }),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
@@ -77,8 +91,17 @@ pub fn too_many(retry_after: u64) -> Response {
     response
 }
 
+/// `scheme://host[:port]` of `url`.
+fn origin(url: &str) -> &str {
+    let host = url.find("://").map_or(0, |i| i + 3);
+    url[host..]
+        .find(['/', '?'])
+        .map_or(url, |end| &url[..host + end])
+}
+
 /// The password form, posting back to the same address; `wrong` adds the error line.
-pub fn password_form(code: &str, wrong: bool) -> Response {
+/// `target` is where a right password leads (its origin is allowed as a form action).
+pub fn password_form(code: &str, wrong: bool, target: &str) -> Response {
     let (status, error) = if wrong {
         (
             StatusCode::UNAUTHORIZED,
@@ -87,7 +110,7 @@ pub fn password_form(code: &str, wrong: bool) -> Response {
     } else {
         (StatusCode::OK, "")
     };
-    page(
+    page_posting_to(
         status,
         "Password required",
         &format!(
@@ -98,5 +121,25 @@ pub fn password_form(code: &str, wrong: bool) -> Response {
              autocomplete=\"current-password\" maxlength=\"128\">\
              <button type=\"submit\">Open</button></form>"
         ),
+        origin(target),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_origin_is_scheme_host_and_port() {
+        assert_eq!(
+            super::origin("http://acme.localhost:8080/shared/tasks/1?grant="),
+            "http://acme.localhost:8080"
+        );
+        assert_eq!(
+            super::origin("https://acme.example.com?x"),
+            "https://acme.example.com"
+        );
+        assert_eq!(
+            super::origin("https://acme.example.com"),
+            "https://acme.example.com"
+        );
+    }
 }

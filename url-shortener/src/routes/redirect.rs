@@ -210,7 +210,7 @@ pub async fn open(
     if link.password_hash.is_some() {
         return answer(
             json,
-            || pages::password_form(&link.code, false),
+            || pages::password_form(&link.code, false, link.location_prefix()),
             || {
                 ApiError::Unauthorized(
                     "This link is protected: POST its password to this address.".into(),
@@ -268,14 +268,18 @@ pub async fn unlock(
     let offered = match read_password(&state, request).await {
         Ok(p) => p,
         Err(err) => {
-            return answer(json, || pages::password_form(&link.code, true), || err);
+            return answer(
+                json,
+                || pages::password_form(&link.code, true, link.location_prefix()),
+                || err,
+            );
         }
     };
     match password::verify(offered, stored).await {
         Ok(true) => redirect(&state, &link, &headers, peer, StatusCode::SEE_OTHER, json),
         Ok(false) => answer(
             json,
-            || pages::password_form(&link.code, true),
+            || pages::password_form(&link.code, true, link.location_prefix()),
             || ApiError::Unauthorized("That password is not right.".into()),
         ),
         Err(err) => ApiError::Internal(err).into_response(),
