@@ -283,3 +283,79 @@ fn every_container_has_a_healthcheck_and_services_probe_readyz() {
         );
     }
 }
+
+#[test]
+fn stateless_services_can_be_scaled_and_state_lives_in_named_volumes() {
+    let compose = compose();
+    for def in &SERVICES {
+        let service = service(&compose, def.name);
+        assert!(
+            service["container_name"].is_null(),
+            "{} has a container_name, so `docker compose up --scale` cannot run two",
+            def.name
+        );
+        if def.name != "gateway" {
+            assert!(
+                service["ports"].is_null(),
+                "{} publishes a host port: only the gateway faces the outside, and a fixed \
+                 host port would stop `--scale {}=2`",
+                def.name,
+                def.name
+            );
+        }
+    }
+    let named: BTreeSet<String> = compose["volumes"]
+        .as_mapping()
+        .expect("named volumes")
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    for (name, path) in [
+        ("postgres", "/var/lib/postgresql/data"),
+        ("rabbitmq", "/var/lib/rabbitmq"),
+        ("mongodb", "/data/db"),
+        ("user-service", "/var/lib/nexus/keys"),
+        ("project-service", "/var/lib/nexus/attachments"),
+    ] {
+        let mounts: Vec<&str> = service(&compose, name)["volumes"]
+            .as_sequence()
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(
+            mounts.iter().any(|m| m
+                .split_once(':')
+                .is_some_and(|(volume, at)| named.contains(volume) && at.starts_with(path))),
+            "{name} keeps {path} in a named volume: {mounts:?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_come_from_the_environment_or_a_dot_env_file() {
+    let compose = compose();
+    assert_eq!(
+        environment(service(&compose, "postgres")),
+        vec![(
+            "POSTGRES_PASSWORD".to_owned(),
+            "${POSTGRES_PASSWORD:-nexus}".to_owned()
+        )]
+    );
+    for def in &SERVICES {
+        for (var, value) in environment(service(&compose, def.name)) {
+            let secret = def.settings().iter().any(|s| s.env == var && s.secret);
+            if value.contains("postgres://") {
+                assert!(
+                    value.contains("${POSTGRES_PASSWORD:-"),
+                    "{}'s {var} must take the database password from POSTGRES_PASSWORD",
+                    def.name
+                );
+            } else if secret && !var.ends_with("_URL") {
+                assert!(
+                    value.starts_with(&format!("${{{var}:-")),
+                    "{}'s {var} must be `${{{var}:-…}}` so `.env` or the shell can set it",
+                    def.name
+                );
+            }
+        }
+    }
+}
