@@ -53,6 +53,12 @@ fn temp_dir(prefix: &str) -> PathBuf {
 
 impl Fleet {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the fleet with some of the gateway's settings changed
+    /// (`("TENANT_CACHE_TTL_SECS", "1")`).
+    pub async fn start_with(gateway_overrides: &[(&str, &str)]) -> Self {
         let (registry_db, users_db, shortener_db) =
             tokio::join!(TestDb::create(), TestDb::create(), TestDb::create());
         let listeners = [
@@ -172,7 +178,7 @@ impl Fleet {
                 ("JWKS_URL", jwks),
                 internal.clone(),
             ],
-            &[],
+            gateway_overrides,
         );
 
         // Each waits for its /healthz; they find each other when first called.
@@ -231,6 +237,20 @@ impl Fleet {
         }
     }
 
+    /// user-service's signing key, read from its key folder: lets tests sign tokens the
+    /// fleet trusts, to show that each claim check holds on its own.
+    pub fn signing_key(&self) -> common::auth::SigningKey {
+        let pem = std::fs::read_dir(&self.dirs[0])
+            .expect("the key folder")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|e| e == "pem"))
+            .expect("user-service wrote a key");
+        let kid = pem.file_stem().unwrap().to_string_lossy().into_owned();
+        common::auth::SigningKey::from_pem(kid, &std::fs::read_to_string(&pem).unwrap())
+            .expect("an Ed25519 key")
+    }
+
     /// A client that reaches the gateway for `localhost` and each `<slug>.localhost`,
     /// and follows no redirects (tests look at them).
     pub fn client(&self, slugs: &[&str]) -> reqwest::Client {
@@ -268,5 +288,107 @@ impl Drop for Fleet {
             std::fs::remove_dir_all(dir).ok();
         }
         drop_databases_and_roles(&self.tenant_prefix);
+    }
+}
+
+/// The password every test account has.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A signed-in person on a tenant's host.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub host: String,
+    pub token: String,
+}
+
+impl Session {
+    /// The same token presented on another tenant's host.
+    pub fn on(&self, slug: &str) -> Self {
+        Self {
+            host: format!("{slug}.localhost"),
+            token: self.token.clone(),
+        }
+    }
+}
+
+impl Fleet {
+    /// Signs up organisation `slug` with `email` as its owner (201 or the test fails).
+    pub async fn signup(&self, http: &reqwest::Client, slug: &str, email: &str) {
+        let resp = http
+            .post(self.url("localhost", "/api/v1/tenants"))
+            .json(
+                &serde_json::json!({"slug": slug, "name": format!("{slug} Inc"),
+                  "owner": {"email": email, "password": PASSWORD, "name": "Owner"}}),
+            )
+            .send()
+            .await
+            .expect("signup request");
+        assert_eq!(
+            resp.status(),
+            201,
+            "signup {slug}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Logs `email` in on `slug`'s host.
+    pub async fn login(&self, http: &reqwest::Client, slug: &str, email: &str) -> Session {
+        let host = format!("{slug}.localhost");
+        let resp = http
+            .post(self.url(&host, "/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(
+            resp.status(),
+            200,
+            "login {email}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        let tokens: serde_json::Value = resp.json().await.expect("tokens");
+        Session {
+            host,
+            token: tokens["access_token"]
+                .as_str()
+                .expect("an access token")
+                .to_owned(),
+        }
+    }
+
+    /// Invites `email` as `role` with `inviter`'s token; the invitee accepts and logs in.
+    pub async fn join(
+        &self,
+        http: &reqwest::Client,
+        inviter: &Session,
+        email: &str,
+        role: &str,
+    ) -> Session {
+        let invite: serde_json::Value = http
+            .post(self.url(&inviter.host, "/api/v1/invites"))
+            .bearer_auth(&inviter.token)
+            .json(&serde_json::json!({"email": email, "role": role}))
+            .send()
+            .await
+            .expect("invite request")
+            .json()
+            .await
+            .expect("invite JSON");
+        let accepted = http
+            .post(self.url(&inviter.host, "/api/v1/auth/accept-invite"))
+            .json(
+                &serde_json::json!({"token": invite["token"], "name": email, "password": PASSWORD}),
+            )
+            .send()
+            .await
+            .expect("accept request");
+        assert_eq!(
+            accepted.status(),
+            200,
+            "{email} joins: {invite} {}",
+            accepted.text().await.unwrap_or_default()
+        );
+        let slug = inviter.host.trim_end_matches(".localhost");
+        self.login(http, slug, email).await
     }
 }

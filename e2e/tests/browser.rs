@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const PASSWORD: &str = "correct horse battery";
 
 /// chromedriver on a free port, killed when dropped.
 struct Driver {
@@ -169,24 +168,8 @@ async fn text_of(browser: &Client, css: &str) -> String {
 /// a comment trying to inject a script.
 async fn shared_task(fleet: &Fleet) -> (String, String) {
     let http = fleet.client(&["acme"]);
-    let signup = http
-        .post(fleet.url("localhost", "/api/v1/tenants"))
-        .json(&json!({"slug": "acme", "name": "Acme",
-                      "owner": {"email": "olive@acme.test", "password": PASSWORD, "name": "Olive"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 201, "{}", signup.text().await.unwrap());
-    let tokens: Value = http
-        .post(fleet.url("acme.localhost", "/api/v1/auth/login"))
-        .json(&json!({"email": "olive@acme.test", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    fleet.signup(&http, "acme", "olive@acme.test").await;
+    let token = fleet.login(&http, "acme", "olive@acme.test").await.token;
     let post = |path: &str, body: Value| {
         http.post(fleet.url("acme.localhost", path))
             .bearer_auth(&token)
