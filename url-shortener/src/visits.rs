@@ -98,7 +98,7 @@ pub fn channel(pool: PgPool, config: &Config) -> (VisitSink, Flusher) {
 impl Flusher {
     /// Runs until every sink is dropped (the server has stopped) and all is written.
     pub async fn run(mut self) {
-        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut batch = Vec::with_capacity(self.batch_size.min(4096));
         loop {
             if self.rx.recv_many(&mut batch, self.batch_size).await == 0 {
                 break;

@@ -4,6 +4,8 @@
 //! and `wrk` on core 0 (`taskset`); the variants alternate A B C A B C … and the
 //! medians are compared. Visits are counted and written as in production (batched into
 //! PostgreSQL, events through the outbox to RabbitMQ), so that cost is in the figures.
+//! Besides req/s and latency it reports the server's CPU time per request (user + system,
+//! from `/proc/<pid>/stat`), which other work on a shared machine disturbs far less.
 
 use std::process::Stdio;
 
@@ -23,15 +25,25 @@ const TENANT: &str = "01a20000-0000-7000-8000-000000000002";
 const TASK: &str = "01a20000-0000-7000-8000-0000000000aa";
 const GRANT_SECRET: &str = "bench-share-grant-secret";
 
+/// A closed-loop run plus the CPU the server under test spent per request.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Measured {
+    #[serde(flatten)]
+    pub run: Run,
+    pub cpu_us_per_request: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct RedirectReport {
     pub rounds: usize,
     pub seconds_per_run: u64,
     pub connections: u32,
-    pub direct: Run,
-    pub gateway: Run,
-    pub nginx: Run,
+    pub direct: Measured,
+    pub gateway: Measured,
+    pub nginx: Measured,
     pub direct_vs_nginx_rps: f64,
+    /// nginx's CPU per request over url-shortener's: the throughput ratio one core allows.
+    pub direct_vs_nginx_cpu: f64,
     pub gateway_vs_nginx_rps: f64,
     pub direct_vs_nginx_p99: f64,
     pub gateway_vs_nginx_p99: f64,
@@ -39,8 +51,54 @@ pub struct RedirectReport {
     pub visits_written: i64,
 }
 
-/// `wrk` against `url` with `host`; every answer must be a 302.
-fn wrk(url: &str, host: &str, seconds: u64, connections: u32) -> anyhow::Result<Run> {
+/// Clock ticks of CPU (user + system) `pid` has used; the stat's fields after the
+/// command name, which may hold spaces, are read from the last `)`.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("unexpected /proc stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse()?)
+    };
+    // utime and stime are fields 14 and 15, the 12th and 13th after the name.
+    Ok(field(11)? + field(12)?)
+}
+
+fn ticks_per_second() -> anyhow::Result<f64> {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// `wrk` against `url` while measuring `pids`' CPU time.
+fn measured(url: &str, pids: &[u32], seconds: u64, connections: u32) -> anyhow::Result<Measured> {
+    let ticks = |pids: &[u32]| -> anyhow::Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
+    let before = ticks(pids)?;
+    let (run, requests) = wrk(url, "localhost", seconds, connections)?;
+    let cpu_s = (ticks(pids)? - before) as f64 / ticks_per_second()?;
+    Ok(Measured {
+        run,
+        cpu_us_per_request: cpu_s * 1e6 / requests.max(1) as f64,
+    })
+}
+
+fn median_measured(runs: &[Measured]) -> Measured {
+    let mut cpu: Vec<f64> = runs.iter().map(|m| m.cpu_us_per_request).collect();
+    cpu.sort_by(f64::total_cmp);
+    Measured {
+        run: median_run(&runs.iter().map(|m| m.run).collect::<Vec<_>>()),
+        cpu_us_per_request: cpu[cpu.len() / 2],
+    }
+}
+
+/// `wrk` against `url` with `host`; every answer must be a 302. The run and how many
+/// requests it made.
+fn wrk(url: &str, host: &str, seconds: u64, connections: u32) -> anyhow::Result<(Run, u64)> {
     let output = on_core("0", "wrk")
         .args([
             "-t1",
@@ -64,7 +122,13 @@ fn wrk(url: &str, host: &str, seconds: u64, connections: u32) -> anyhow::Result<
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
     };
-    Ok(Run {
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("wrk output has no request count")?;
+    let run = Run {
         rps: field("Requests/sec:")
             .and_then(|v| v.parse().ok())
             .context("wrk output has no Requests/sec")?,
@@ -74,7 +138,24 @@ fn wrk(url: &str, host: &str, seconds: u64, connections: u32) -> anyhow::Result<
         p99_ms: field("99%")
             .and_then(|v| parse_duration_ms(&v))
             .context("no p99")?,
-    })
+    };
+    Ok((run, requests))
+}
+
+/// The child processes of `pid` (nginx's workers under its master).
+fn children(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .context("running pgrep")?;
+    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if pids.is_empty() {
+        bail!("nginx {pid} has no workers");
+    }
+    Ok(pids)
 }
 
 async fn admin() -> anyhow::Result<sqlx::PgConnection> {
@@ -210,12 +291,25 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
     for url in [&direct_url, &gateway_url, &nginx_url] {
         wrk(url, "localhost", 1, connections)?;
     }
+    let shortener_pid = processes.0[2].id();
+    let gateway_pid = processes.0[3].id();
+    let nginx_workers = children(processes.0[1].id())?;
     let (mut direct, mut gateway, mut nginx_runs) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         println!("• round {round}/{rounds}: direct, gateway, nginx ({seconds}s each)");
-        direct.push(wrk(&direct_url, "localhost", seconds, connections)?);
-        gateway.push(wrk(&gateway_url, "localhost", seconds, connections)?);
-        nginx_runs.push(wrk(&nginx_url, "localhost", seconds, connections)?);
+        direct.push(measured(
+            &direct_url,
+            &[shortener_pid],
+            seconds,
+            connections,
+        )?);
+        gateway.push(measured(
+            &gateway_url,
+            &[gateway_pid, shortener_pid],
+            seconds,
+            connections,
+        )?);
+        nginx_runs.push(measured(&nginx_url, &nginx_workers, seconds, connections)?);
     }
     let visits_written: i64 = {
         let mut db = sqlx::PgConnection::connect(&format!("{postgres}/{database}")).await?;
@@ -232,9 +326,9 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
         .await
         .ok();
     let (direct, gateway, nginx) = (
-        median_run(&direct),
-        median_run(&gateway),
-        median_run(&nginx_runs),
+        median_measured(&direct),
+        median_measured(&gateway),
+        median_measured(&nginx_runs),
     );
     Ok(RedirectReport {
         rounds,
@@ -243,32 +337,37 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
         direct,
         gateway,
         nginx,
-        direct_vs_nginx_rps: direct.rps / nginx.rps,
-        gateway_vs_nginx_rps: gateway.rps / nginx.rps,
-        direct_vs_nginx_p99: direct.p99_ms / nginx.p99_ms,
-        gateway_vs_nginx_p99: gateway.p99_ms / nginx.p99_ms,
+        direct_vs_nginx_rps: direct.run.rps / nginx.run.rps,
+        direct_vs_nginx_cpu: nginx.cpu_us_per_request / direct.cpu_us_per_request,
+        gateway_vs_nginx_rps: gateway.run.rps / nginx.run.rps,
+        direct_vs_nginx_p99: direct.run.p99_ms / nginx.run.p99_ms,
+        gateway_vs_nginx_p99: gateway.run.p99_ms / nginx.run.p99_ms,
         visits_written,
     })
 }
 
 pub fn print_redirect(r: &RedirectReport) {
     println!();
-    println!("| variant | req/s | p50 | p99 |");
-    println!("|---|---|---|---|");
-    for (name, run) in [
+    println!("| variant | req/s | p50 | p99 | CPU per request |");
+    println!("|---|---|---|---|---|");
+    for (name, m) in [
         ("url-shortener direct (cached 302 + grant)", r.direct),
-        ("through the gateway", r.gateway),
+        (
+            "through the gateway (gateway + url-shortener CPU)",
+            r.gateway,
+        ),
         ("nginx `return 302`", r.nginx),
     ] {
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms |",
-            run.rps, run.p50_ms, run.p99_ms
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs |",
+            m.run.rps, m.run.p50_ms, m.run.p99_ms, m.cpu_us_per_request
         );
     }
     println!();
     println!(
-        "direct/nginx req/s {:.2}× (goal ≥ 0.9) · gateway/nginx {:.2}× · p99 direct/nginx {:.2}× · gateway/nginx {:.2}× · visits written {}",
+        "direct/nginx req/s {:.2}× (goal ≥ 0.9) · by CPU per request {:.2}× · gateway/nginx {:.2}× · p99 direct/nginx {:.2}× · gateway/nginx {:.2}× · visits written {}",
         r.direct_vs_nginx_rps,
+        r.direct_vs_nginx_cpu,
         r.gateway_vs_nginx_rps,
         r.direct_vs_nginx_p99,
         r.gateway_vs_nginx_p99,
