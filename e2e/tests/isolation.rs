@@ -534,3 +534,89 @@ fn chrono_now() -> i64 {
         .try_into()
         .unwrap()
 }
+
+/// Polls `path` with `who`'s token until it answers `status` (bounded).
+async fn until_status(w: &World, who: &Session, path: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (got, text) = send(w, who, Method::GET, path, None).await;
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still answers {got}, not {status}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_removed_members_token_and_a_demoted_ones_old_token_stop_working_everywhere() {
+    let w = world(&[("REVOCATION_POLL_MS", "100")]).await;
+    let ops: Vec<String> = jwt_operations(&w)
+        .await
+        .into_iter()
+        .filter(|(method, _)| *method == Method::GET)
+        .map(|(_, template)| fill(&w, &template))
+        .collect();
+    let leaver = w
+        .fleet
+        .join(&w.http, &w.acme, "leaver@acme.test", "manager")
+        .await;
+    let demoted = w
+        .fleet
+        .join(&w.http, &w.acme, "demoted@acme.test", "manager")
+        .await;
+    let projects = "/api/v1/projects";
+    for who in [&leaver, &demoted] {
+        assert_eq!(send(&w, who, Method::GET, projects, None).await.0, 200);
+    }
+    let id_of = |session: &Session| {
+        let payload = session.token.split('.').nth(1).unwrap().to_owned();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["sub"].as_str().unwrap().to_owned()
+    };
+
+    let (status, text) = send(
+        &w,
+        &w.acme,
+        Method::DELETE,
+        &format!("/api/v1/users/{}", id_of(&leaver)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    let (status, text) = send(
+        &w,
+        &w.acme,
+        Method::PATCH,
+        &format!("/api/v1/users/{}/role", id_of(&demoted)),
+        Some(&json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+
+    until_status(&w, &leaver, projects, 401).await;
+    until_status(&w, &demoted, projects, 401).await;
+    for path in &ops {
+        for (who, name) in [(&leaver, "removed"), (&demoted, "demoted")] {
+            let (status, text) = send(&w, who, Method::GET, path, None).await;
+            assert_eq!(status, 401, "the {name} member's old token: {path}: {text}");
+        }
+    }
+    // The demoted member signs in again and holds a viewer's rights; the owner is untouched.
+    let viewer = w.fleet.login(&w.http, "acme", "demoted@acme.test").await;
+    assert_eq!(send(&w, &viewer, Method::GET, projects, None).await.0, 200);
+    let (status, _) = send(
+        &w,
+        &viewer,
+        Method::POST,
+        projects,
+        Some(&json!({"key": "VW", "name": "v"})),
+    )
+    .await;
+    assert_eq!(status, 403, "a viewer creates no project");
+    assert_eq!(send(&w, &w.acme, Method::GET, projects, None).await.0, 200);
+}

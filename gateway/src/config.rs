@@ -57,6 +57,10 @@ pub struct Config {
     /// Seconds a resolved tenant is cached (unknown ones: a fifth of that).
     #[arg(long, env = "TENANT_CACHE_TTL_SECS", default_value_t = 30)]
     pub tenant_cache_ttl_secs: u64,
+    /// Milliseconds between polls of user-service's access-token revocations (removed
+    /// members, changed roles): the longest such a token keeps working.
+    #[arg(long, env = "REVOCATION_POLL_MS", default_value_t = 1000)]
+    pub revocation_poll_ms: u64,
     /// Requests per minute per tenant and user on authenticated routes.
     #[arg(long, env = "RATE_LIMIT_USER_PER_MIN", default_value_t = 1200)]
     pub rate_limit_user_per_min: u32,

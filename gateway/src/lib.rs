@@ -10,6 +10,7 @@ pub mod config;
 pub mod docs;
 pub mod limits;
 mod proxy;
+pub mod revocations;
 pub mod routes;
 pub mod tenants;
 pub mod tokens;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub upstreams: Arc<upstreams::Upstreams>,
     pub tenants: Arc<tenants::TenantCache>,
     pub tokens: Arc<tokens::TokenCache>,
+    pub revocations: Arc<revocations::Revocations>,
+    pub internal: InternalToken,
     pub limits: Arc<limits::Limits>,
     pub docs: docs::DocsCache,
 }
@@ -49,13 +52,19 @@ impl AppState {
         let upstreams = Arc::new(upstreams::Upstreams::new(&config)?);
         let token = InternalToken::new(config.internal.internal_token.clone());
         let verifier = JwtVerifier::remote(upstreams.client.clone(), config.auth.jwks_url.clone());
+        let revocations = Arc::new(revocations::Revocations::default());
         Ok(Self {
             tenants: Arc::new(tenants::TenantCache::new(
                 Duration::from_secs(config.tenant_cache_ttl_secs),
                 Arc::clone(&upstreams),
-                token,
+                token.clone(),
             )),
-            tokens: Arc::new(tokens::TokenCache::new(Arc::new(verifier))),
+            tokens: Arc::new(tokens::TokenCache::new(
+                Arc::new(verifier),
+                Arc::clone(&revocations),
+            )),
+            revocations,
+            internal: token,
             docs: docs::cache(),
             limits: Arc::new(limits::Limits::new(
                 config.rate_limit_user_per_min,
@@ -237,6 +246,12 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
 
 /// Periodic upkeep: forget rate-limit keys that are back to full capacity.
 fn background(state: &AppState, shutdown: &CancellationToken) {
+    tokio::spawn(Arc::clone(&state.revocations).follow(
+        Arc::clone(&state.upstreams),
+        state.internal.clone(),
+        Duration::from_millis(state.config.revocation_poll_ms),
+        shutdown.clone(),
+    ));
     let limits = Arc::clone(&state.limits);
     let stop = shutdown.clone();
     tokio::spawn(async move {

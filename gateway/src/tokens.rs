@@ -8,8 +8,11 @@ use common::ApiError;
 use common::auth::{Claims, JwtVerifier};
 use moka::sync::Cache;
 
+use crate::revocations::Revocations;
+
 pub struct TokenCache {
     verifier: Arc<JwtVerifier>,
+    revocations: Arc<Revocations>,
     cache: Cache<String, Arc<Claims>>,
 }
 
@@ -28,9 +31,10 @@ impl moka::Expiry<String, Arc<Claims>> for UntilExp {
 }
 
 impl TokenCache {
-    pub fn new(verifier: Arc<JwtVerifier>) -> Self {
+    pub fn new(verifier: Arc<JwtVerifier>, revocations: Arc<Revocations>) -> Self {
         Self {
             verifier,
+            revocations,
             cache: Cache::builder()
                 .max_capacity(200_000)
                 .expire_after(UntilExp)
@@ -38,12 +42,21 @@ impl TokenCache {
         }
     }
 
+    /// The token's claims, unless its signature or claims fail or it has been revoked.
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
-        if let Some(claims) = self.cache.get(token) {
-            return Ok(claims);
+        let claims = match self.cache.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verifier.verify(token).await.map_err(ApiError::from)?);
+                self.cache.insert(token.to_owned(), Arc::clone(&claims));
+                claims
+            }
+        };
+        if self.revocations.revoked(claims.tid, claims.sub, claims.iat) {
+            return Err(ApiError::Unauthorized(
+                "This token has been revoked; sign in again.".into(),
+            ));
         }
-        let claims = Arc::new(self.verifier.verify(token).await.map_err(ApiError::from)?);
-        self.cache.insert(token.to_owned(), Arc::clone(&claims));
         Ok(claims)
     }
 }

@@ -139,7 +139,8 @@ pub async fn emit(
         routes::invites::list,
         routes::invites::revoke,
         routes::internal::create_owner,
-        routes::internal::summaries
+        routes::internal::summaries,
+        routes::internal::revocations
     )
 )]
 struct ApiDoc;

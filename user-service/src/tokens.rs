@@ -87,6 +87,20 @@ pub async fn revoke_family(conn: &mut PgConnection, family: Uuid) -> sqlx::Resul
     Ok(())
 }
 
+/// Ends a member's access tokens issued until now, in one tenant: the gateway polls
+/// these (`/internal/revocations`) and refuses such tokens within a second or so.
+pub async fn revoke_access(conn: &mut PgConnection, user: Uuid, tenant: Uuid) -> sqlx::Result<()> {
+    sqlx::query("delete from access_revocations where created_at < now() - interval '1 day'")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("insert into access_revocations (tenant_id, user_id) values ($1, $2)")
+        .bind(tenant)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Revokes every refresh token of a user (in one tenant, or everywhere).
 pub async fn revoke_user(
     conn: &mut PgConnection,

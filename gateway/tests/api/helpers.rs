@@ -99,6 +99,10 @@ impl Fleet {
             )
             .route("/internal/tenants/by-slug/{slug}", get(lookup))
             .route(
+                "/internal/revocations",
+                get(|| async { axum::Json(json!({"items": [], "cursor": 0})) }),
+            )
+            .route(
                 "/openapi.json",
                 get(|| async {
                     axum::Json(json!({

@@ -22,6 +22,70 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/internal/tenants/{tenant_id}/owner", post(create_owner))
         .route("/internal/users", get(summaries))
+        .route("/internal/revocations", get(revocations))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct After {
+    /// The `cursor` of the previous answer; without it, the revocations of the last 20
+    /// minutes (longer than any access token lives).
+    after: Option<i64>,
+}
+
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Revocation {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    /// Access tokens of this member issued before this moment (Unix seconds) are void.
+    pub revoked_before: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revocations {
+    pub items: Vec<Revocation>,
+    /// Pass as `after` next time.
+    pub cursor: i64,
+}
+
+/// Members whose access tokens must stop working before they expire (removed, or their
+/// role changed), for the gateway to poll.
+#[utoipa::path(get, path = "/internal/revocations", tag = "internal", params(After),
+    responses((status = 200, body = Revocations)))]
+pub async fn revocations(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Query(query): Query<After>,
+) -> Result<Json<Revocations>, ApiError> {
+    let rows: Vec<(i64, Uuid, Uuid, i64)> = sqlx::query_as(
+        "select seq, tenant_id, user_id, ceil(extract(epoch from revoked_before))::bigint
+         from access_revocations
+         where case when $1::bigint is null then created_at > now() - interval '20 minutes'
+                    else seq > $1 end
+         order by seq limit 1000",
+    )
+    .bind(query.after)
+    .fetch_all(&state.pool)
+    .await?;
+    let cursor = match (rows.last(), query.after) {
+        (Some((seq, ..)), _) => *seq,
+        (None, Some(after)) => after,
+        (None, None) => {
+            sqlx::query_scalar("select coalesce(max(seq), 0) from access_revocations")
+                .fetch_one(&state.pool)
+                .await?
+        }
+    };
+    Ok(Json(Revocations {
+        items: rows
+            .into_iter()
+            .map(|(_, tenant_id, user_id, revoked_before)| Revocation {
+                tenant_id,
+                user_id,
+                revoked_before,
+            })
+            .collect(),
+        cursor,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

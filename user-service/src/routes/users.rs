@@ -252,6 +252,7 @@ pub async fn change_role(
     let old = guard_change(&mut tx, &user, id, Some(req.role)).await?;
     if old != req.role {
         members::set_role(&mut *tx, user.tenant_id, id, req.role).await?;
+        tokens::revoke_access(&mut tx, id, user.tenant_id).await?;
         emit(
             &mut tx,
             keys::USER_PERMISSION_CHANGED,
@@ -281,6 +282,7 @@ pub async fn remove(
     guard_change(&mut tx, &user, id, None).await?;
     members::remove(&mut *tx, user.tenant_id, id).await?;
     tokens::revoke_user(&mut tx, id, Some(user.tenant_id)).await?;
+    tokens::revoke_access(&mut tx, id, user.tenant_id).await?;
     emit(
         &mut tx,
         keys::USER_UPDATED,
