@@ -30,6 +30,7 @@ pub struct Fleet {
     pub port: u16,
     pub exchange: String,
     pub mongo_database: String,
+    resolver_config: tenant_resolver::Config,
     tenant_prefix: String,
     dirs: Vec<PathBuf>,
     _dbs: Vec<TestDb>,
@@ -185,7 +186,7 @@ impl Fleet {
         let user_service =
             TestServer::start_on(users_l, |l, s| user_service::run_until(users_config, l, s)).await;
         let tenant_resolver = TestServer::start_on(resolver_l, |l, s| {
-            tenant_resolver::run_until(resolver_config, l, s)
+            tenant_resolver::run_until(resolver_config.clone(), l, s)
         })
         .await;
         let project_service = TestServer::start_on(projects_l, |l, s| {
@@ -213,6 +214,7 @@ impl Fleet {
             port,
             exchange,
             mongo_database,
+            resolver_config,
             tenant_prefix,
             dirs: vec![keys_dir, attachments_dir],
             _dbs: vec![registry_db, users_db, shortener_db],
@@ -235,6 +237,32 @@ impl Fleet {
                 .wait_until("/readyz", std::time::Duration::from_secs(30))
                 .await;
         }
+    }
+
+    /// Stops tenant-resolver (draining, as on SIGTERM) and waits until its port refuses.
+    pub async fn stop_tenant_resolver(&self) {
+        self.tenant_resolver.stop();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(self.tenant_resolver.addr)
+            .await
+            .is_ok()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tenant-resolver did not stop"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts tenant-resolver again on its port, with its settings.
+    pub async fn restart_tenant_resolver(&mut self) {
+        let listener = TcpListener::bind(self.tenant_resolver.addr)
+            .await
+            .expect("tenant-resolver's port is free again");
+        let config = self.resolver_config.clone();
+        self.tenant_resolver =
+            TestServer::start_on(listener, |l, s| tenant_resolver::run_until(config, l, s)).await;
     }
 
     /// user-service's signing key, read from its key folder: lets tests sign tokens the

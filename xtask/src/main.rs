@@ -113,23 +113,49 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let mut runner = xtask::cargo();
-    if nextest {
-        runner.args(["nextest", "run", "--no-fail-fast"]);
-    } else {
+    if !nextest {
         println!("• cargo-nextest not found; using cargo test");
-        runner.args(["test", "--no-fail-fast"]);
     }
-    let picks_packages = args
-        .iter()
-        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2));
-    if !picks_packages {
-        runner.arg("--workspace");
+    let runner = |filter: Option<(&str, bool)>, extra: &[String]| {
+        let mut runner = xtask::cargo();
+        if nextest {
+            runner.args(["nextest", "run", "--no-fail-fast"]);
+        } else {
+            runner.args(["test", "--no-fail-fast"]);
+        }
+        let picks_packages = extra.iter().any(|a| {
+            a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2)
+        });
+        if !picks_packages {
+            runner.arg("--workspace");
+        }
+        runner.args(extra);
+        match (filter, nextest) {
+            (Some((name, true)), true) => {
+                runner.args(["-E", &format!("test(/^{name}/)"), "--test-threads", "1"])
+            }
+            (Some((name, false)), true) => runner.args(["-E", &format!("not test(/^{name}/)")]),
+            (Some((name, true)), false) => runner.args(["--", name, "--test-threads=1"]),
+            (Some((name, false)), false) => runner.args(["--", "--skip", name]),
+            (None, _) => &mut runner,
+        };
+        runner
+            .env("NEXUS_TEST_POSTGRES_URL", &urls.postgres)
+            .env("NEXUS_TEST_AMQP_URL", &urls.amqp)
+            .env("NEXUS_TEST_MONGODB_URL", &urls.mongodb);
+        runner
+    };
+    if !args.is_empty() {
+        return deps::run(&mut runner(None, args), "running the tests");
     }
-    runner
-        .args(args)
-        .env("NEXUS_TEST_POSTGRES_URL", &urls.postgres)
-        .env("NEXUS_TEST_AMQP_URL", &urls.amqp)
-        .env("NEXUS_TEST_MONGODB_URL", &urls.mongodb);
-    deps::run(&mut runner, "running the tests")
+    // Tests that stop the shared broker or restart the shared database run last, alone.
+    let everything_else = deps::run(&mut runner(Some((SERIAL, false)), &[]), "running the tests");
+    let serial = deps::run(
+        &mut runner(Some((SERIAL, true)), &["-p".to_owned(), "e2e".to_owned()]),
+        "running the fault tests (serially)",
+    );
+    everything_else.and(serial)
 }
+
+/// Name prefix of the tests that stop RabbitMQ or restart PostgreSQL.
+const SERIAL: &str = "serial_";
