@@ -110,7 +110,7 @@ impl Store {
 }
 
 /// The raw event as stored: the envelope plus its UTC `day` and when it arrived.
-fn raw_document(event: &Event) -> anyhow::Result<Document> {
+pub fn raw_document(event: &Event) -> anyhow::Result<Document> {
     let e = &event.envelope;
     let data = bson::to_bson(&e.data).context("converting event data")?;
     Ok(doc! {
