@@ -57,6 +57,11 @@ pub struct Config {
     /// Seconds a resolved tenant is cached (unknown ones: a fifth of that).
     #[arg(long, env = "TENANT_CACHE_TTL_SECS", default_value_t = 30)]
     pub tenant_cache_ttl_secs: u64,
+    /// Largest body of an attachment upload (`POST /api/v1/tasks/{id}/attachments`), in
+    /// bytes; other requests are held to BODY_LIMIT_BYTES. Keep it at or above
+    /// project-service's ATTACHMENT_MAX_BYTES plus a little for the form.
+    #[arg(long, env = "UPLOAD_LIMIT_BYTES", default_value_t = 26 * 1024 * 1024)]
+    pub upload_limit_bytes: usize,
     /// Milliseconds between polls of user-service's access-token revocations (removed
     /// members, changed roles): the longest such a token keeps working.
     #[arg(long, env = "REVOCATION_POLL_MS", default_value_t = 1000)]

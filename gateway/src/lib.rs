@@ -120,8 +120,13 @@ pub fn router(state: AppState) -> Router {
                     common::ApiError::Internal(anyhow::anyhow!("proxy panicked")).into_response()
                 },
             ))
+            // The larger of the two limits bounds every body, streamed or not; `forward`
+            // refuses a declared length over the route's own limit up front.
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
-                config.server.body_limit_bytes,
+                config
+                    .server
+                    .body_limit_bytes
+                    .max(config.upload_limit_bytes),
             )),
     );
     let app = common::server::app_with_docs(service, docs::viewer(), &config.server, docs)

@@ -87,6 +87,14 @@ pub async fn proxy(
     response
 }
 
+/// Attachment uploads (`/api/v1/tasks/{id}/attachments`) may carry up to
+/// `UPLOAD_LIMIT_BYTES`; everything else `BODY_LIMIT_BYTES`.
+fn is_upload(path: &str) -> bool {
+    path.strip_prefix("/api/v1/tasks/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, tail)| tail == "attachments")
+}
+
 /// What [`forward`] learnt about a request, for the access log and metrics.
 #[derive(Default)]
 struct Seen {
@@ -103,6 +111,24 @@ async fn forward(
     let route = routes::find(req.uri().path())
         .ok_or_else(|| ApiError::NotFound("No resource at this path.".into()))?;
     seen.route = Some(route);
+    let limit = if is_upload(req.uri().path()) {
+        state.config.upload_limit_bytes
+    } else {
+        state.config.server.body_limit_bytes
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::Custom {
+            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "too-large",
+            title: "Request body too large",
+            detail: format!("This request may carry at most {limit} bytes."),
+        });
+    }
     let host_header = req
         .headers()
         .get(header::HOST)

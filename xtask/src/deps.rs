@@ -2,7 +2,7 @@
 //! MongoDB is started as the `nx-27017` stand-in when none answers.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
 /// The stand-in's version, pinned so every machine runs the same server.
 pub const NX_27017: &str = "nx-27017==0.8.1";
+/// The API fuzzer the security tests run, pinned likewise.
+pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
 /// The URLs of the three servers, from the environment or the defaults.
 pub struct Urls {
@@ -111,23 +113,7 @@ pub fn ensure_mongodb(url: &str, state: &Path) -> anyhow::Result<()> {
         "• No MongoDB answers at {host}:{port}: starting nx-27017, a MongoDB wire-protocol \
          stand-in (docker compose runs real MongoDB)."
     );
-    let venv = state.join("venv");
-    let server = venv.join("bin/nx-27017");
-    if !server.exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating a Python venv (needs python3 with venv)",
-        )?;
-        run(
-            Command::new(venv.join("bin/pip")).args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                NX_27017,
-            ]),
-            "installing nx-27017 from PyPI",
-        )?;
-    }
+    let server = pip_tool(state, "nx-27017", NX_27017)?;
     for dir in ["mongo", "logs", "pids"] {
         std::fs::create_dir_all(state.join(dir))?;
     }
@@ -155,6 +141,32 @@ pub fn ensure_mongodb(url: &str, state: &Path) -> anyhow::Result<()> {
     }
     println!("✓ nx-27017 answers at {host}:{port} (stop it with `cargo xtask down`)");
     Ok(())
+}
+
+/// `.nexus/venv/bin/<command>`, installing `requirement` from PyPI into the venv (made
+/// if missing) when the command is not there yet.
+pub fn pip_tool(state: &Path, command: &str, requirement: &str) -> anyhow::Result<PathBuf> {
+    let venv = state.join("venv");
+    let tool = venv.join("bin").join(command);
+    if tool.exists() {
+        return Ok(tool);
+    }
+    if !venv.join("bin/pip").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a Python venv (needs python3 with venv)",
+        )?;
+    }
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            requirement,
+        ]),
+        &format!("installing {requirement} from PyPI"),
+    )?;
+    Ok(tool)
 }
 
 /// Debian's Chromium and chromedriver for the browser test: installed with apt when

@@ -109,6 +109,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     deps::require_postgres_and_rabbitmq(&urls)?;
     deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
     deps::ensure_chromium()?;
+    deps::pip_tool(&state_dir(), "schemathesis", deps::SCHEMATHESIS)?;
     let nextest = xtask::cargo()
         .args(["nextest", "--version"])
         .output()
