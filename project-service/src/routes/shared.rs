@@ -137,24 +137,16 @@ pub async fn task(
     Path(id): Path<Uuid>,
     Query(query): Query<GrantQuery>,
 ) -> Response {
-    let json = wants_json(&headers);
-    let result = async {
-        let grant = authorise(
-            &state,
-            tenant.as_ref(),
-            query.grant.as_deref(),
-            SharedTarget::Task(id),
-        )?;
-        let lease = state.pools.lease(grant.tenant_id).await?;
-        let mut conn = lease.pool.acquire().await?;
-        load_task(&state, &mut conn, grant.tenant_id, id).await
-    }
-    .await;
-    match result {
-        Ok(page) if json => page_json(&page),
-        Ok(page) => html(StatusCode::OK, &page.task.title.clone(), &task_html(&page)),
-        Err(refused) => refusal(refused, json),
-    }
+    let target = SharedTarget::Task(id);
+    show(
+        &state,
+        tenant.as_ref(),
+        &headers,
+        query.grant.as_deref(),
+        target,
+        async |conn, tenant| load_task(&state, conn, tenant, id).await,
+    )
+    .await
 }
 
 /// The read-only board of a shared project.
@@ -168,22 +160,65 @@ pub async fn project(
     Path(id): Path<Uuid>,
     Query(query): Query<GrantQuery>,
 ) -> Response {
-    let json = wants_json(&headers);
+    let target = SharedTarget::Project(id);
+    show(
+        &state,
+        tenant.as_ref(),
+        &headers,
+        query.grant.as_deref(),
+        target,
+        async |conn, _| load_project(conn, id).await,
+    )
+    .await
+}
+
+/// A page as HTML (title and body) or JSON.
+trait SharedPage: Serialize {
+    fn title(&self) -> &str;
+    fn body_html(&self) -> String;
+}
+
+impl SharedPage for TaskPage {
+    fn title(&self) -> &str {
+        &self.task.title
+    }
+
+    fn body_html(&self) -> String {
+        task_html(self)
+    }
+}
+
+impl SharedPage for ProjectPage {
+    fn title(&self) -> &str {
+        &self.name
+    }
+
+    fn body_html(&self) -> String {
+        project_html(self)
+    }
+}
+
+/// Checks the grant for `target`, loads the page from the grant's tenant database with
+/// `load(connection, tenant id)`, and answers it as the client asked.
+async fn show<P: SharedPage>(
+    state: &AppState,
+    host_tenant: Option<&TenantCtx>,
+    headers: &HeaderMap,
+    grant: Option<&str>,
+    target: SharedTarget,
+    load: impl AsyncFnOnce(&mut PgConnection, Uuid) -> Result<P, Refused>,
+) -> Response {
+    let json = wants_json(headers);
     let result = async {
-        let grant = authorise(
-            &state,
-            tenant.as_ref(),
-            query.grant.as_deref(),
-            SharedTarget::Project(id),
-        )?;
+        let grant = authorise(state, host_tenant, grant, target)?;
         let lease = state.pools.lease(grant.tenant_id).await?;
         let mut conn = lease.pool.acquire().await?;
-        load_project(&mut conn, id).await
+        load(&mut conn, grant.tenant_id).await
     }
     .await;
     match result {
         Ok(page) if json => page_json(&page),
-        Ok(page) => html(StatusCode::OK, &page.name.clone(), &project_html(&page)),
+        Ok(page) => html(StatusCode::OK, page.title(), &page.body_html()),
         Err(refused) => refusal(refused, json),
     }
 }
