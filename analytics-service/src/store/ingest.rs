@@ -1,5 +1,5 @@
-//! Writing a batch: mark its days dirty, insert the raw events, record completions, then
-//! `$inc` the counters for what was new. Every step is idempotent or keyed, so a batch
+//! Writing a batch: mark its days dirty, insert the raw events, record completions,
+//! `$inc` the counters for what was new, and mark the days dirty again. Every step is idempotent or keyed, so a batch
 //! written again after a crash (redelivered before its ack) counts nothing twice; a crash
 //! between the steps can only leave counters short, and the marked days get them
 //! recomputed exactly by the rollup job.
@@ -80,6 +80,13 @@ impl Sink for Store {
         ))
         .await
         .context("incrementing counters")?;
+        // Marked again once written: a rollup that ran between the first mark and the
+        // insert saw the day without these events, and must run again.
+        try_join_all(
+            days.iter()
+                .map(|&(tenant, day)| self.mark_dirty(tenant, day)),
+        )
+        .await?;
 
         let new = inserted.new.iter().filter(|n| **n).count();
         Ok(Written {
