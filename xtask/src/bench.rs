@@ -6,6 +6,9 @@
 //! TEMPLATE template0`, alternating A B A B; whether signup slows down as tenants pile up
 //! (median of the last tenth against the first tenth); and the time to migrate all of
 //! them when one new migration arrives.
+//!
+//! After the scenarios, one summary of all their ratios against their goals
+//! ([`crate::bench_summary`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use tenant_resolver::domain::SignupRequest;
 
+use crate::bench_summary::{Goal, Row, row};
 use crate::deps;
 
 #[derive(Debug, Serialize)]
@@ -251,6 +255,162 @@ pub fn run(
     deps::run(&mut cmd, "running the benchmarks (release build)")
 }
 
+/// The scenarios in the order a full run takes them; `projects` is accepted for `tasks`.
+pub const SCENARIOS: [&str; 6] = [
+    "tenants",
+    "gateway",
+    "tasks",
+    "analytics",
+    "redirect",
+    "footprint",
+];
+
+/// Tenants the `tasks` scenario spreads its reads over (the figure).
+const TASK_TENANTS: usize = 200;
+
+/// The chart a full run draws.
+pub fn chart_path() -> PathBuf {
+    crate::workspace_root().join("docs/bench-ratios.svg")
+}
+
+/// The summary rows of each scenario's report.
+fn tenants_rows(r: &TenantsReport) -> Vec<Row> {
+    vec![
+        row(
+            "tenants",
+            &format!("signup, median of {}", r.rounds),
+            (r.signup_ms, r.bare_create_ms),
+            "ms",
+            "bare CREATE DATABASE",
+            Some(Goal::AtMost(1.5)),
+        ),
+        row(
+            "tenants",
+            &format!("signup, last vs first tenth of {}", r.tenants),
+            (r.last_tenth_signup_ms, r.first_tenth_signup_ms),
+            "ms",
+            "first tenth",
+            Some(Goal::AtMost(1.2)),
+        ),
+    ]
+}
+
+fn gateway_rows(r: &crate::bench_gateway::GatewayReport) -> Vec<Row> {
+    vec![
+        row(
+            "gateway",
+            "req/s, closed loop",
+            (r.gateway.rps, r.nginx.rps),
+            "req/s",
+            "nginx proxy_pass",
+            Some(Goal::AtLeast(1.0)),
+        ),
+        row(
+            "gateway",
+            &format!("p99 at a fixed {} req/s", r.fixed_rate),
+            (r.gateway_fixed.p99_ms, r.nginx_fixed.p99_ms),
+            "ms",
+            "nginx proxy_pass",
+            Some(Goal::AtMost(1.2)),
+        ),
+        row(
+            "gateway",
+            "req/s vs the upstream direct",
+            (r.gateway.rps, r.direct.rps),
+            "req/s",
+            "upstream direct",
+            None,
+        ),
+    ]
+}
+
+fn tasks_rows(r: &crate::bench_projects::ProjectsReport) -> Vec<Row> {
+    vec![
+        row(
+            "tasks",
+            "create, 1 tenant",
+            (r.create_per_s, r.pgbench_create_per_s),
+            "/s",
+            "pgbench same SQL",
+            Some(Goal::AtLeast(0.6)),
+        ),
+        row(
+            "tasks",
+            "read, 1 tenant",
+            (r.read_per_s, r.pgbench_read_per_s),
+            "/s",
+            "pgbench same SQL",
+            Some(Goal::AtLeast(0.6)),
+        ),
+        row(
+            "tasks",
+            &format!("read, {} tenants", r.tenants),
+            (r.read_many_tenants_per_s, r.read_per_s),
+            "/s",
+            "1 tenant",
+            Some(Goal::AtLeast(0.9)),
+        ),
+    ]
+}
+
+fn analytics_rows(r: &crate::bench_analytics::AnalyticsReport) -> Vec<Row> {
+    vec![
+        row(
+            "analytics",
+            "stored + counted",
+            (r.stored_per_s, r.null_sink_per_s),
+            "events/s",
+            "null sink",
+            Some(Goal::AtLeast(0.6)),
+        ),
+        row(
+            "analytics",
+            "stored vs the store's bare inserts",
+            (r.stored_per_s, r.store_ceiling_per_s),
+            "events/s",
+            "bare insert_many",
+            None,
+        ),
+    ]
+}
+
+fn redirect_rows(r: &crate::bench_redirect::RedirectReport) -> Vec<Row> {
+    vec![
+        row(
+            "redirect",
+            "direct, req/s",
+            (r.direct.run.rps, r.nginx.run.rps),
+            "req/s",
+            "nginx return 302",
+            Some(Goal::AtLeast(0.9)),
+        ),
+        row(
+            "redirect",
+            "via gateway, req/s",
+            (r.gateway.run.rps, r.nginx.run.rps),
+            "req/s",
+            "nginx return 302",
+            Some(Goal::AtLeast(0.6)),
+        ),
+    ]
+}
+
+fn footprint_rows(r: &crate::bench_footprint::FootprintReport) -> Vec<Row> {
+    r.services
+        .iter()
+        .map(|s| {
+            row(
+                "footprint",
+                &format!("{} idle RSS", s.service),
+                (s.idle_rss_mib, crate::bench_footprint::IDLE_GOAL_MIB),
+                "MiB",
+                "goal",
+                Some(Goal::AtMost(1.0)),
+            )
+        })
+        .collect()
+}
+
 /// The release-build side of [`run`].
 pub async fn run_release(
     scenarios: &[String],
@@ -258,43 +418,83 @@ pub async fn run_release(
     rounds: usize,
     json: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    if let Some(unknown) = scenarios.iter().find(|s| {
-        !matches!(
-            s.as_str(),
-            "tenants" | "gateway" | "projects" | "analytics" | "redirect"
-        )
-    }) {
+    let scenarios: Vec<&str> = scenarios
+        .iter()
+        .map(|s| if s == "projects" { "tasks" } else { s.as_str() })
+        .collect();
+    if let Some(unknown) = scenarios.iter().find(|s| !SCENARIOS.contains(s)) {
         anyhow::bail!(
-            "unknown scenario {unknown:?} (known: tenants, gateway, projects, analytics, redirect)"
+            "unknown scenario {unknown:?} (known: {}; `projects` is `tasks`)",
+            SCENARIOS.join(", ")
         );
     }
     let all = scenarios.is_empty();
+    let wanted = |name: &str| all || scenarios.contains(&name);
+    // Throughput scenarios alternate their variants for at least 3 rounds.
+    let alternating = rounds.clamp(3, 5);
+    let started = Instant::now();
     let mut reports = serde_json::Map::new();
-    if all || scenarios.iter().any(|s| s == "tenants") {
-        let report = tenants_scenario(tenants, rounds).await?;
+    let mut rows = Vec::new();
+    if wanted("tenants") {
+        let report = tenants_scenario(tenants, rounds.max(3)).await?;
         print_tenants(&report);
+        rows.extend(tenants_rows(&report));
         reports.insert("tenants".into(), serde_json::to_value(&report)?);
     }
-    if all || scenarios.iter().any(|s| s == "gateway") {
-        let report = crate::bench_gateway::gateway_scenario(rounds.clamp(3, 5), 5)?;
+    if wanted("gateway") {
+        let report = crate::bench_gateway::gateway_scenario(alternating, 5)?;
         crate::bench_gateway::print_gateway(&report);
+        rows.extend(gateway_rows(&report));
         reports.insert("gateway".into(), serde_json::to_value(&report)?);
     }
-    if all || scenarios.iter().any(|s| s == "projects") {
-        let report = crate::bench_projects::projects_scenario(tenants, 5).await?;
+    if wanted("tasks") {
+        let report = crate::bench_projects::projects_scenario(TASK_TENANTS, alternating, 5).await?;
         crate::bench_projects::print_projects(&report);
-        reports.insert("projects".into(), serde_json::to_value(&report)?);
+        rows.extend(tasks_rows(&report));
+        reports.insert("tasks".into(), serde_json::to_value(&report)?);
     }
-    if all || scenarios.iter().any(|s| s == "analytics") {
-        let report = crate::bench_analytics::analytics_scenario(rounds.clamp(1, 3)).await?;
+    if wanted("analytics") {
+        let report = crate::bench_analytics::analytics_scenario(3).await?;
         crate::bench_analytics::print_analytics(&report);
+        rows.extend(analytics_rows(&report));
         reports.insert("analytics".into(), serde_json::to_value(&report)?);
     }
-    if all || scenarios.iter().any(|s| s == "redirect") {
-        let report = crate::bench_redirect::redirect_scenario(rounds.clamp(3, 5), 5).await?;
+    if wanted("redirect") {
+        let report = crate::bench_redirect::redirect_scenario(alternating, 5).await?;
         crate::bench_redirect::print_redirect(&report);
+        rows.extend(redirect_rows(&report));
         reports.insert("redirect".into(), serde_json::to_value(&report)?);
     }
+    if wanted("footprint") {
+        let report = crate::bench_footprint::footprint_scenario(10)?;
+        crate::bench_footprint::print_footprint(&report);
+        rows.extend(footprint_rows(&report));
+        reports.insert("footprint".into(), serde_json::to_value(&report)?);
+    }
+    let elapsed = started.elapsed();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "\nsummary ({cores} cores, {:.1} min; ratio = ours ÷ reference, medians)\n",
+        elapsed.as_secs_f64() / 60.0
+    );
+    print!("{}", crate::bench_summary::table(&rows));
+    if all {
+        let path = chart_path();
+        crate::bench_summary::write_svg(
+            &path,
+            &rows,
+            &format!("cargo xtask bench: ratios to the reference ({cores} cores)"),
+        )?;
+        println!("\nchart: {}", path.display());
+    }
+    reports.insert(
+        "summary".into(),
+        serde_json::json!({
+            "cores": cores,
+            "seconds": elapsed.as_secs_f64(),
+            "rows": rows,
+        }),
+    );
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
         println!("\nwrote {}", path.display());

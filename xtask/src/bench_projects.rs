@@ -28,6 +28,7 @@ const POOL_PER_TENANT: u32 = 4;
 
 #[derive(Debug, Serialize)]
 pub struct ProjectsReport {
+    pub rounds: usize,
     pub seconds_per_run: u64,
     pub tenants: usize,
     pub create_per_s: f64,
@@ -81,6 +82,11 @@ where
 }
 
 /// `pgbench` with `script` on `db` for `seconds`: transactions per second.
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn pgbench(db: &str, script: &str, vars: &[(&str, &str)], seconds: u64) -> anyhow::Result<f64> {
     let dir = std::env::temp_dir().join(unique("nexus_pgbench"));
     std::fs::create_dir_all(&dir)?;
@@ -204,14 +210,23 @@ async fn fake_resolver(
     Ok(TestServer::router(router).await)
 }
 
-pub async fn projects_scenario(tenants: usize, seconds: u64) -> anyhow::Result<ProjectsReport> {
+pub async fn projects_scenario(
+    tenants: usize,
+    rounds: usize,
+    seconds: u64,
+) -> anyhow::Result<ProjectsReport> {
     let prefix = unique("nexus_bench_ps");
-    let result = run(&prefix, tenants.max(2), seconds).await;
+    let result = run(&prefix, tenants.max(2), rounds, seconds).await;
     common::testkit::drop_databases_and_roles(&prefix);
     result
 }
 
-async fn run(prefix: &str, count: usize, seconds: u64) -> anyhow::Result<ProjectsReport> {
+async fn run(
+    prefix: &str,
+    count: usize,
+    rounds: usize,
+    seconds: u64,
+) -> anyhow::Result<ProjectsReport> {
     println!("• creating {count} tenant databases");
     let mut admin = admin().await?;
     let template = format!("{prefix}_template");
@@ -315,46 +330,6 @@ async fn run(prefix: &str, count: usize, seconds: u64) -> anyhow::Result<Project
         }
     };
 
-    println!("• task creates, one tenant ({seconds} s)");
-    let create_per_s = closed_loop(seconds, {
-        let (tenants, request) = (Arc::clone(&tenants), request.clone());
-        move |_| {
-            let t = &tenants[0];
-            request(
-                t,
-                reqwest::Method::POST,
-                format!("/api/v1/projects/{}/tasks", t.project),
-                Some(json!({"title": "bench"})),
-            )
-        }
-    })
-    .await?;
-    println!("• task reads, one tenant ({seconds} s)");
-    let read_per_s = closed_loop(seconds, {
-        let (tenants, request) = (Arc::clone(&tenants), request.clone());
-        move |n| {
-            let t = &tenants[0];
-            let id = &t.tasks[usize::try_from(n).unwrap_or(0) % t.tasks.len()];
-            request(t, reqwest::Method::GET, format!("/api/v1/tasks/{id}"), None)
-        }
-    })
-    .await?;
-    println!(
-        "• task reads across {} tenants ({seconds} s)",
-        tenants.len()
-    );
-    let read_many_tenants_per_s = closed_loop(seconds, {
-        let (tenants, request) = (Arc::clone(&tenants), request.clone());
-        move |n| {
-            let n = usize::try_from(n).unwrap_or(0);
-            let t = &tenants[n.wrapping_mul(7919) % tenants.len()];
-            let id = &t.tasks[n % t.tasks.len()];
-            request(t, reqwest::Method::GET, format!("/api/v1/tasks/{id}"), None)
-        }
-    })
-    .await?;
-    server.stop();
-
     let first = &tenants[0];
     let mut conn = PgConnection::connect(&format!("{}/{}", postgres_url(), first.db)).await?;
     let column: String = sqlx::query_scalar(
@@ -368,28 +343,80 @@ async fn run(prefix: &str, count: usize, seconds: u64) -> anyhow::Result<Project
             .bind(&first.project)
             .fetch_one(&mut conn)
             .await?;
+    drop(conn);
     let user = Uuid::now_v7().to_string();
-    println!("• pgbench, the same SQL ({seconds} s each)");
-    let pgbench_create_per_s = pgbench(
-        &first.db,
-        CREATE_SQL,
-        &[
-            ("project", &first.project),
-            ("column", &column),
-            ("user", &user),
-        ],
-        seconds,
-    )?;
-    let pgbench_read_per_s = pgbench(
-        &first.db,
-        READ_SQL,
-        &[
-            ("project", &first.project),
-            ("tasks", &task_count.to_string()),
-        ],
-        seconds,
-    )?;
+    let task_count = task_count.to_string();
+
+    let (mut creates, mut pg_creates, mut reads, mut pg_reads, mut many) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        println!(
+            "• round {round}/{rounds}: create, pgbench create, read, pgbench read, read across {} tenants ({seconds} s each)",
+            tenants.len()
+        );
+        creates.push(
+            closed_loop(seconds, {
+                let (tenants, request) = (Arc::clone(&tenants), request.clone());
+                move |_| {
+                    let t = &tenants[0];
+                    request(
+                        t,
+                        reqwest::Method::POST,
+                        format!("/api/v1/projects/{}/tasks", t.project),
+                        Some(json!({"title": "bench"})),
+                    )
+                }
+            })
+            .await?,
+        );
+        pg_creates.push(pgbench(
+            &first.db,
+            CREATE_SQL,
+            &[
+                ("project", &first.project),
+                ("column", &column),
+                ("user", &user),
+            ],
+            seconds,
+        )?);
+        reads.push(
+            closed_loop(seconds, {
+                let (tenants, request) = (Arc::clone(&tenants), request.clone());
+                move |n| {
+                    let t = &tenants[0];
+                    let id = &t.tasks[usize::try_from(n).unwrap_or(0) % t.tasks.len()];
+                    request(t, reqwest::Method::GET, format!("/api/v1/tasks/{id}"), None)
+                }
+            })
+            .await?,
+        );
+        pg_reads.push(pgbench(
+            &first.db,
+            READ_SQL,
+            &[("project", &first.project), ("tasks", &task_count)],
+            seconds,
+        )?);
+        many.push(
+            closed_loop(seconds, {
+                let (tenants, request) = (Arc::clone(&tenants), request.clone());
+                move |n| {
+                    let n = usize::try_from(n).unwrap_or(0);
+                    let t = &tenants[n.wrapping_mul(7919) % tenants.len()];
+                    let id = &t.tasks[n % t.tasks.len()];
+                    request(t, reqwest::Method::GET, format!("/api/v1/tasks/{id}"), None)
+                }
+            })
+            .await?,
+        );
+    }
+    server.stop();
+    let create_per_s = median(&mut creates);
+    let pgbench_create_per_s = median(&mut pg_creates);
+    let read_per_s = median(&mut reads);
+    let pgbench_read_per_s = median(&mut pg_reads);
+    let read_many_tenants_per_s = median(&mut many);
     Ok(ProjectsReport {
+        rounds,
         seconds_per_run: seconds,
         tenants: tenants.len(),
         create_per_s,
@@ -404,7 +431,10 @@ async fn run(prefix: &str, count: usize, seconds: u64) -> anyhow::Result<Project
 }
 
 pub fn print_projects(r: &ProjectsReport) {
-    println!();
+    println!(
+        "\ntasks (project-service; medians of {} alternating rounds)",
+        r.rounds
+    );
     println!("| measure | project-service | reference | ratio |");
     println!("|---|---|---|---|");
     println!(

@@ -182,6 +182,66 @@ fn up_detached(bin_dir: &Path, state: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The six release binaries started as children, for a benchmark: logs in `dir`, and
+/// all of them killed when this is dropped (also on an error or a panic).
+pub struct Fleet {
+    pub children: Vec<(&'static str, Child)>,
+}
+
+impl Fleet {
+    /// Builds the six services in release, starts them with their default addresses and
+    /// waits for every `/readyz`. Fails if any default port is already taken (an earlier
+    /// `cargo xtask up` still running).
+    pub fn start_release(dir: &Path) -> anyhow::Result<Fleet> {
+        if let Some(busy) = SERVICES
+            .iter()
+            .find(|s| TcpStream::connect(("127.0.0.1", s.port)).is_ok())
+        {
+            bail!(
+                "port {} ({}) is already in use; stop what runs there (`cargo xtask down`)",
+                busy.port,
+                busy.name
+            );
+        }
+        let urls = deps::Urls::from_env();
+        deps::require_postgres_and_rabbitmq(&urls)?;
+        deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
+        let bin_dir = build(true)?;
+        fs::create_dir_all(dir)?;
+        let mut fleet = Fleet {
+            children: Vec::new(),
+        };
+        for service in &SERVICES {
+            let log = fs::File::create(dir.join(format!("{}.log", service.name)))?;
+            let child = command(&bin_dir, service, "text")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", service.name))?;
+            fleet.children.push((service.name, child));
+        }
+        let children = &mut fleet.children;
+        wait_until_ready(|name| {
+            children
+                .iter_mut()
+                .find(|(n, _)| *n == name)
+                .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
+        })
+        .with_context(|| format!("logs in {}", dir.display()))?;
+        Ok(fleet)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Polls every service's `/readyz` until all answer 200. `alive(name)` tells whether a
 /// service's process still runs, so a crash is reported at once, not after the timeout.
 fn wait_until_ready(mut alive: impl FnMut(&str) -> bool) -> anyhow::Result<Duration> {

@@ -3,9 +3,11 @@
 
 pub mod bench;
 pub mod bench_analytics;
+pub mod bench_footprint;
 pub mod bench_gateway;
 pub mod bench_projects;
 pub mod bench_redirect;
+pub mod bench_summary;
 pub mod deps;
 pub mod docs;
 pub mod fleet;

@@ -34,14 +34,17 @@ enum Task {
         args: Vec<String>,
     },
     /// Measure speed as ratios against references run side by side (release build).
-    /// Scenarios: tenants, gateway, projects, analytics, redirect (all when none is named).
+    /// Scenarios: tenants, gateway, tasks (alias projects), analytics, redirect, footprint
+    /// (all when none is named); then one summary table, and on a full run the chart
+    /// docs/bench-ratios.svg.
     Bench {
         scenarios: Vec<String>,
-        /// Tenants to sign up for the growth and migrate-all measures (and to spread
-        /// project-service's reads over).
-        #[arg(long, default_value_t = 200)]
+        /// Tenants to sign up for the growth and migrate-all measures (the figure
+        /// is 1,000).
+        #[arg(long, default_value_t = 1000)]
         tenants: usize,
-        /// Alternating rounds of signup vs bare CREATE DATABASE.
+        /// Alternating rounds of signup vs bare CREATE DATABASE; the throughput
+        /// scenarios alternate their variants for this many rounds, at least 3, at most 5.
         #[arg(long, default_value_t = 20)]
         rounds: usize,
         /// Also write the figures as JSON to this file.
