@@ -350,6 +350,14 @@ fn tasks_rows(r: &crate::bench_projects::ProjectsReport) -> Vec<Row> {
             "1 tenant",
             Some(Goal::AtLeast(0.9)),
         ),
+        row(
+            "tasks",
+            "board read, 20 tasks",
+            (r.board_per_s, r.pgbench_board_per_s),
+            "/s",
+            "pgbench same SQL",
+            Some(Goal::AtLeast(0.6)),
+        ),
     ]
 }
 

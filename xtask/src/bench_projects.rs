@@ -1,4 +1,5 @@
-//! Scenario `projects`: project-service's task create and read throughput over HTTP
+//! Scenario `tasks` (formerly `projects`): project-service's task create, task read and
+//! board read throughput over HTTP
 //! against `pgbench` running the same SQL on the same tenant database with as many
 //! connections as the service's pool for one tenant; and reads spread over many tenants
 //! (pools opened, evicted and reopened under the global cap) against reads of one.
@@ -39,6 +40,10 @@ pub struct ProjectsReport {
     pub read_vs_pgbench: f64,
     pub read_many_tenants_per_s: f64,
     pub many_vs_one: f64,
+    /// Board reads of a project with 20 tasks (another tenant's, untouched by the creates).
+    pub board_per_s: f64,
+    pub pgbench_board_per_s: f64,
+    pub board_vs_pgbench: f64,
 }
 
 struct Tenant {
@@ -165,6 +170,20 @@ SELECT t.id, t.project_id, t.number, p.key || '-' || t.number AS key, t.title, t
     t.column_id, t.position, t.priority, t.assignee_id, t.reporter_id, t.labels, t.due_date,
     t.estimate_minutes, t.parent_id, t.created_at, t.updated_at, t.version
   FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.project_id = :project AND t.number = :n;
+";
+
+/// The board read (`GET /api/v1/projects/{id}/board`): the project, its columns, its
+/// tasks in board order — three statements on one connection, as the handler runs them.
+const BOARD_SQL: &str = r"
+SELECT id, key, name, description, archived, created_by, created_at, updated_at, version
+  FROM projects WHERE id = :project;
+SELECT id, name, position, wip_limit, done FROM board_columns
+  WHERE project_id = :project ORDER BY position;
+SELECT t.id, t.project_id, t.number, p.key || '-' || t.number AS key, t.title, t.description,
+    t.column_id, t.position, t.priority, t.assignee_id, t.reporter_id, t.labels, t.due_date,
+    t.estimate_minutes, t.parent_id, t.created_at, t.updated_at, t.version
+  FROM tasks t JOIN projects p ON p.id = t.project_id JOIN board_columns c ON c.id = t.column_id
+  WHERE t.project_id = :project ORDER BY c.position, t.position;
 ";
 
 async fn fake_resolver(
@@ -349,9 +368,10 @@ async fn run(
 
     let (mut creates, mut pg_creates, mut reads, mut pg_reads, mut many) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut boards, mut pg_boards) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         println!(
-            "• round {round}/{rounds}: create, pgbench create, read, pgbench read, read across {} tenants ({seconds} s each)",
+            "• round {round}/{rounds}: create, pgbench create, read, pgbench read, read across {} tenants, board, pgbench board ({seconds} s each)",
             tenants.len()
         );
         creates.push(
@@ -408,8 +428,31 @@ async fn run(
             })
             .await?,
         );
+        boards.push(
+            closed_loop(seconds, {
+                let (tenants, request) = (Arc::clone(&tenants), request.clone());
+                move |_| {
+                    let t = &tenants[1];
+                    request(
+                        t,
+                        reqwest::Method::GET,
+                        format!("/api/v1/projects/{}/board", t.project),
+                        None,
+                    )
+                }
+            })
+            .await?,
+        );
+        pg_boards.push(pgbench(
+            &tenants[1].db,
+            BOARD_SQL,
+            &[("project", &tenants[1].project)],
+            seconds,
+        )?);
     }
     server.stop();
+    let board_per_s = median(&mut boards);
+    let pgbench_board_per_s = median(&mut pg_boards);
     let create_per_s = median(&mut creates);
     let pgbench_create_per_s = median(&mut pg_creates);
     let read_per_s = median(&mut reads);
@@ -427,6 +470,9 @@ async fn run(
         read_vs_pgbench: read_per_s / pgbench_read_per_s,
         read_many_tenants_per_s,
         many_vs_one: read_many_tenants_per_s / read_per_s,
+        board_per_s,
+        pgbench_board_per_s,
+        board_vs_pgbench: board_per_s / pgbench_board_per_s,
     })
 }
 
@@ -448,5 +494,9 @@ pub fn print_projects(r: &ProjectsReport) {
     println!(
         "| task read, {} tenants | {:.0}/s | 1 tenant {:.0}/s | {:.2}× |",
         r.tenants, r.read_many_tenants_per_s, r.read_per_s, r.many_vs_one
+    );
+    println!(
+        "| board read, 20 tasks | {:.0}/s | pgbench same SQL {:.0}/s | {:.2}× |",
+        r.board_per_s, r.pgbench_board_per_s, r.board_vs_pgbench
     );
 }
