@@ -97,15 +97,23 @@ fn pgbench(db: &str, script: &str, vars: &[(&str, &str)], seconds: u64) -> anyho
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("script.sql");
     std::fs::write(&file, script)?;
-    let binary = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok()
-        })
-        .context("pgbench is missing (Debian: postgresql-15 or postgresql-client)")?;
+    let found = || {
+        ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"]
+            .into_iter()
+            .find(|b| {
+                std::process::Command::new(b)
+                    .arg("--version")
+                    .output()
+                    .is_ok()
+            })
+    };
+    let binary = match found() {
+        Some(binary) => binary,
+        None => {
+            crate::bench_gateway::ensure_command("pgbench", "postgresql-client")?;
+            found().context("pgbench is missing (Debian: postgresql-client)")?
+        }
+    };
     let mut cmd = std::process::Command::new(binary);
     cmd.args([
         "-n",
