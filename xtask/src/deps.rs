@@ -169,24 +169,38 @@ pub fn pip_tool(state: &Path, command: &str, requirement: &str) -> anyhow::Resul
     Ok(tool)
 }
 
-/// Debian's Chromium and chromedriver for the browser test: installed with apt when
-/// either is missing (the test fails naming them if they still are).
-pub fn ensure_chromium() -> anyhow::Result<()> {
-    const NEEDED: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
-    if NEEDED.iter().all(|path| Path::new(path).exists()) {
-        println!("✓ Chromium and chromedriver are installed");
+/// What the end-to-end tests run besides the services, from Debian's packages, installed
+/// with apt when missing: Chromium and chromedriver (the browser test) and jq (the README
+/// walkthrough). The tests fail naming them if they still are.
+pub fn ensure_test_packages() -> anyhow::Result<()> {
+    const NEEDED: [(&str, &str); 3] = [
+        ("/usr/bin/chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver"),
+        ("/usr/bin/jq", "jq"),
+    ];
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        println!("✓ Chromium, chromedriver and jq are installed");
         return Ok(());
     }
-    println!("• Installing Debian's chromium and chromium-driver for the browser test");
+    println!(
+        "• Installing {} from Debian's packages for the end-to-end tests",
+        missing.join(", ")
+    );
     run(
         Command::new("apt-get").args(["update", "-qq"]),
-        "apt-get update (installing chromium needs root and the Debian mirrors)",
+        "apt-get update (installing test packages needs root and the Debian mirrors)",
     )?;
     run(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-        "apt-get install chromium chromium-driver",
+        &format!("apt-get install {}", missing.join(" ")),
     )
 }
 

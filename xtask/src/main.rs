@@ -26,7 +26,7 @@ enum Task {
     /// Stop what `up --detach` started, and the MongoDB stand-in.
     Down,
     /// Check PostgreSQL, RabbitMQ and MongoDB answer (starting the MongoDB stand-in if
-    /// needed), install Debian's Chromium for the browser test if missing, then run every
+    /// needed), install Debian's Chromium and jq for the end-to-end tests if missing, then run every
     /// test of the workspace against them.
     Test {
         /// Passed on to the test runner (cargo nextest, else cargo test).
@@ -111,7 +111,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let urls = deps::Urls::from_env();
     deps::require_postgres_and_rabbitmq(&urls)?;
     deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
-    deps::ensure_chromium()?;
+    deps::ensure_test_packages()?;
     deps::pip_tool(&state_dir(), "schemathesis", deps::SCHEMATHESIS)?;
     let nextest = xtask::cargo()
         .args(["nextest", "--version"])
