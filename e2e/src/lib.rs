@@ -340,12 +340,13 @@ impl Session {
 }
 
 impl Fleet {
-    /// Signs up organisation `slug` with `email` as its owner (201 or the test fails).
+    /// Signs up organisation `slug` on the starter plan (room for a member of every role)
+    /// with `email` as its owner (201 or the test fails).
     pub async fn signup(&self, http: &reqwest::Client, slug: &str, email: &str) {
         let resp = http
             .post(self.url("localhost", "/api/v1/tenants"))
             .json(
-                &serde_json::json!({"slug": slug, "name": format!("{slug} Inc"),
+                &serde_json::json!({"slug": slug, "name": format!("{slug} Inc"), "plan": "starter",
                   "owner": {"email": email, "password": PASSWORD, "name": "Owner"}}),
             )
             .send()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::auth::{Perm, Role};
 use e2e::{Fleet, INTERNAL_TOKEN, Session};
 use gateway::routes::{AuthMode, find};
 use reqwest::{Client, Method};
@@ -20,6 +21,8 @@ struct World {
     fleet: Fleet,
     http: Client,
     acme: Session,
+    /// One session of each role in acme, owner first.
+    acme_roles: Vec<(&'static str, Session)>,
     /// One session of each role in globex, owner first.
     globex: Vec<(&'static str, Session)>,
     /// Acme's ids by path parameter (`{id}` is decided by the path).
@@ -33,11 +36,19 @@ async fn send(
     path: &str,
     body: Option<&Value>,
 ) -> (u16, String) {
+    let upload = method == Method::POST && path.ends_with("/attachments");
     let mut request = w
         .http
         .request(method, w.fleet.url(&who.host, path))
         .bearer_auth(&who.token);
-    if let Some(body) = body {
+    if upload {
+        let boundary = "matrix-boundary";
+        request = request
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\nx\r\n--{boundary}--\r\n"
+            ));
+    } else if let Some(body) = body {
         request = request.json(body);
     }
     let resp = request.send().await.expect("request through the gateway");
@@ -76,17 +87,22 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
             .await;
         globex.push((role, session));
     }
+    let mut acme_roles = vec![("owner", acme.clone())];
+    for role in &ROLES[1..] {
+        let session = fleet
+            .join(&http, &acme, &format!("{role}@acme.test"), role)
+            .await;
+        acme_roles.push((role, session));
+    }
+    let member = acme_roles[3].1.clone();
     let mut w = World {
         fleet,
         http,
         acme,
+        acme_roles,
         globex,
         ids: BTreeMap::new(),
     };
-    let member = w
-        .fleet
-        .join(&w.http, &w.acme, "bluto@acme.test", "member")
-        .await;
     let (_, me) = send(&w, &member, Method::GET, "/api/v1/users/me", None).await;
     let member_id = id(&serde_json::from_str(&me).unwrap());
     let project = created(
@@ -212,7 +228,8 @@ fn body(w: &World, method: &Method, template: &str) -> Option<Value> {
             json!({"current_password": "wrong wrong", "new_password": "another long one"})
         }
         ("PATCH", t) if t.starts_with("/api/v1/links/") => json!({"max_visits": 1}),
-        ("PATCH", _) => json!({"name": "x", "title": "x"}),
+        ("PATCH", t) if t.starts_with("/api/v1/tasks/") => json!({"title": "x"}),
+        ("PATCH", _) => json!({"name": "x"}),
         _ => json!({}),
     };
     Some(body)
@@ -619,4 +636,131 @@ async fn a_removed_members_token_and_a_demoted_ones_old_token_stop_working_every
     .await;
     assert_eq!(status, 403, "a viewer creates no project");
     assert_eq!(send(&w, &w.acme, Method::GET, projects, None).await.0, 200);
+}
+
+/// The permission each JWT operation asks for (`None`: any member), as the handlers
+/// check it. Every operation of the spec must be here: a new route fails the test until
+/// its permission is written down.
+fn permission(method: &Method, template: &str) -> Option<Option<Perm>> {
+    use Perm::*;
+    let p = match (method.as_str(), template) {
+        ("GET", "/api/v1/tenant") => TenantRead,
+        ("GET" | "PATCH", "/api/v1/users/me") | ("PUT", "/api/v1/users/me/password") => {
+            return Some(None);
+        }
+        ("GET", "/api/v1/users" | "/api/v1/users/{id}") => UsersRead,
+        ("DELETE", "/api/v1/users/{id}") | ("PATCH", "/api/v1/users/{id}/role") => UsersManage,
+        (_, "/api/v1/invites" | "/api/v1/invites/{id}") => UsersInvite,
+        ("POST", "/api/v1/projects") => ProjectsCreate,
+        (
+            "GET",
+            "/api/v1/projects"
+            | "/api/v1/projects/{id}"
+            | "/api/v1/projects/{id}/members"
+            | "/api/v1/projects/{id}/activity"
+            | "/api/v1/projects/{id}/time"
+            | "/api/v1/projects/{id}/worklogs.csv",
+        ) => ProjectsRead,
+        ("PATCH" | "DELETE", "/api/v1/projects/{id}") => ProjectsManage,
+        (_, t)
+            if t.starts_with("/api/v1/projects/{id}/columns")
+                || t.starts_with("/api/v1/projects/{id}/members/") =>
+        {
+            ProjectsManage
+        }
+        ("GET", "/api/v1/projects/{id}/board" | "/api/v1/projects/{id}/tasks") => TasksRead,
+        ("POST", "/api/v1/projects/{id}/tasks") => TasksWrite,
+        ("DELETE", "/api/v1/tasks/{id}") => TasksManage,
+        ("GET", t) if t.starts_with("/api/v1/tasks/") => TasksRead,
+        (_, t) if t.contains("/comments") => CommentsWrite,
+        (_, t) if t.contains("/worklogs") || t.contains("/timer/") => TimeWrite,
+        (_, t) if t.starts_with("/api/v1/tasks/") => TasksWrite,
+        (_, t) if t.starts_with("/api/v1/links") => LinksCreate,
+        ("GET", t) if t.starts_with("/api/v1/analytics/") => AnalyticsRead,
+        _ => return None,
+    };
+    Some(Some(p))
+}
+
+#[tokio::test]
+async fn every_route_allows_exactly_the_roles_whose_permissions_it_asks_for() {
+    let mut w = world(&[]).await;
+    let ops = jwt_operations(&w).await;
+    let roles: Vec<(Role, Session)> = w
+        .acme_roles
+        .iter()
+        .map(|(name, session)| (name.parse::<Role>().unwrap(), session.clone()))
+        .collect();
+    let mut unknown = Vec::new();
+    let mut checked = 0;
+    // Refusals first, with acme's real ids: a refused call changes nothing.
+    for (method, template) in &ops {
+        let Some(perm) = permission(method, template) else {
+            unknown.push(format!("{method} {template}"));
+            continue;
+        };
+        let Some(perm) = perm else { continue };
+        for (role, session) in &roles {
+            if role.permissions().contains(&perm) {
+                continue;
+            }
+            let path = fill(&w, template);
+            let (status, text) = send(
+                &w,
+                session,
+                method.clone(),
+                &path,
+                body(&w, method, template).as_ref(),
+            )
+            .await;
+            assert_eq!(
+                status, 403,
+                "{role:?} lacks {perm:?}: {method} {path}: {text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "teach permission() these operations: {unknown:#?}"
+    );
+    // Then the allowed roles, on ids that do not exist, so nothing is destroyed: any
+    // answer but 401/403 shows the permission let them through.
+    w.ids = w
+        .ids
+        .keys()
+        .map(|k| (*k, uuid::Uuid::now_v7().to_string()))
+        .collect();
+    w.ids.insert("code", "Zz9Zz9Zz".to_owned());
+    let nowhere = &w;
+    for (method, template) in &ops {
+        let perm = permission(method, template).flatten();
+        for (role, session) in &roles {
+            if perm.is_some_and(|p| !role.permissions().contains(&p)) {
+                continue;
+            }
+            let path = fill(nowhere, template);
+            if template == "/api/v1/users/me/password" {
+                continue; // answers 401 for a wrong current password, by design
+            }
+            let (status, text) = send(
+                nowhere,
+                session,
+                method.clone(),
+                &path,
+                body(nowhere, method, template).as_ref(),
+            )
+            .await;
+            assert!(
+                status != 401 && status != 403,
+                "{role:?} holds {perm:?} but was refused: {method} {path}: {status} {text}"
+            );
+            checked += 1;
+        }
+    }
+    println!(
+        "role matrix: {} operations × {} roles, {checked} checks",
+        ops.len(),
+        roles.len()
+    );
 }
