@@ -175,3 +175,21 @@ where
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
+
+/// The request's `Idempotency-Key`, if sent: 1 to 200 visible ASCII characters, else a
+/// 400. Creates keep their first answer under it (per user) and answer retries with it.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|v| (1..=200).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 200 visible ASCII characters.".into(),
+            )
+        })
+}

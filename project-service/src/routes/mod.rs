@@ -158,22 +158,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
         })
 }
 
-/// The `Idempotency-Key` of a create, if sent (1–200 visible ASCII characters).
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .filter(|v| (1..=200).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|v| Some(v.to_owned()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "Idempotency-Key must be 1 to 200 visible ASCII characters.".into(),
-            )
-        })
-}
+pub use common::extract::idempotency_key;
 
 /// The answer a create with this caller's `key` gave before, if any.
 pub async fn replay(

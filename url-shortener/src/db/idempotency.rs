@@ -1,28 +1,13 @@
 //! `Idempotency-Key` on creates: the first answer is kept (in the create's transaction)
 //! and a retry with the same key from the same user gets it again.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use common::ApiError;
 use common::auth::AuthUser;
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
-/// The request's key: 1 to 200 visible ASCII characters, else 400.
-pub fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .filter(|v| (1..=200).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|v| Some(v.to_owned()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "Idempotency-Key must be 1 to 200 visible ASCII characters.".into(),
-            )
-        })
-}
+pub use common::extract::idempotency_key as key;
 
 /// The answer an earlier create with this key gave, if any.
 pub async fn replay(
