@@ -49,12 +49,27 @@ pub async fn issue(
     grant: &Grant,
     family: Option<Uuid>,
 ) -> Result<TokenPair, ApiError> {
-    let claims = Claims::new(
+    let mut claims = Claims::new(
         grant.user_id,
         grant.tenant_id,
         &grant.tenant_slug,
         grant.role,
     );
+    // A revocation voids tokens issued before its second, rounded up; a token issued in
+    // that same second (a demoted member signing straight in again) is dated at its end,
+    // or it would stay void for its whole life.
+    let revoked_until: Option<i64> = sqlx::query_scalar(
+        "select ceil(extract(epoch from max(revoked_before)))::bigint from access_revocations
+         where tenant_id = $1 and user_id = $2 and revoked_before > now() - interval '2 seconds'",
+    )
+    .bind(grant.tenant_id)
+    .bind(grant.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(until) = revoked_until.filter(|until| *until > claims.iat) {
+        claims.exp += until - claims.iat;
+        claims.iat = until;
+    }
     let access_token = state.keys.signing().sign(&claims)?;
     let refresh_token = new_refresh_token();
     sqlx::query(
