@@ -32,7 +32,8 @@ pub struct Fleet {
     pub mongo_database: String,
     resolver_config: tenant_resolver::Config,
     tenant_prefix: String,
-    dirs: Vec<PathBuf>,
+    keys_dir: PathBuf,
+    attachments_dir: PathBuf,
     _dbs: Vec<TestDb>,
 }
 
@@ -216,7 +217,8 @@ impl Fleet {
             mongo_database,
             resolver_config,
             tenant_prefix,
-            dirs: vec![keys_dir, attachments_dir],
+            keys_dir,
+            attachments_dir,
             _dbs: vec![registry_db, users_db, shortener_db],
         };
         fleet.wait_until_ready().await;
@@ -268,7 +270,7 @@ impl Fleet {
     /// user-service's signing key, read from its key folder: lets tests sign tokens the
     /// fleet trusts, to show that each claim check holds on its own.
     pub fn signing_key(&self) -> common::auth::SigningKey {
-        let pem = std::fs::read_dir(&self.dirs[0])
+        let pem = std::fs::read_dir(&self.keys_dir)
             .expect("the key folder")
             .filter_map(Result::ok)
             .map(|entry| entry.path())
@@ -312,11 +314,24 @@ impl Drop for Fleet {
         ] {
             server.stop();
         }
-        for dir in &self.dirs {
+        for dir in [&self.keys_dir, &self.attachments_dir] {
             std::fs::remove_dir_all(dir).ok();
         }
         drop_databases_and_roles(&self.tenant_prefix);
     }
+}
+
+/// A `multipart/form-data` body with one part `file` named `name`, as attachment uploads
+/// take it: `(content type, body)`.
+pub fn file_form(name: &str, content: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "nexus-e2e-boundary-7MA4YWxk";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// The password every test account has.

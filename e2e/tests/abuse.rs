@@ -4,17 +4,6 @@ use e2e::Fleet;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-fn form(name: &str, size: usize) -> (String, Vec<u8>) {
-    let boundary = "abuse-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend(std::iter::repeat_n(b'x', size));
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[tokio::test]
 async fn bodies_past_their_routes_limit_are_413_and_pages_are_capped_at_200() {
     let fleet = Fleet::start_with(&[("RATE_LIMIT_USER_PER_MIN", "1000000")]).await;
@@ -69,7 +58,7 @@ async fn bodies_past_their_routes_limit_are_413_and_pages_are_capped_at_200() {
 
     let task = page["items"][0]["id"].as_str().unwrap().to_owned();
     let attachments = format!("/api/v1/tasks/{task}/attachments");
-    let (content_type, body) = form("two-mib.bin", 2 * 1024 * 1024);
+    let (content_type, body) = e2e::file_form("two-mib.bin", &vec![b'x'; 2 * 1024 * 1024]);
     let fits = post(&attachments)
         .header("content-type", content_type)
         .body(body)
@@ -82,7 +71,7 @@ async fn bodies_past_their_routes_limit_are_413_and_pages_are_capped_at_200() {
         "an upload may pass BODY_LIMIT_BYTES: {}",
         fits.text().await.unwrap()
     );
-    let (content_type, body) = form("too-big.bin", 27 * 1024 * 1024);
+    let (content_type, body) = e2e::file_form("too-big.bin", &vec![b'x'; 27 * 1024 * 1024]);
     let refused = post(&attachments)
         .header("content-type", content_type)
         .body(body)

@@ -42,12 +42,8 @@ async fn send(
         .request(method, w.fleet.url(&who.host, path))
         .bearer_auth(&who.token);
     if upload {
-        let boundary = "matrix-boundary";
-        request = request
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-            .body(format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\nx\r\n--{boundary}--\r\n"
-            ));
+        let (content_type, form) = e2e::file_form("x.txt", b"x");
+        request = request.header("content-type", content_type).body(form);
     } else if let Some(body) = body {
         request = request.json(body);
     }
@@ -137,15 +133,16 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
         json!({"minutes": 5, "note": MARKER}),
     )
     .await;
-    let boundary = "isolation-boundary";
+    let (content_type, form) = e2e::file_form(&format!("{MARKER}.txt"), MARKER.as_bytes());
     let upload = w
         .http
-        .post(w.fleet.url("acme.localhost", &format!("/api/v1/tasks/{tid}/attachments")))
-        .bearer_auth(&w.acme.token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{MARKER}.txt\"\r\n\r\n{MARKER}\r\n--{boundary}--\r\n"
+        .post(w.fleet.url(
+            "acme.localhost",
+            &format!("/api/v1/tasks/{tid}/attachments"),
         ))
+        .bearer_auth(&w.acme.token)
+        .header("content-type", content_type)
+        .body(form)
         .send()
         .await
         .unwrap();

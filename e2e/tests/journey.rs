@@ -60,17 +60,6 @@ fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
 
-fn multipart(name: &str, content: &str) -> (String, String) {
-    let boundary = "e2e-boundary-1f3a";
-    (
-        format!("multipart/form-data; boundary={boundary}"),
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
-             Content-Type: text/plain\r\n\r\n{content}\r\n--{boundary}--\r\n"
-        ),
-    )
-}
-
 /// Waits (bounded) until `check` holds for acme's analytics overview.
 async fn overview_until(j: &Journey, who: &Session, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -221,7 +210,7 @@ async fn two_organisations_work_share_and_measure_without_ever_meeting() {
             201,
         )
         .await;
-    let (content_type, body) = multipart("notes.txt", "launch notes");
+    let (content_type, body) = e2e::file_form("notes.txt", b"launch notes");
     let uploaded = j
         .http
         .post(j.fleet.url(
