@@ -8,6 +8,7 @@
 pub mod breaker;
 pub mod config;
 pub mod docs;
+mod fast;
 pub mod limits;
 mod proxy;
 pub mod revocations;
@@ -92,6 +93,10 @@ fn first(urls: &str) -> String {
 /// The gateway is ready when the services it needs for every tenant request answer:
 /// tenant-resolver (tenant lookup) and user-service (token keys).
 pub fn router(state: AppState) -> Router {
+    router_of(Arc::new(state))
+}
+
+fn router_of(state: Arc<AppState>) -> Router {
     let config = Arc::clone(&state.config);
     let http = state.upstreams.client.clone();
     let service = Service {
@@ -109,7 +114,6 @@ pub fn router(state: AppState) -> Router {
             ),
         openapi: ApiDoc::openapi(),
     };
-    let state = Arc::new(state);
     let docs = axum::routing::get(docs::merged).with_state(Arc::clone(&state));
     // The gateway's own routes get the shared layer stack; everything else is proxied
     // through a lean one of its own (see `proxy::proxy`).
@@ -214,32 +218,45 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
     };
     let grace = config.server.shutdown_grace();
     let shutdown = CancellationToken::new();
-    let state = AppState::new(config)?;
-    let app = router(state.clone());
+    let state = Arc::new(AppState::new(config)?);
+    let app = router_of(Arc::clone(&state));
+    // Signals are watched before any worker says it is listening.
+    let main_runtime = runtime()?;
+    let signal = {
+        let _entered = main_runtime.enter();
+        common::shutdown::on_signal()
+    };
     let others = (1..workers)
         .map(|i| {
             let (listener, app, shutdown) = (listener.try_clone()?, app.clone(), shutdown.clone());
+            let state = Arc::clone(&state);
             let runtime = runtime()?;
             std::thread::Builder::new()
                 .name(format!("gateway-worker-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        common::server::serve(listener, app, shutdown, grace).await
+                        fast::serve(listener, app, state, shutdown, grace).await
                     })
                 })
                 .map_err(anyhow::Error::from)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let main = runtime()?.block_on(async move {
-        let signal = common::shutdown::on_signal();
+    let main = main_runtime.block_on(async move {
         let stop = shutdown.clone();
         tokio::spawn(async move {
             signal.cancelled().await;
             stop.cancel();
         });
         background(&state, &shutdown);
-        common::server::serve(TcpListener::from_std(listener)?, app, shutdown, grace).await
+        fast::serve(
+            TcpListener::from_std(listener)?,
+            app,
+            state,
+            shutdown,
+            grace,
+        )
+        .await
     });
     for worker in others {
         worker
@@ -276,7 +293,8 @@ pub async fn run_until(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = config.server.shutdown_grace();
-    let state = AppState::new(config)?;
+    let state = Arc::new(AppState::new(config)?);
     background(&state, &shutdown);
-    common::server::serve(listener, router(state), shutdown, grace).await
+    let app = router_of(Arc::clone(&state));
+    fast::serve(listener, app, state, shutdown, grace).await
 }

@@ -16,10 +16,10 @@ use crate::AppState;
 use crate::limits::Subject;
 use crate::routes::{self, AuthMode, HostKind};
 use crate::tenants::{Host, Tenant};
-use crate::upstreams::Unreachable;
+use crate::upstreams::{Instance, Unreachable};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -30,9 +30,13 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Headers only the gateway may set: client-sent ones are dropped.
-fn is_reserved(name: &HeaderName) -> bool {
-    let name = name.as_str();
+/// Whether a (lower-case) header name is one of [`HOP_BY_HOP`].
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// Headers only the gateway may set: client-sent ones are dropped. `name` is lower-case.
+pub(crate) fn is_reserved(name: &str) -> bool {
     name.starts_with("x-tenant-")
         || name.starts_with("x-user-")
         || name.starts_with("x-forwarded-")
@@ -41,7 +45,8 @@ fn is_reserved(name: &HeaderName) -> bool {
 
 /// The proxy's outer shell: request id (a valid incoming one is kept), access log and
 /// metrics around [`forward`]. Proxied requests skip the shared layer stack of the
-/// gateway's own routes: this is the hot path and does only what it needs.
+/// gateway's own routes. Most requests never get here: the fast lane (`crate::fast`)
+/// serves them and hands over only what it does not do itself.
 pub async fn proxy(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -58,31 +63,19 @@ pub async fn proxy(
     let mut response = telemetry::with_request_id(id, async {
         forward(&state, peer, req, &mut seen)
             .await
-            .unwrap_or_else(IntoResponse::into_response)
+            .unwrap_or_else(|refused| refused)
     })
     .await;
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER, request_id.clone());
-
-    let status = response.status();
-    let (route, upstream) = seen
-        .route
-        .map_or(("unmatched", "none"), |r| (r.prefix, r.upstream.name()));
-    let elapsed = started.elapsed();
-    metrics::counter!("gateway_requests_total", "route" => route, "upstream" => upstream, "status" => common::metrics::status_label(status))
-        .increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", "route" => route, "upstream" => upstream)
-        .record(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "gateway::access",
-        request_id = request_id.to_str().unwrap_or_default(),
-        tenant = seen.tenant.as_deref().map(|t| t.slug.as_str()),
-        %method,
-        path,
-        status = status.as_u16(),
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
+    seen.record(
+        method.as_str(),
+        &path,
+        response.status(),
+        &request_id,
+        started,
+        "general",
     );
     response
 }
@@ -95,110 +88,196 @@ fn is_upload(path: &str) -> bool {
         .is_some_and(|(_, tail)| tail == "attachments")
 }
 
-/// What [`forward`] learnt about a request, for the access log and metrics.
+/// What a request was admitted by, for the access log and metrics.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     route: Option<&'static routes::Route>,
     tenant: Option<Arc<Tenant>>,
 }
 
-async fn forward(
-    state: &AppState,
-    peer: SocketAddr,
-    req: Request,
+impl Seen {
+    /// The access log line and the per-route metrics of one finished request; `lane` is
+    /// `fast` or `general` (which path served it, see `crate::fast`).
+    pub(crate) fn record(
+        &self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        request_id: &HeaderValue,
+        started: Instant,
+        lane: &'static str,
+    ) {
+        let (route, upstream) = self
+            .route
+            .map_or(("unmatched", "none"), |r| (r.prefix, r.upstream.name()));
+        let elapsed = started.elapsed();
+        metrics::counter!("gateway_requests_total", "route" => route, "upstream" => upstream, "status" => common::metrics::status_label(status), "lane" => lane)
+            .increment(1);
+        metrics::histogram!("gateway_request_duration_seconds", "route" => route, "upstream" => upstream)
+            .record(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "gateway::access",
+            request_id = request_id.to_str().unwrap_or_default(),
+            tenant = self.tenant.as_deref().map(|t| t.slug.as_str()),
+            method,
+            path,
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+/// What the edge checks look at in a request, however it was read.
+pub(crate) struct Ask<'a> {
+    pub path: &'a str,
+    pub host: &'a str,
+    pub authorization: Option<&'a str>,
+    pub declared_length: Option<usize>,
+    pub peer: IpAddr,
+}
+
+/// A request the edge let through: where it goes and what it carries there and back.
+pub(crate) struct Admitted<'s> {
+    pub tenant: Option<Arc<Tenant>>,
+    pub instance: &'s Instance,
+    /// `RateLimit-*` for the answer.
+    pub limit_headers: HeaderMap,
+}
+
+/// The edge checks of a routed request, in order: body limit, host kind, tenant, token,
+/// rate limit, circuit breaker. A refusal is the answer to send.
+pub(crate) async fn admit<'s>(
+    state: &'s AppState,
+    route: &'static routes::Route,
+    ask: &Ask<'_>,
     seen: &mut Seen,
-) -> Result<Response, ApiError> {
-    let route = routes::find(req.uri().path())
-        .ok_or_else(|| ApiError::NotFound("No resource at this path.".into()))?;
+) -> Result<Admitted<'s>, Response> {
     seen.route = Some(route);
-    let limit = if is_upload(req.uri().path()) {
+    let limit = if is_upload(ask.path) {
         state.config.upload_limit_bytes
     } else {
         state.config.server.body_limit_bytes
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if ask.declared_length.is_some_and(|len| len > limit) {
         return Err(ApiError::Custom {
-            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            status: StatusCode::PAYLOAD_TOO_LARGE,
             kind: "too-large",
             title: "Request body too large",
             detail: format!("This request may carry at most {limit} bytes."),
-        });
-    }
-    let host_header = req
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_static(""));
-    let host = crate::tenants::classify(
-        host_header.to_str().unwrap_or_default(),
-        &state.config.base_domain,
-    );
-    let tenant: Option<Arc<Tenant>> = match (&host, route.host) {
-        (Host::Tenant(slug), HostKind::Tenant | HostKind::Any) => {
-            Some(state.tenants.resolve(slug).await?)
         }
+        .into_response());
+    }
+    let host = crate::tenants::classify(ask.host, &state.config.base_domain);
+    let tenant: Option<Arc<Tenant>> = match (&host, route.host) {
+        (Host::Tenant(slug), HostKind::Tenant | HostKind::Any) => Some(
+            state
+                .tenants
+                .resolve(slug)
+                .await
+                .map_err(IntoResponse::into_response)?,
+        ),
         (Host::Apex, HostKind::Apex | HostKind::Any) | (Host::Foreign, HostKind::Any) => None,
         (Host::Tenant(_), HostKind::Apex) => {
             return Err(ApiError::NotFound(
                 "This is served on the main domain, not an organisation's.".into(),
-            ));
+            )
+            .into_response());
         }
         (Host::Apex, HostKind::Tenant) => {
             return Err(ApiError::NotFound(
                 "This is served on an organisation's own address (https://<slug>.<domain>).".into(),
-            ));
+            )
+            .into_response());
         }
         (Host::Foreign, HostKind::Apex | HostKind::Tenant) => {
-            return Err(ApiError::NotFound("Unknown host.".into()));
+            return Err(ApiError::NotFound("Unknown host.".into()).into_response());
         }
     };
     seen.tenant.clone_from(&tenant);
 
     let subject = match route.auth {
         AuthMode::Jwt => {
-            let token = bearer(req.headers()).ok_or_else(|| {
-                ApiError::Unauthorized("A bearer access token is required.".into())
+            let token = ask.authorization.and_then(bearer).ok_or_else(|| {
+                ApiError::Unauthorized("A bearer access token is required.".into()).into_response()
             })?;
-            let claims = state.tokens.verify(token).await?;
+            let claims = state
+                .tokens
+                .verify(token)
+                .await
+                .map_err(IntoResponse::into_response)?;
             let tenant = tenant.as_ref().expect("JWT routes are tenant routes");
             if claims.tid != tenant.id {
                 return Err(ApiError::Forbidden(
                     "This token belongs to another organisation.".into(),
-                ));
+                )
+                .into_response());
             }
             Some(Subject::User {
                 tenant: claims.tid,
                 user: claims.sub,
             })
         }
-        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(peer.ip())),
+        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.peer)),
         AuthMode::Public | AuthMode::Grant => None,
     };
     let limit_headers = match subject {
-        Some(subject) => match state.limits.check(subject) {
-            Ok(headers) => headers,
-            Err(limited) => {
-                let mut response = ApiError::TooManyRequests {
-                    retry_after: limited.retry_after,
-                    detail: "Too many requests; slow down.".into(),
-                }
-                .into_response();
-                response.headers_mut().extend(limited.headers);
-                return Ok(response);
+        Some(subject) => state.limits.check(subject).map_err(|limited| {
+            let mut response = ApiError::TooManyRequests {
+                retry_after: limited.retry_after,
+                detail: "Too many requests; slow down.".into(),
             }
-        },
+            .into_response();
+            response.headers_mut().extend(limited.headers);
+            response
+        })?,
         None => HeaderMap::new(),
     };
-
     let instance = state
         .upstreams
         .pick(route.upstream)
-        .map_err(|e| unreachable(route.upstream.name(), e))?;
+        .map_err(|e| unreachable(route.upstream.name(), e).into_response())?;
+    Ok(Admitted {
+        tenant,
+        instance,
+        limit_headers,
+    })
+}
+
+/// The general path: admitted, then streamed to the upstream over hyper's client.
+async fn forward(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request,
+    seen: &mut Seen,
+) -> Result<Response, Response> {
+    let route = routes::find(req.uri().path())
+        .ok_or_else(|| ApiError::NotFound("No resource at this path.".into()).into_response())?;
+    let host_header = req
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""));
+    let ask = Ask {
+        path: req.uri().path(),
+        host: host_header.to_str().unwrap_or_default(),
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        declared_length: req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok()),
+        peer: peer.ip(),
+    };
+    let Admitted {
+        tenant,
+        instance,
+        limit_headers,
+    } = admit(state, route, &ask, seen).await?;
+
     let (mut parts, body) = req.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
     // `drain` names a header once and yields its further values with `None`.
@@ -208,7 +287,7 @@ async fn forward(
             current = Some(name);
         }
         let Some(name) = &current else { continue };
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST && !is_reserved(name) {
+        if !is_hop_by_hop(name.as_str()) && name != header::HOST && !is_reserved(name.as_str()) {
             headers.append(name, value);
         }
     }
@@ -225,7 +304,7 @@ async fn forward(
         .upstreams
         .forward(route.upstream, instance, Request::from_parts(parts, body))
         .await
-        .map_err(|e| unreachable(route.upstream.name(), e))?;
+        .map_err(|e| unreachable(route.upstream.name(), e).into_response())?;
     let (mut parts, body) = upstream.into_parts();
     for name in HOP_BY_HOP {
         parts.headers.remove(name);
@@ -235,7 +314,7 @@ async fn forward(
 }
 
 /// The client address as a header value (written without allocating a `String`).
-fn ip_header(ip: IpAddr) -> HeaderValue {
+pub(crate) fn ip_header(ip: IpAddr) -> HeaderValue {
     use std::io::Write;
     let mut buf = [0u8; 45];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
@@ -244,8 +323,8 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buf[..len]).expect("an address is a header value")
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer <token>` value.
+fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -253,7 +332,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn unreachable(upstream: &str, why: Unreachable) -> ApiError {
+pub(crate) fn unreachable(upstream: &str, why: Unreachable) -> ApiError {
     match why {
         Unreachable::Open(retry_after) => ApiError::Unavailable {
             retry_after,

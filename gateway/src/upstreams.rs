@@ -88,6 +88,13 @@ fn instance(url: &str, breaker: Breaker) -> anyhow::Result<Instance> {
     })
 }
 
+impl Instance {
+    /// `host:port`.
+    pub(crate) fn authority(&self) -> &str {
+        self.authority.as_str()
+    }
+}
+
 impl Upstreams {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
@@ -143,6 +150,11 @@ impl Upstreams {
             }
         }
         Err(Unreachable::Open(soonest))
+    }
+
+    /// Whether every instance of `upstream` speaks HTTP/1.1 (the fast lane's upstreams).
+    pub(crate) fn is_http1(&self, upstream: Upstream) -> bool {
+        self.pools[&upstream].instances.iter().all(|i| !i.h2c)
     }
 
     /// Sends a small request built by `build(client, base)` to an instance, recording
@@ -220,7 +232,7 @@ impl Upstreams {
 
     /// Records an attempt's outcome in the breaker and the metrics (5xx, errors and
     /// timeouts count as failures).
-    fn settle(
+    pub(crate) fn settle(
         &self,
         upstream: Upstream,
         instance: &Instance,

@@ -63,6 +63,15 @@ async fn echo(State(c): State<Counters>, req: Request) -> impl IntoResponse {
         )
             .into_response();
     }
+    if path.ends_with("/big") {
+        // Larger than any one read: the body crosses many socket reads on the way.
+        return big_body().into_response();
+    }
+    if path.ends_with("/stream") {
+        // No length known up front: hyper sends it chunked.
+        let pieces = (0..40).map(|i| Ok::<_, std::io::Error>(format!("piece {i};").into_bytes()));
+        return axum::body::Body::from_stream(futures::stream::iter(pieces)).into_response();
+    }
     let version = format!("{:?}", req.version());
     // Repeated headers come back as one value joined with ", ".
     let headers: serde_json::Map<String, Value> = req
@@ -84,6 +93,11 @@ async fn echo(State(c): State<Counters>, req: Request) -> impl IntoResponse {
         .await
         .unwrap_or_default();
     axum::Json(json!({"method": method, "version": version, "path": path, "query": query, "headers": headers, "body_len": body.len()})).into_response()
+}
+
+/// What the fake upstream answers on `…/big`: 300,000 bytes of a repeating pattern.
+pub fn big_body() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i % 251) as u8).collect()
 }
 
 impl Fleet {

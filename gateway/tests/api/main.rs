@@ -3,4 +3,5 @@
 mod edge;
 mod health;
 mod helpers;
+mod lane;
 mod proxy;

@@ -1,0 +1,338 @@
+//! The fast lane (plain HTTP/1.1 proxying, `gateway/src/fast.rs`) and the general path
+//! (hyper) give the same answers with the same header hygiene; the lane keeps HTTP/1.1's
+//! framing right across keep-alive, pipelining, chunked and large bodies, and survives
+//! upstreams that drop idle connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::auth::Role;
+use reqwest::Method;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{ACME, GLOBEX, big_body, spawn_app, spawn_app_with};
+
+async fn metrics(app: &crate::helpers::TestApp) -> String {
+    reqwest::Client::new()
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn served_by(metrics: &str, lane: &str) -> bool {
+    metrics.lines().any(|l| {
+        l.starts_with("gateway_requests_total{")
+            && l.contains("route=\"/api/v1/projects\"")
+            && l.contains(&format!("lane=\"{lane}\""))
+    })
+}
+
+#[tokio::test]
+async fn both_paths_strip_spoofed_identity_and_set_the_same_headers() {
+    let app = spawn_app().await;
+    let token = app.fleet.token(ACME, Role::Owner);
+    // /metrics is read on a connection of its own: a connection that once leaves the
+    // lane stays on the general path.
+    assert!(!served_by(&metrics(&app).await, "fast"));
+    // Plain first (the lane), then with an `Origin` (the lane hands it to hyper).
+    for (lane, origin) in [
+        ("fast", None),
+        ("general", Some("http://elsewhere.example")),
+    ] {
+        let mut req = app
+            .at(
+                "acme.localhost:8080",
+                Method::GET,
+                "/api/v1/projects/7?q=a%20b&x=1",
+            )
+            .bearer_auth(&token)
+            .header("X-Tenant-Id", GLOBEX.to_string())
+            .header("x-tenant-slug", "globex")
+            .header("X-User-Id", "evil")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("Forwarded", "for=6.6.6.6")
+            .header("X-Request-Id", "keep-me-1")
+            .header("X-Custom", "passes");
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{lane}");
+        assert_eq!(resp.headers()["x-request-id"], "keep-me-1", "{lane}");
+        assert!(resp.headers().contains_key("ratelimit-remaining"), "{lane}");
+        let echo: Value = resp.json().await.unwrap();
+        let seen = &echo["headers"];
+        assert_eq!(echo["path"], "/api/v1/projects/7", "{lane}");
+        assert_eq!(echo["query"], "q=a%20b&x=1", "{lane}");
+        assert_eq!(seen["x-tenant-id"], ACME.to_string(), "{lane}");
+        assert_eq!(seen["x-tenant-slug"], "acme", "{lane}");
+        assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "{lane}");
+        assert_eq!(seen["x-forwarded-host"], "acme.localhost:8080", "{lane}");
+        assert_eq!(seen["x-forwarded-proto"], "http", "{lane}");
+        assert_eq!(seen["x-request-id"], "keep-me-1", "{lane}");
+        assert_eq!(seen["x-custom"], "passes", "{lane}");
+        assert_eq!(
+            seen["host"].as_str().unwrap(),
+            app.fleet.server.base_url.trim_start_matches("http://"),
+            "{lane}: Host names the upstream"
+        );
+        assert!(seen.get("x-user-id").is_none(), "{lane}: {seen}");
+        assert!(seen.get("forwarded").is_none(), "{lane}: {seen}");
+        let text = metrics(&app).await;
+        assert!(served_by(&text, lane), "{lane} served it: {text}");
+    }
+    // An invalid request id is replaced on both paths alike.
+    for origin in [None, Some("http://elsewhere.example")] {
+        let mut req = app
+            .at("acme.localhost", Method::GET, "/api/v1/projects")
+            .bearer_auth(&token)
+            .header("X-Request-Id", "bad id\twith tab");
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        let resp = req.send().await.unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let echo: Value = resp.json().await.unwrap();
+        assert_ne!(id, "bad id\twith tab");
+        assert_eq!(echo["headers"]["x-request-id"], id.as_str());
+    }
+}
+
+/// One answer read off a raw connection: status, headers (lower-case), body de-chunked.
+struct RawAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one answer from `stream`, keeping what follows it in `buf`.
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> RawAnswer {
+    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+        buf.reserve(16 * 1024);
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "the gateway closed the connection");
+    }
+    let (status, headers, head_len) = loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut fields);
+        if let httparse::Status::Complete(len) = res.parse(buf).unwrap() {
+            let headers = res
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            break (res.code.unwrap(), headers, len);
+        }
+        fill(stream, buf).await;
+    };
+    buf.drain(..head_len);
+    let mut answer = RawAnswer {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head {
+        return answer;
+    }
+    if let Some(length) = answer.header("content-length") {
+        let length: usize = length.parse().unwrap();
+        while buf.len() < length {
+            fill(stream, buf).await;
+        }
+        answer.body = buf.drain(..length).collect();
+    } else {
+        assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
+        loop {
+            let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                fill(stream, buf).await;
+                continue;
+            };
+            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap(), 16).unwrap();
+            while buf.len() < line_end + 2 + size + 2 {
+                fill(stream, buf).await;
+            }
+            answer
+                .body
+                .extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    answer
+}
+
+#[tokio::test]
+async fn pipelined_requests_on_one_connection_come_back_whole_and_in_order() {
+    let app = spawn_app().await;
+    let token = app.fleet.token(ACME, Role::Owner);
+    let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
+    let body = "b".repeat(3000);
+    let auth = format!("Host: acme.localhost\r\nAuthorization: Bearer {token}\r\n");
+    // All five in one write: a HEAD (a length but no body), a POST with a body, a
+    // chunked answer, a 300 kB answer and a refusal (another tenant's host).
+    let requests = format!(
+        "HEAD /api/v1/projects HTTP/1.1\r\n{auth}\r\n\
+         POST /api/v1/projects HTTP/1.1\r\n{auth}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /api/v1/projects/stream HTTP/1.1\r\n{auth}\r\n\
+         GET /api/v1/projects/big HTTP/1.1\r\n{auth}\r\n\
+         GET /api/v1/projects HTTP/1.1\r\nHost: globex.localhost\r\nAuthorization: Bearer {token}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+
+    let head = read_answer(&mut stream, &mut buf, true).await;
+    assert_eq!(head.status, 200);
+    assert!(head.header("content-length").is_some());
+
+    let post = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(post.status, 200);
+    let echo: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body_len"], 3000);
+
+    let streamed = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(streamed.status, 200);
+    let expected: String = (0..40).map(|i| format!("piece {i};")).collect();
+    assert_eq!(String::from_utf8(streamed.body).unwrap(), expected);
+
+    let big = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(big.status, 200);
+    assert!(big.body == big_body(), "300 kB arrive intact");
+
+    let refused = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/problem+json")
+    );
+    let problem: Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(problem["status"], 403);
+    assert!(buf.is_empty(), "nothing more was sent");
+    assert!(served_by(&metrics(&app).await, "fast"));
+
+    // The connection is still good for more, and `Connection: close` closes it.
+    let last = format!("GET /api/v1/projects HTTP/1.1\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(last.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn bodies_over_the_lanes_buffer_stream_through_hyper_both_ways() {
+    let app = spawn_app().await;
+    let token = app.fleet.token(ACME, Role::Owner);
+    let upload = vec![b'u'; 200_000];
+    let resp = app
+        .at("acme.localhost", Method::POST, "/api/v1/projects")
+        .bearer_auth(&token)
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echo["body_len"], 200_000);
+    let big = app
+        .at("acme.localhost", Method::GET, "/api/v1/projects/big")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 200);
+    assert!(big.bytes().await.unwrap() == big_body());
+}
+
+/// An upstream that answers one request per connection and then closes it without
+/// saying so (`Connection: close` absent), as a restarted or idle-timing-out server does.
+async fn forgetful_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+#[tokio::test]
+async fn pooled_connections_the_upstream_closed_are_replaced_not_failed() {
+    let (upstream, accepted) = forgetful_upstream().await;
+    let app = spawn_app_with(&[("PROJECT_SERVICE_URL", upstream.as_str())]).await;
+    let token = app.fleet.token(ACME, Role::Owner);
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::GET,
+        Method::PATCH,
+        Method::DELETE,
+    ] {
+        for _ in 0..3 {
+            let resp = app
+                .at("acme.localhost", method.clone(), "/api/v1/projects")
+                .bearer_auth(&token)
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{method}");
+            assert_eq!(resp.text().await.unwrap(), "ok");
+        }
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        15,
+        "one connection per answer"
+    );
+}
