@@ -7,12 +7,12 @@
 //! edge exactly as on the general path ([`crate::proxy::admit`]), and written to a pooled
 //! upstream connection as the client's own header lines minus the ones the gateway owns,
 //! plus its own. The answer's head is parsed in place too and its body copied through as
-//! it comes, framed as the upstream framed it.
+//! it comes, framed as the upstream framed it; JSON and text answers are compressed for
+//! clients that accept brotli or gzip, as on the general path.
 //!
 //! Whatever the lane does not do itself goes to the general path, with the bytes read so
 //! far, before anything has been answered: the gateway's own routes, unknown paths, h2c
-//! (prior knowledge) clients, HTTP/1.0, CORS requests (`Origin`), compressible answers
-//! (`Accept-Encoding`), `Expect`, `Upgrade`, chunked request bodies, bodies over
+//! (prior knowledge) clients, HTTP/1.0, CORS requests (`Origin`), `Expect`, `Upgrade`, chunked request bodies, bodies over
 //! [`MAX_BUFFERED_BODY`] (streamed by hyper) and heads over [`MAX_HEAD`] or with more
 //! than [`MAX_HEADERS`] fields (hyper answers those with its own errors). Request
 //! smuggling is shut out the same way: a second `Content-Length` or `Host`, or any
@@ -137,6 +137,7 @@ async fn connection(
         answer: BytesMut::with_capacity(8 * 1024),
     };
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut deadlines = Deadlines::new(&shutdown);
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -154,14 +155,14 @@ async fn connection(
                 }
                 Inspected::Complete { .. } | Inspected::Partial => None,
                 Inspected::Foreign => {
-                    return hand_over(stream, buf, peer, app, shutdown).await;
+                    return hand_over(stream, buf, peer, app, shutdown.clone()).await;
                 }
             }
         };
         match served {
             None => {
                 let idle = buf.is_empty();
-                match read_more(&mut stream, &mut buf, idle, &shutdown).await {
+                match read_more(&mut stream, &mut buf, idle, &mut deadlines).await {
                     Ok(true) => {}
                     Ok(false) | Err(_) => return,
                 }
@@ -174,8 +175,35 @@ async fn connection(
             }
             Some((Next::Close, _)) => return,
             Some((Next::HandOver, _)) => {
-                return hand_over(stream, buf, peer, app, shutdown).await;
+                return hand_over(stream, buf, peer, app, shutdown.clone()).await;
             }
+        }
+    }
+}
+
+/// A connection's clocks: one timer for its idle and head deadlines, and its wait for
+/// the shutdown signal, both armed once and re-checked cheaply on every wait.
+struct Deadlines<'a> {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
+}
+
+impl<'a> Deadlines<'a> {
+    fn new(shutdown: &'a CancellationToken) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep(IDLE)),
+            shutdown: Box::pin(shutdown.cancelled()),
+        }
+    }
+
+    /// Moves the timer to `wait` from now; moving it by less than a second is skipped
+    /// (deadlines this long need no precision, and the timer wheel is spared a reset on
+    /// every request).
+    fn arm(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let current = self.timer.deadline();
+        if current > deadline || deadline - current > Duration::from_secs(1) {
+            self.timer.as_mut().reset(deadline);
         }
     }
 }
@@ -186,25 +214,18 @@ async fn read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     idle: bool,
-    shutdown: &CancellationToken,
+    deadlines: &mut Deadlines<'_>,
 ) -> io::Result<bool> {
-    if buf.len() >= MAX_HEAD + MAX_BUFFERED_BODY {
-        return Ok(false);
-    }
+    use tokio::io::AsyncReadExt;
     buf.reserve(4096);
-    loop {
-        match stream.try_read_buf(buf) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) => return Err(err),
-        }
-        let wait = if idle { IDLE } else { HEAD_TIMEOUT };
-        tokio::select! {
-            ready = stream.readable() => ready?,
-            () = shutdown.cancelled(), if idle => return Ok(false),
-            () = tokio::time::sleep(wait) => return Ok(false),
-        }
+    deadlines.arm(if idle { IDLE } else { HEAD_TIMEOUT });
+    // `read_buf` (not `try_read_buf`): a short read marks the socket drained, so the
+    // next wait costs no system call that could only say "nothing yet".
+    tokio::select! {
+        biased;
+        read = stream.read_buf(buf) => Ok(read? > 0),
+        () = deadlines.shutdown.as_mut(), if idle => Ok(false),
+        () = deadlines.timer.as_mut() => Ok(false),
     }
 }
 
@@ -248,6 +269,8 @@ struct Facts<'a> {
     content_length: usize,
     /// The client asked for the connection to end after this request.
     close: bool,
+    /// How the client would like answers compressed.
+    coding: Option<Coding>,
 }
 
 /// The request's facts if the lane may serve it, else `None`.
@@ -263,6 +286,7 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let (mut host, mut content_length) = (None, None);
     let (mut authorization, mut request_id, mut close) = (None, None, false);
+    let mut coding = None;
     for header in req.headers.iter() {
         let name = header.name;
         let value = header.value;
@@ -288,10 +312,7 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
                 return None;
             }
         } else if name.eq_ignore_ascii_case("accept-encoding") {
-            let value = value.trim_ascii();
-            if !value.is_empty() && !value.eq_ignore_ascii_case(b"identity") {
-                return None;
-            }
+            coding = preferred_coding(value);
         } else if [
             "transfer-encoding",
             "upgrade",
@@ -318,7 +339,85 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
         request_id,
         content_length,
         close,
+        coding,
     })
+}
+
+/// A content coding the lane compresses answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Gzip,
+    Br,
+}
+
+impl Coding {
+    fn name(self) -> &'static [u8] {
+        match self {
+            Self::Gzip => b"gzip",
+            Self::Br => b"br",
+        }
+    }
+}
+
+/// The client's preferred coding of `Accept-Encoding` among brotli and gzip (highest
+/// `q`, brotli on a tie; `q=0` refuses one).
+fn preferred_coding(value: &[u8]) -> Option<Coding> {
+    let mut best: Option<(Coding, f32)> = None;
+    for item in value.split(|b| *b == b',') {
+        let mut params = item.split(|b| *b == b';');
+        let name = params.next().unwrap_or_default().trim_ascii();
+        let coding = if name.eq_ignore_ascii_case(b"br") {
+            Coding::Br
+        } else if name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip") {
+            Coding::Gzip
+        } else {
+            continue;
+        };
+        let q = params
+            .map(<[u8]>::trim_ascii)
+            .find_map(|p| p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")))
+            .map_or(Some(1.0), |q| {
+                std::str::from_utf8(q).ok()?.parse::<f32>().ok()
+            })
+            .unwrap_or(0.0);
+        let better = match best {
+            None => true,
+            Some((held, held_q)) => {
+                q > held_q || (q == held_q && coding == Coding::Br && held != Coding::Br)
+            }
+        };
+        if q > 0.0 && better {
+            best = Some((coding, q));
+        }
+    }
+    best.map(|(coding, _)| coding)
+}
+
+/// Answers worth compressing are JSON or text of at least this many bytes (as the
+/// general path's compression layer)...
+const COMPRESS_MIN: u64 = 256;
+/// ...and, on the lane, of a declared length up to this (read whole, then compressed);
+/// longer or unannounced ones pass as they are, which HTTP allows.
+const COMPRESS_MAX: u64 = 1024 * 1024;
+
+fn compress(coding: Coding, body: &[u8]) -> io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(body.len() / 2 + 64);
+    match coding {
+        Coding::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            encoder.write_all(body)?;
+            out = encoder.finish()?;
+        }
+        Coding::Br => {
+            // Quality 4: brotli's fast end, still well ahead of gzip on JSON.
+            let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 4, 22);
+            encoder.write_all(body)?;
+            encoder.flush()?;
+            drop(encoder);
+        }
+    }
+    Ok(out)
 }
 
 /// One connection's lane: its buffers are reused from request to request.
@@ -448,14 +547,28 @@ impl Lane<'_> {
             answer.framing
         };
         let close = facts.close || matches!(framing, Framing::UntilClose);
+        if let (Some(coding), Framing::Length(length)) = (facts.coding, framing)
+            && answer.compressible
+            && (COMPRESS_MIN..=COMPRESS_MAX).contains(&length)
+        {
+            let written = self
+                .compressed(
+                    client, upstream, &answer, length, coding, admitted, request_id, close,
+                )
+                .await;
+            return (answer.status, keep_alive(written.is_ok(), close));
+        }
         self.out.clear();
         client_head(
             &mut self.out,
             &self.answer[..answer.head_len],
             &admitted.limit_headers,
             request_id,
-            framing,
-            close,
+            Reframe {
+                framing,
+                close,
+                coded: None,
+            },
         );
         self.answer.advance(answer.head_len);
         let copied = copy_body(
@@ -475,6 +588,54 @@ impl Lane<'_> {
             Next::Close
         };
         (answer.status, next)
+    }
+
+    /// Reads an answer's body of `length` whole, compresses it and writes it all.
+    #[allow(clippy::too_many_arguments)]
+    async fn compressed(
+        &mut self,
+        client: &mut TcpStream,
+        mut upstream: TcpStream,
+        answer: &Answer,
+        length: u64,
+        coding: Coding,
+        admitted: &Admitted<'_>,
+        request_id: &HeaderValue,
+        close: bool,
+    ) -> io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let end = answer.head_len + usize::try_from(length).map_err(io::Error::other)?;
+        while self.answer.len() < end {
+            self.answer.reserve(end - self.answer.len());
+            let read = tokio::time::timeout(
+                self.state.upstreams.timeout,
+                upstream.read_buf(&mut self.answer),
+            )
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the upstream stalled"))??;
+            if read == 0 {
+                return Err(io::Error::other("the upstream closed mid-body"));
+            }
+        }
+        let body = compress(coding, &self.answer[answer.head_len..end])?;
+        self.out.clear();
+        client_head(
+            &mut self.out,
+            &self.answer[..answer.head_len],
+            &admitted.limit_headers,
+            request_id,
+            Reframe {
+                framing: Framing::Length(body.len() as u64),
+                close,
+                coded: Some(coding),
+            },
+        );
+        self.out.extend_from_slice(&body);
+        if self.answer.len() == end && answer.reusable {
+            give_back(admitted.instance.authority(), upstream);
+        }
+        self.answer.clear();
+        client.write_all(&self.out).await
     }
 
     /// Writes one of the gateway's own answers (a refusal, an upstream error) whole.
@@ -579,6 +740,15 @@ fn upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// How the lane frames an answer to the client.
+#[derive(Clone, Copy)]
+struct Reframe {
+    framing: Framing,
+    close: bool,
+    /// Compressed by the lane: its own `Content-Length` and `Content-Encoding`.
+    coded: Option<Coding>,
+}
+
 /// The head sent to the client: the upstream's status and fields less the hop-by-hop
 /// ones, the request id, the rate-limit fields and the lane's own framing.
 fn client_head(
@@ -586,8 +756,7 @@ fn client_head(
     head: &[u8],
     limit_headers: &HeaderMap,
     request_id: &HeaderValue,
-    framing: Framing,
-    close: bool,
+    reframe: Reframe,
 ) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
@@ -604,6 +773,7 @@ fn client_head(
             .iter()
             .any(|h| name.eq_ignore_ascii_case(h))
             || name.eq_ignore_ascii_case(REQUEST_ID_HEADER)
+            || (reframe.coded.is_some() && name.eq_ignore_ascii_case("content-length"))
             || limit_headers
                 .keys()
                 .any(|k| name.eq_ignore_ascii_case(k.as_str()));
@@ -615,10 +785,15 @@ fn client_head(
     for (name, value) in limit_headers {
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if let Framing::Chunked = framing {
+    if let Framing::Chunked = reframe.framing {
         field(out, b"transfer-encoding", b"chunked");
     }
-    if close {
+    if let (Some(coding), Framing::Length(length)) = (reframe.coded, reframe.framing) {
+        field(out, b"content-encoding", coding.name());
+        field(out, b"content-length", length.to_string().as_bytes());
+        field(out, b"vary", b"accept-encoding");
+    }
+    if reframe.close {
         field(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
@@ -641,6 +816,8 @@ struct Answer {
     framing: Framing,
     /// The upstream keeps the connection open after this answer.
     reusable: bool,
+    /// JSON or text, not already encoded.
+    compressible: bool,
 }
 
 thread_local! {
@@ -777,6 +954,7 @@ fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
     }
     let mut reusable = res.version == Some(1);
     let (mut length, mut chunked, mut coded) = (None, false, false);
+    let (mut textual, mut encoded) = (false, false);
     for header in res.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
             let value = std::str::from_utf8(header.value)
@@ -794,6 +972,17 @@ fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
                 .rsplit(|b| *b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if header.name.eq_ignore_ascii_case("content-type") {
+            let value = header.value.trim_ascii_start();
+            textual = [
+                &b"application/json"[..],
+                b"application/problem+json",
+                b"text/",
+            ]
+            .iter()
+            .any(|t| value.len() >= t.len() && value[..t.len()].eq_ignore_ascii_case(t));
+        } else if header.name.eq_ignore_ascii_case("content-encoding") {
+            encoded = true;
         } else if header.name.eq_ignore_ascii_case("connection") {
             let value = header.value;
             if value
@@ -828,6 +1017,7 @@ fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
         head_len,
         framing,
         reusable,
+        compressible: textual && !encoded,
     }))
 }
 
@@ -1116,7 +1306,6 @@ mod tests {
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",
             b"GET /api/v1/projects HTTP/1.0\r\nHost: a\r\n\r\n",
-            b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n",
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nOrigin: http://b\r\n\r\n",
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -1150,5 +1339,28 @@ mod tests {
             inspected(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"),
             "foreign"
         );
+    }
+
+    #[test]
+    fn the_preferred_coding_follows_q_values_and_refusals() {
+        let cases = [
+            (&b"gzip"[..], Some(Coding::Gzip)),
+            (b"gzip, deflate, br", Some(Coding::Br)),
+            (b"br;q=0.5, gzip;q=0.9", Some(Coding::Gzip)),
+            (b"br;q=0, gzip", Some(Coding::Gzip)),
+            (b"gzip;q=0", None),
+            (b"identity", None),
+            (b"deflate", None),
+            (b"", None),
+            (b"GZIP ; Q=0.3 , x-gzip;q=0.2", Some(Coding::Gzip)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                preferred_coding(value),
+                expected,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
     }
 }

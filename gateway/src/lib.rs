@@ -10,6 +10,7 @@ pub mod config;
 pub mod docs;
 mod fast;
 pub mod limits;
+mod meter;
 mod proxy;
 pub mod revocations;
 pub mod routes;

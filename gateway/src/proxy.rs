@@ -111,10 +111,18 @@ impl Seen {
             .route
             .map_or(("unmatched", "none"), |r| (r.prefix, r.upstream.name()));
         let elapsed = started.elapsed();
-        metrics::counter!("gateway_requests_total", "route" => route, "upstream" => upstream, "status" => common::metrics::status_label(status), "lane" => lane)
-            .increment(1);
-        metrics::histogram!("gateway_request_duration_seconds", "route" => route, "upstream" => upstream)
-            .record(elapsed.as_secs_f64());
+        crate::meter::count(
+            "gateway_requests_total",
+            "gateway_request_duration_seconds",
+            &[
+                ("route", route),
+                ("upstream", upstream),
+                ("status", common::metrics::status_label(status)),
+                ("lane", lane),
+            ],
+            2,
+            elapsed.as_secs_f64(),
+        );
         tracing::info!(
             target: "gateway::access",
             request_id = request_id.to_str().unwrap_or_default(),

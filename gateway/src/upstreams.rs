@@ -244,9 +244,13 @@ impl Upstreams {
             Err(Unreachable::Timeout) => "timeout",
             Err(_) => "error",
         };
-        metrics::counter!("gateway_upstream_requests_total", "upstream" => upstream.name(), "outcome" => label).increment(1);
-        metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.name())
-            .record(started.elapsed().as_secs_f64());
+        crate::meter::count(
+            "gateway_upstream_requests_total",
+            "gateway_upstream_duration_seconds",
+            &[("upstream", upstream.name()), ("outcome", label)],
+            1,
+            started.elapsed().as_secs_f64(),
+        );
         instance
             .breaker
             .record(outcome.is_ok_and(|status| !status.is_server_error()));

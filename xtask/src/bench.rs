@@ -321,6 +321,14 @@ fn gateway_rows(r: &crate::bench_gateway::GatewayReport) -> Vec<Row> {
             "upstream direct",
             None,
         ),
+        row(
+            "gateway",
+            "CPU per request (lower is better)",
+            (r.gateway_cpu_us_per_request, r.nginx_cpu_us_per_request),
+            "µs",
+            "nginx proxy_pass",
+            None,
+        ),
     ]
 }
 

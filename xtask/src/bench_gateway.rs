@@ -39,6 +39,12 @@ pub struct GatewayReport {
     pub gateway_fixed: Run,
     pub nginx_fixed: Run,
     pub gateway_vs_nginx_p99_fixed: f64,
+    /// CPU time (user + system) each proxy spent per request in the closed-loop runs
+    /// (medians; the upstream's own share not included), in µs.
+    pub gateway_cpu_us_per_request: f64,
+    pub nginx_cpu_us_per_request: f64,
+    /// nginx's CPU per request ÷ the gateway's (above 1: the gateway is cheaper).
+    pub gateway_vs_nginx_cpu: f64,
 }
 
 /// Installs a Debian package when its command is missing.
@@ -234,8 +240,19 @@ pub(crate) fn median_run(runs: &[Run]) -> Run {
 pub(crate) struct Processes(pub(crate) Vec<Child>);
 
 impl Drop for Processes {
+    /// SIGTERM first, so nginx's master takes its workers down with it (a SIGKILLed
+    /// master leaves them running), then SIGKILL what is still there after 3 s.
     fn drop(&mut self) {
+        for child in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
         for child in &mut self.0 {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -318,20 +335,39 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
     for port in [up, gw, proxy] {
         wrk(port, &token, 1, connections)?;
     }
+    let gateway_pids = [processes.0[2].id()];
+    let nginx_pids = crate::bench_redirect::children(processes.0[1].id())?;
     let (mut direct, mut gateway, mut nginx_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gateway_cpu, mut nginx_cpu) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         println!("• round {round}/{rounds}: direct, gateway, nginx ({seconds}s each)");
         direct.push(wrk(up, &token, seconds, connections)?);
-        gateway.push(wrk(gw, &token, seconds, connections)?);
-        nginx_runs.push(wrk(proxy, &token, seconds, connections)?);
+        let (run, cpu) = with_cpu(&gateway_pids, seconds, || {
+            wrk(gw, &token, seconds, connections)
+        })?;
+        gateway.push(run);
+        gateway_cpu.push(cpu);
+        let (run, cpu) = with_cpu(&nginx_pids, seconds, || {
+            wrk(proxy, &token, seconds, connections)
+        })?;
+        nginx_runs.push(run);
+        nginx_cpu.push(cpu);
     }
+    let median_of = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (gateway_cpu, nginx_cpu) = (median_of(&mut gateway_cpu), median_of(&mut nginx_cpu));
     let (direct, gateway, nginx) = (
         median_run(&direct),
         median_run(&gateway),
         median_run(&nginx_runs),
     );
-    // The same fixed rate for both, one both can carry: half the slower one's throughput.
-    let fixed_rate = ((gateway.rps.min(nginx.rps) / 2.0 / 1000.0).floor() as u64).max(1) * 1000;
+    // The same fixed rate for both, one both can carry: half the slower one's throughput,
+    // and at most 10,000 req/s: above that `oha` itself (one core, 32 connections) falls
+    // behind and its latencies measure the load generator, not the servers.
+    let fixed_rate =
+        ((gateway.rps.min(nginx.rps) / 2.0 / 1000.0).floor() as u64).clamp(1, 10) * 1000;
     let (mut gateway_fixed, mut nginx_fixed) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         println!("• round {round}/{rounds} at a fixed {fixed_rate} req/s: gateway, nginx");
@@ -355,7 +391,25 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
         gateway_fixed,
         nginx_fixed,
         gateway_vs_nginx_p99_fixed: gateway_fixed.p99_ms / nginx_fixed.p99_ms,
+        gateway_cpu_us_per_request: gateway_cpu,
+        nginx_cpu_us_per_request: nginx_cpu,
+        gateway_vs_nginx_cpu: nginx_cpu / gateway_cpu,
     })
+}
+
+/// A closed-loop run and the CPU time `pids` spent per request during it (µs).
+fn with_cpu(
+    pids: &[u32],
+    seconds: u64,
+    run: impl FnOnce() -> anyhow::Result<Run>,
+) -> anyhow::Result<(Run, f64)> {
+    use crate::bench_redirect::{cpu_ticks, ticks_per_second};
+    let ticks = || -> anyhow::Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
+    let before = ticks()?;
+    let run = run()?;
+    let cpu_s = (ticks()? - before) as f64 / ticks_per_second()?;
+    let requests = (run.rps * seconds as f64).max(1.0);
+    Ok((run, cpu_s * 1e6 / requests))
 }
 
 pub fn print_gateway(r: &GatewayReport) {
@@ -382,6 +436,10 @@ pub fn print_gateway(r: &GatewayReport) {
         );
     }
     println!();
+    println!(
+        "CPU per request (user + system, the proxy alone): gateway {:.1} µs, nginx {:.1} µs",
+        r.gateway_cpu_us_per_request, r.nginx_cpu_us_per_request
+    );
     println!(
         "gateway/nginx req/s {:.2}× (goal ≥ 1.0) · gateway/direct {:.2}× · p99 gateway/nginx at {} req/s {:.2}× (goal ≤ 1.2; closed loop {:.2}×)",
         r.gateway_vs_nginx_rps,
