@@ -10,9 +10,11 @@
 //! it comes, framed as the upstream framed it; JSON and text answers are compressed for
 //! clients that accept brotli or gzip, as on the general path.
 //!
-//! Whatever the lane does not do itself goes to the general path, with the bytes read so
-//! far, before anything has been answered: the gateway's own routes, unknown paths, h2c
-//! (prior knowledge) clients, HTTP/1.0, CORS requests (`Origin`), `Expect`, `Upgrade`, chunked request bodies, bodies over
+//! Requests the lane reads but does not proxy itself (the gateway's own routes, unknown
+//! paths, CORS requests with an `Origin`, upstreams spoken to over h2c) go through the
+//! gateway's router from the lane, which writes the answer. What the lane does not read
+//! goes to hyper, with the bytes read so far, before anything has been answered, and
+//! the connection stays there: h2c (prior knowledge) clients, HTTP/1.0, `Expect`, `Upgrade`, chunked request bodies, bodies over
 //! [`MAX_BUFFERED_BODY`] (streamed by hyper) and heads over [`MAX_HEAD`] or with more
 //! than [`MAX_HEADERS`] fields (hyper answers those with its own errors). Request
 //! smuggling is shut out the same way: a second `Content-Length` or `Host`, or any
@@ -47,8 +49,10 @@ use crate::proxy::{self, Admitted, Ask, Seen};
 use crate::routes;
 use crate::upstreams::{Instance, Unreachable};
 
-/// Header fields a request or answer head may have on the lane.
+/// Header fields a request head may have on the lane.
 const MAX_HEADERS: usize = 64;
+/// Header fields an upstream answer may have (as hyper's client allows).
+const MAX_ANSWER_HEADERS: usize = 100;
 /// The largest head the lane reads.
 const MAX_HEAD: usize = 16 * 1024;
 /// Request bodies up to this size are read whole and sent with the head (nginx's
@@ -132,6 +136,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut lane = Lane {
         state: &state,
+        app: &app,
         peer,
         out: Vec::with_capacity(4096),
         answer: BytesMut::with_capacity(8 * 1024),
@@ -248,10 +253,8 @@ fn inspect<'b>(req: &mut httparse::Request<'_, 'b>, buf: &'b [u8]) -> Inspected<
     }
     match req.parse(buf) {
         Ok(httparse::Status::Complete(head_len)) => match facts(req) {
-            Some(facts) if routes::find(facts.path).is_some() => {
-                Inspected::Complete { head_len, facts }
-            }
-            _ => Inspected::Foreign,
+            Some(facts) => Inspected::Complete { head_len, facts },
+            None => Inspected::Foreign,
         },
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Inspected::Partial,
         Ok(httparse::Status::Partial) | Err(_) => Inspected::Foreign,
@@ -271,6 +274,8 @@ struct Facts<'a> {
     close: bool,
     /// How the client would like answers compressed.
     coding: Option<Coding>,
+    /// A cross-origin request: CORS is the router's.
+    origin: bool,
 }
 
 /// The request's facts if the lane may serve it, else `None`.
@@ -286,7 +291,7 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let (mut host, mut content_length) = (None, None);
     let (mut authorization, mut request_id, mut close) = (None, None, false);
-    let mut coding = None;
+    let (mut coding, mut origin) = (None, false);
     for header in req.headers.iter() {
         let name = header.name;
         let value = header.value;
@@ -313,15 +318,11 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
             }
         } else if name.eq_ignore_ascii_case("accept-encoding") {
             coding = preferred_coding(value);
-        } else if [
-            "transfer-encoding",
-            "upgrade",
-            "expect",
-            "origin",
-            "http2-settings",
-        ]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n))
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin = true;
+        } else if ["transfer-encoding", "upgrade", "expect", "http2-settings"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
         {
             return None;
         }
@@ -340,6 +341,7 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
         content_length,
         close,
         coding,
+        origin,
     })
 }
 
@@ -423,6 +425,8 @@ fn compress(coding: Coding, body: &[u8]) -> io::Result<Vec<u8>> {
 /// One connection's lane: its buffers are reused from request to request.
 struct Lane<'s> {
     state: &'s AppState,
+    /// The gateway's router: its own routes, CORS and the general proxy.
+    app: &'s Router,
     peer: SocketAddr,
     /// The head (and body) being written, to the upstream or the client.
     out: Vec<u8>,
@@ -439,12 +443,11 @@ impl Lane<'_> {
         facts: &Facts<'_>,
         body: &[u8],
     ) -> Next {
-        let Some(route) = routes::find(facts.path) else {
-            return Next::HandOver;
+        let route = routes::find(facts.path)
+            .filter(|route| !facts.origin && self.state.upstreams.is_http1(route.upstream));
+        let Some(route) = route else {
+            return self.through_router(client, req, facts, body).await;
         };
-        if !self.state.upstreams.is_http1(route.upstream) {
-            return Next::HandOver;
-        }
         let started = Instant::now();
         let request_id = match facts.request_id {
             Some(id) if telemetry::is_valid_request_id(id) => {
@@ -638,6 +641,95 @@ impl Lane<'_> {
         client.write_all(&self.out).await
     }
 
+    /// Serves a request the lane frames but does not proxy itself (the gateway's own
+    /// routes, unknown paths, CORS, h2c upstreams) through the router, as hyper would,
+    /// and writes the answer: with its length when known, else chunked.
+    async fn through_router(
+        &mut self,
+        client: &mut TcpStream,
+        req: &httparse::Request<'_, '_>,
+        facts: &Facts<'_>,
+        body: &[u8],
+    ) -> Next {
+        let mut request = axum::http::Request::builder()
+            .method(facts.method)
+            .uri(facts.target);
+        for header in req.headers.iter() {
+            request = request.header(header.name, header.value);
+        }
+        let Ok(mut request) = request.body(Body::from(Bytes::copy_from_slice(body))) else {
+            // Something hyper's own parsing should judge: nothing is answered yet.
+            return Next::HandOver;
+        };
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let response = match self.app.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, mut answer) = response.into_parts();
+        let head_only = facts.method == "HEAD"
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let length = axum::body::HttpBody::size_hint(&answer).exact();
+        let out = &mut self.out;
+        out.clear();
+        status_line(out, parts.status);
+        for (name, value) in &parts.headers {
+            if !proxy::is_hop_by_hop(name.as_str()) && name != axum::http::header::CONTENT_LENGTH {
+                field(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        let chunked = length.is_none() && !head_only;
+        match length {
+            Some(n) if parts.status != StatusCode::NO_CONTENT => {
+                field(out, b"content-length", n.to_string().as_bytes());
+            }
+            _ if chunked => field(out, b"transfer-encoding", b"chunked"),
+            _ => {}
+        }
+        if facts.close {
+            field(out, b"connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        if head_only {
+            return keep_alive(client.write_all(out).await.is_ok(), facts.close);
+        }
+        let mut written = Ok(());
+        while let Some(frame) = answer.frame().await {
+            let Ok(frame) = frame else {
+                // The body broke mid-way: the client can only learn it by the close.
+                return Next::Close;
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if chunked {
+                if data.is_empty() {
+                    continue;
+                }
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend_from_slice(&data);
+            }
+            if out.len() >= 16 * 1024 {
+                written = client.write_all(out).await;
+                out.clear();
+                if written.is_err() {
+                    break;
+                }
+            }
+        }
+        if chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if written.is_ok() && !out.is_empty() {
+            written = client.write_all(out).await;
+        }
+        keep_alive(written.is_ok(), facts.close)
+    }
+
     /// Writes one of the gateway's own answers (a refusal, an upstream error) whole.
     async fn answer_with(
         &mut self,
@@ -758,7 +850,7 @@ fn client_head(
     request_id: &HeaderValue,
     reframe: Reframe,
 ) {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     // `ask` parsed this very head already.
     let _ = res.parse(head);
@@ -938,7 +1030,7 @@ async fn round_trip(
 }
 
 fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     let head_len = match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -1306,7 +1398,6 @@ mod tests {
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",
             b"GET /api/v1/projects HTTP/1.0\r\nHost: a\r\n\r\n",
-            b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nOrigin: http://b\r\n\r\n",
             b"GET /api/v1/projects HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET /api/v1/projects HTTP/1.1\r\n\r\n",
@@ -1335,10 +1426,8 @@ mod tests {
         let plain = b"POST /api/v1/projects HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}";
         assert_eq!(inspected(plain), format!("{}+2", plain.len() - 2));
         assert_eq!(inspected(b"GET /api/v1/pro"), "partial");
-        assert_eq!(
-            inspected(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"),
-            "foreign"
-        );
+        let own = b"GET /metrics HTTP/1.1\r\nHost: a\r\nOrigin: http://b\r\n\r\n";
+        assert_eq!(inspected(own), format!("{}+0", own.len()));
     }
 
     #[test]

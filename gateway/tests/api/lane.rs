@@ -215,18 +215,26 @@ async fn pipelined_requests_on_one_connection_come_back_whole_and_in_order() {
     let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
     let body = "b".repeat(3000);
     let auth = format!("Host: acme.localhost\r\nAuthorization: Bearer {token}\r\n");
-    // All five in one write: a HEAD (a length but no body), a POST with a body, a
-    // chunked answer, a 300 kB answer and a refusal (another tenant's host).
+    // All in one write: the gateway's own /healthz, a HEAD (a length but no body), a
+    // POST with a body, a chunked answer, a 300 kB answer, a refusal (another tenant's
+    // host), and a chunked answer to a CORS request (through the router, from the lane).
     let requests = format!(
-        "HEAD /api/v1/projects HTTP/1.1\r\n{auth}\r\n\
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n\
+         HEAD /api/v1/projects HTTP/1.1\r\n{auth}\r\n\
          POST /api/v1/projects HTTP/1.1\r\n{auth}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}\
          GET /api/v1/projects/stream HTTP/1.1\r\n{auth}\r\n\
          GET /api/v1/projects/big HTTP/1.1\r\n{auth}\r\n\
-         GET /api/v1/projects HTTP/1.1\r\nHost: globex.localhost\r\nAuthorization: Bearer {token}\r\n\r\n",
+         GET /api/v1/projects HTTP/1.1\r\nHost: globex.localhost\r\nAuthorization: Bearer {token}\r\n\r\n\
+         GET /api/v1/projects/stream HTTP/1.1\r\n{auth}Origin: http://elsewhere.example\r\n\r\n",
         body.len()
     );
     stream.write_all(requests.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
+
+    let health = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(health.status, 200);
+    let health: Value = serde_json::from_slice(&health.body).unwrap();
+    assert_eq!(health["status"], "ok");
 
     let head = read_answer(&mut stream, &mut buf, true).await;
     assert_eq!(head.status, 200);
@@ -255,8 +263,14 @@ async fn pipelined_requests_on_one_connection_come_back_whole_and_in_order() {
     );
     let problem: Value = serde_json::from_slice(&refused.body).unwrap();
     assert_eq!(problem["status"], 403);
+
+    let cors = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(cors.status, 200);
+    assert_eq!(cors.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(String::from_utf8(cors.body).unwrap(), expected);
     assert!(buf.is_empty(), "nothing more was sent");
-    assert!(lane_served_more(&app, "fast", before).await);
+    // The five proxied by the lane itself, /healthz before them notwithstanding.
+    assert!(lane_served_more(&app, "fast", before + 4).await);
 
     // The connection is still good for more, and `Connection: close` closes it.
     let last = format!("GET /api/v1/projects HTTP/1.1\r\n{auth}Connection: close\r\n\r\n");
