@@ -473,9 +473,7 @@ impl Lane<'_> {
                 }
                 Err(refused) => {
                     let status = refused.status();
-                    let written = self
-                        .answer_with(client, refused, &request_id, facts.close)
-                        .await;
+                    let written = self.answer_with(client, refused, &request_id, facts).await;
                     (status, keep_alive(written.is_ok(), facts.close))
                 }
             }
@@ -532,9 +530,7 @@ impl Lane<'_> {
                     why,
                 ));
                 let status = refused.status();
-                let written = self
-                    .answer_with(client, refused, request_id, facts.close)
-                    .await;
+                let written = self.answer_with(client, refused, request_id, facts).await;
                 return (status, keep_alive(written.is_ok(), facts.close));
             }
         };
@@ -666,6 +662,18 @@ impl Lane<'_> {
             Ok(response) => response,
             Err(never) => match never {},
         };
+        let written = self.write_answer(client, response, facts).await;
+        keep_alive(written.is_ok(), facts.close)
+    }
+
+    /// Writes an answer the router or the lane made: with its length when the body
+    /// says it, else chunked; no body for HEAD, 204 and 304.
+    async fn write_answer(
+        &mut self,
+        client: &mut TcpStream,
+        response: Response,
+        facts: &Facts<'_>,
+    ) -> io::Result<()> {
         let (parts, mut answer) = response.into_parts();
         let head_only = facts.method == "HEAD"
             || parts.status == StatusCode::NO_CONTENT
@@ -692,13 +700,13 @@ impl Lane<'_> {
         }
         out.extend_from_slice(b"\r\n");
         if head_only {
-            return keep_alive(client.write_all(out).await.is_ok(), facts.close);
+            return client.write_all(out).await;
         }
         let mut written = Ok(());
         while let Some(frame) = answer.frame().await {
             let Ok(frame) = frame else {
                 // The body broke mid-way: the client can only learn it by the close.
-                return Next::Close;
+                return Err(io::Error::other("the answer's body failed"));
             };
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -727,39 +735,21 @@ impl Lane<'_> {
         if written.is_ok() && !out.is_empty() {
             written = client.write_all(out).await;
         }
-        keep_alive(written.is_ok(), facts.close)
+        written
     }
 
-    /// Writes one of the gateway's own answers (a refusal, an upstream error) whole.
+    /// Writes one of the gateway's own answers (a refusal, an upstream error).
     async fn answer_with(
         &mut self,
         client: &mut TcpStream,
-        response: Response,
+        mut response: Response,
         request_id: &HeaderValue,
-        close: bool,
+        facts: &Facts<'_>,
     ) -> io::Result<()> {
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .unwrap_or_default();
-        let out = &mut self.out;
-        out.clear();
-        status_line(out, parts.status);
-        for (name, value) in &parts.headers {
-            if name != axum::http::header::CONTENT_LENGTH && name != REQUEST_ID_HEADER {
-                field(out, name.as_str().as_bytes(), value.as_bytes());
-            }
-        }
-        field(out, REQUEST_ID_HEADER.as_bytes(), request_id.as_bytes());
-        field(out, b"content-length", body.len().to_string().as_bytes());
-        if close {
-            field(out, b"connection", b"close");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body);
-        client.write_all(out).await
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, request_id.clone());
+        self.write_answer(client, response, facts).await
     }
 }
 
