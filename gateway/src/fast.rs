@@ -855,7 +855,10 @@ fn client_head(
             .iter()
             .any(|h| name.eq_ignore_ascii_case(h))
             || name.eq_ignore_ascii_case(REQUEST_ID_HEADER)
-            || (reframe.coded.is_some() && name.eq_ignore_ascii_case("content-length"))
+            // The lane's own length, or a chunked answer (where a length the upstream
+            // sent as well must not reach the client beside `Transfer-Encoding`).
+            || ((reframe.coded.is_some() || !matches!(reframe.framing, Framing::Length(_) | Framing::Empty))
+                && name.eq_ignore_ascii_case("content-length"))
             || limit_headers
                 .keys()
                 .any(|k| name.eq_ignore_ascii_case(k.as_str()));
@@ -1441,5 +1444,34 @@ mod tests {
                 String::from_utf8_lossy(value)
             );
         }
+    }
+
+    #[test]
+    fn a_chunked_answer_never_reaches_the_client_with_a_length_too() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n";
+        let mut out = Vec::new();
+        let reframe = Reframe {
+            framing: Framing::Chunked,
+            close: false,
+            coded: None,
+        };
+        client_head(
+            &mut out,
+            head,
+            &HeaderMap::new(),
+            &HeaderValue::from_static("rid"),
+            reframe,
+        );
+        let text = String::from_utf8(out).unwrap().to_ascii_lowercase();
+        assert!(!text.contains("content-length"), "{text}");
+        assert_eq!(
+            text.matches("transfer-encoding: chunked").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("x-kept: 1") && text.contains("x-request-id: rid"),
+            "{text}"
+        );
     }
 }
