@@ -1,4 +1,4 @@
-//! The fast lane (plain HTTP/1.1 proxying, `gateway/src/fast.rs`) and the general path
+//! The fast lane (plain HTTP/1.1 proxying, `gateway/src/fast/`) and the general path
 //! (hyper) give the same answers with the same header hygiene; the lane keeps HTTP/1.1's
 //! framing right across keep-alive, pipelining, chunked and large bodies, and survives
 //! upstreams that drop idle connections.

@@ -1,0 +1,591 @@
+//! The fast lane: the gateway's own HTTP/1.1 connection loop for the plain proxied
+//! request, the one almost every API call is.
+//!
+//! hyper parses each request into a `HeaderMap`, the gateway copies it into another, and
+//! hyper's client encodes it again; the answer takes the same trip back. Here a request
+//! head is parsed once in place (`httparse`, the parser hyper itself uses), checked at the
+//! edge exactly as on the general path ([`crate::proxy::admit`]), and written to a pooled
+//! upstream connection as the client's own header lines minus the ones the gateway owns,
+//! plus its own. The answer's head is parsed in place too and its body copied through as
+//! it comes, framed as the upstream framed it; JSON and text answers are compressed for
+//! clients that accept brotli or gzip, as on the general path.
+//!
+//! [`request`] reads request heads, [`upstream`] talks to the upstreams and copies their
+//! answers back, [`hand_over`] gives a connection to hyper.
+//!
+//! Requests the lane reads but does not proxy itself (the gateway's own routes, unknown
+//! paths, CORS requests with an `Origin`, upstreams spoken to over h2c) go through the
+//! gateway's router from the lane, which writes the answer. What the lane does not read
+//! goes to hyper ([`hand_over`]), with the bytes read so far, before anything has been
+//! answered, and the connection stays there: h2c (prior knowledge) clients, HTTP/1.0,
+//! `Expect`, `Upgrade`, chunked request bodies, bodies over [`MAX_BUFFERED_BODY`]
+//! (streamed by hyper) and heads over [`MAX_HEAD`] or with more than [`MAX_HEADERS`]
+//! fields (hyper answers those with its own errors). Request smuggling is shut out the
+//! same way: a second `Content-Length` or `Host`, or any
+//! `Transfer-Encoding`, never reaches the lane's framing.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::{Buf, Bytes, BytesMut};
+use common::telemetry::{self, REQUEST_ID_HEADER};
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+mod hand_over;
+mod request;
+mod upstream;
+
+use hand_over::hand_over;
+use request::{COMPRESS_MAX, COMPRESS_MIN, Coding, Facts, Inspected, compress, inspect};
+use upstream::{Answer, Framing, Reframe, ask, client_head, copy_body, give_back, upstream_head};
+
+use crate::AppState;
+use crate::proxy::{self, Admitted, Ask, Seen};
+use crate::routes;
+use crate::upstreams::Unreachable;
+
+/// Header fields a request head may have on the lane.
+const MAX_HEADERS: usize = 64;
+/// The largest head the lane reads.
+const MAX_HEAD: usize = 16 * 1024;
+/// Request bodies up to this size are read whole and sent with the head (nginx's
+/// `client_body_buffer_size` does the same); larger ones are streamed by hyper.
+pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// How long a kept-alive client connection may sit idle (nginx's `keepalive_timeout`).
+const IDLE: Duration = Duration::from_secs(75);
+/// How long a client may take to send the rest of a started head (slow-loris guard).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until `shutdown`, then lets the open ones finish their current
+/// request for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors and the like: back off rather than spin.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        connections.spawn(connection(
+            stream,
+            peer,
+            Arc::clone(&state),
+            app.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "drain took too long; stopping"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What the lane makes of a request head.
+enum Next {
+    /// Served; the connection may carry another request.
+    KeepAlive,
+    /// Served (or broken); close the connection.
+    Close,
+    /// Not the lane's: hand the connection, with what was read, to the general path.
+    HandOver,
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    // As nginx's `tcp_nodelay on`: an answer is written whole, never held back.
+    let _ = stream.set_nodelay(true);
+    let mut lane = Lane {
+        state: &state,
+        app: &app,
+        peer,
+        out: Vec::with_capacity(4096),
+        answer: BytesMut::with_capacity(8 * 1024),
+    };
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut deadlines = Deadlines::new(&shutdown);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let served = {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match inspect(&mut req, &buf) {
+                Inspected::Complete { head_len, facts }
+                    if buf.len() >= head_len + facts.content_length =>
+                {
+                    let body = &buf[head_len..head_len + facts.content_length];
+                    let next = lane.serve(&mut stream, &req, &facts, body).await;
+                    Some((next, head_len + facts.content_length))
+                }
+                Inspected::Complete { .. } | Inspected::Partial => None,
+                Inspected::Foreign => {
+                    return hand_over(stream, buf, peer, app, shutdown.clone()).await;
+                }
+            }
+        };
+        match served {
+            None => {
+                let idle = buf.is_empty();
+                match read_more(&mut stream, &mut buf, idle, &mut deadlines).await {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return,
+                }
+            }
+            Some((Next::KeepAlive, len)) => {
+                buf.advance(len);
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(8 * 1024);
+                }
+            }
+            Some((Next::Close, _)) => return,
+            Some((Next::HandOver, _)) => {
+                return hand_over(stream, buf, peer, app, shutdown.clone()).await;
+            }
+        }
+    }
+}
+
+/// A connection's clocks: one timer for its idle and head deadlines, and its wait for
+/// the shutdown signal, both armed once and re-checked cheaply on every wait.
+struct Deadlines<'a> {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
+}
+
+impl<'a> Deadlines<'a> {
+    fn new(shutdown: &'a CancellationToken) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep(IDLE)),
+            shutdown: Box::pin(shutdown.cancelled()),
+        }
+    }
+
+    /// Moves the timer to `wait` from now; moving it by less than a second is skipped
+    /// (deadlines this long need no precision, and the timer wheel is spared a reset on
+    /// every request).
+    fn arm(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let current = self.timer.deadline();
+        if current > deadline || deadline - current > Duration::from_secs(1) {
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// Reads what the client sends next into `buf`. `Ok(false)`: the connection is done
+/// (closed, idle too long, or the gateway is stopping while it was idle).
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    idle: bool,
+    deadlines: &mut Deadlines<'_>,
+) -> io::Result<bool> {
+    use tokio::io::AsyncReadExt;
+    buf.reserve(4096);
+    deadlines.arm(if idle { IDLE } else { HEAD_TIMEOUT });
+    // `read_buf` (not `try_read_buf`): a short read marks the socket drained, so the
+    // next wait costs no system call that could only say "nothing yet".
+    tokio::select! {
+        biased;
+        read = stream.read_buf(buf) => Ok(read? > 0),
+        () = deadlines.shutdown.as_mut(), if idle => Ok(false),
+        () = deadlines.timer.as_mut() => Ok(false),
+    }
+}
+
+/// One connection's lane: its buffers are reused from request to request.
+struct Lane<'s> {
+    state: &'s AppState,
+    /// The gateway's router: its own routes, CORS and the general proxy.
+    app: &'s Router,
+    peer: SocketAddr,
+    /// The head (and body) being written, to the upstream or the client.
+    out: Vec<u8>,
+    /// What the upstream answers.
+    answer: BytesMut,
+}
+
+impl Lane<'_> {
+    /// Serves a request whose head is `req` and whose body is `body`.
+    async fn serve(
+        &mut self,
+        client: &mut TcpStream,
+        req: &httparse::Request<'_, '_>,
+        facts: &Facts<'_>,
+        body: &[u8],
+    ) -> Next {
+        let route = routes::find(facts.path)
+            .filter(|route| !facts.origin && self.state.upstreams.is_http1(route.upstream));
+        let Some(route) = route else {
+            return self.through_router(client, req, facts, body).await;
+        };
+        let started = Instant::now();
+        let request_id = match facts.request_id {
+            Some(id) if telemetry::is_valid_request_id(id) => {
+                HeaderValue::from_bytes(id).unwrap_or_else(|_| telemetry::new_request_id())
+            }
+            _ => telemetry::new_request_id(),
+        };
+        let mut seen = Seen::default();
+        let id = request_id.to_str().unwrap_or_default().to_owned();
+        let state = self.state;
+        let (status, next) = telemetry::with_request_id(id, async {
+            let ask = Ask {
+                path: facts.path,
+                host: facts.host,
+                authorization: facts.authorization,
+                declared_length: Some(facts.content_length),
+                peer: self.peer.ip(),
+            };
+            match proxy::admit(state, route, &ask, &mut seen).await {
+                Ok(admitted) => {
+                    self.exchange(client, req, facts, body, &admitted, route, &request_id)
+                        .await
+                }
+                Err(refused) => {
+                    let status = refused.status();
+                    let written = self.answer_with(client, refused, &request_id, facts).await;
+                    (status, keep_alive(written.is_ok(), facts.close))
+                }
+            }
+        })
+        .await;
+        seen.record(
+            facts.method,
+            facts.path,
+            status,
+            &request_id,
+            started,
+            "fast",
+        );
+        next
+    }
+
+    /// Sends an admitted request upstream and copies the answer back.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &mut self,
+        client: &mut TcpStream,
+        req: &httparse::Request<'_, '_>,
+        facts: &Facts<'_>,
+        body: &[u8],
+        admitted: &Admitted<'_>,
+        route: &'static routes::Route,
+        request_id: &HeaderValue,
+    ) -> (StatusCode, Next) {
+        self.out.clear();
+        upstream_head(
+            &mut self.out,
+            req,
+            facts,
+            admitted,
+            request_id,
+            proxy::ip_header(self.peer.ip()).as_bytes(),
+        );
+        self.out.extend_from_slice(body);
+        let upstreams = &self.state.upstreams;
+        let started = Instant::now();
+        let idempotent = matches!(facts.method, "GET" | "HEAD" | "PUT" | "DELETE");
+        let asked = tokio::time::timeout(
+            upstreams.timeout,
+            ask(admitted.instance, &self.out, idempotent, &mut self.answer),
+        )
+        .await
+        .unwrap_or(Err(Unreachable::Timeout));
+        let (upstream, answer) = match asked {
+            Ok(asked) => asked,
+            Err(why) => {
+                upstreams.settle(route.upstream, admitted.instance, started, Err(&why));
+                let refused = axum::response::IntoResponse::into_response(proxy::unreachable(
+                    route.upstream.name(),
+                    why,
+                ));
+                let status = refused.status();
+                let written = self.answer_with(client, refused, request_id, facts).await;
+                return (status, keep_alive(written.is_ok(), facts.close));
+            }
+        };
+        upstreams.settle(
+            route.upstream,
+            admitted.instance,
+            started,
+            Ok(answer.status),
+        );
+        let framing = if facts.method == "HEAD" {
+            Framing::Empty
+        } else {
+            answer.framing
+        };
+        let close = facts.close || matches!(framing, Framing::UntilClose);
+        if let (Some(coding), Framing::Length(length)) = (facts.coding, framing)
+            && answer.compressible
+            && (COMPRESS_MIN..=COMPRESS_MAX).contains(&length)
+        {
+            let written = self
+                .compressed(
+                    client, upstream, &answer, length, coding, admitted, request_id, close,
+                )
+                .await;
+            return (answer.status, keep_alive(written.is_ok(), close));
+        }
+        self.out.clear();
+        client_head(
+            &mut self.out,
+            &self.answer[..answer.head_len],
+            &admitted.limit_headers,
+            request_id,
+            Reframe {
+                framing,
+                close,
+                coded: None,
+            },
+        );
+        self.answer.advance(answer.head_len);
+        let copied = copy_body(
+            upstream,
+            client,
+            framing,
+            &mut self.out,
+            &mut self.answer,
+            upstreams.timeout,
+            answer.reusable,
+            admitted.instance,
+        )
+        .await;
+        let next = if copied.is_ok() && !close {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+        (answer.status, next)
+    }
+
+    /// Reads an answer's body of `length` whole, compresses it and writes it all.
+    #[allow(clippy::too_many_arguments)]
+    async fn compressed(
+        &mut self,
+        client: &mut TcpStream,
+        mut upstream: TcpStream,
+        answer: &Answer,
+        length: u64,
+        coding: Coding,
+        admitted: &Admitted<'_>,
+        request_id: &HeaderValue,
+        close: bool,
+    ) -> io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let end = answer.head_len + usize::try_from(length).map_err(io::Error::other)?;
+        while self.answer.len() < end {
+            self.answer.reserve(end - self.answer.len());
+            let read = tokio::time::timeout(
+                self.state.upstreams.timeout,
+                upstream.read_buf(&mut self.answer),
+            )
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the upstream stalled"))??;
+            if read == 0 {
+                return Err(io::Error::other("the upstream closed mid-body"));
+            }
+        }
+        let body = compress(coding, &self.answer[answer.head_len..end])?;
+        self.out.clear();
+        client_head(
+            &mut self.out,
+            &self.answer[..answer.head_len],
+            &admitted.limit_headers,
+            request_id,
+            Reframe {
+                framing: Framing::Length(body.len() as u64),
+                close,
+                coded: Some(coding),
+            },
+        );
+        self.out.extend_from_slice(&body);
+        if self.answer.len() == end && answer.reusable {
+            give_back(admitted.instance.authority(), upstream);
+        }
+        self.answer.clear();
+        client.write_all(&self.out).await
+    }
+
+    /// Serves a request the lane frames but does not proxy itself (the gateway's own
+    /// routes, unknown paths, CORS, h2c upstreams) through the router, as hyper would,
+    /// and writes the answer: with its length when known, else chunked.
+    async fn through_router(
+        &mut self,
+        client: &mut TcpStream,
+        req: &httparse::Request<'_, '_>,
+        facts: &Facts<'_>,
+        body: &[u8],
+    ) -> Next {
+        let mut request = axum::http::Request::builder()
+            .method(facts.method)
+            .uri(facts.target);
+        for header in req.headers.iter() {
+            request = request.header(header.name, header.value);
+        }
+        let Ok(mut request) = request.body(Body::from(Bytes::copy_from_slice(body))) else {
+            // Something hyper's own parsing should judge: nothing is answered yet.
+            return Next::HandOver;
+        };
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let response = match self.app.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let written = self.write_answer(client, response, facts).await;
+        keep_alive(written.is_ok(), facts.close)
+    }
+
+    /// Writes an answer the router or the lane made: with its length when the body
+    /// says it, else chunked; no body for HEAD, 204 and 304.
+    async fn write_answer(
+        &mut self,
+        client: &mut TcpStream,
+        response: Response,
+        facts: &Facts<'_>,
+    ) -> io::Result<()> {
+        let (parts, mut answer) = response.into_parts();
+        let head_only = facts.method == "HEAD"
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let length = axum::body::HttpBody::size_hint(&answer).exact();
+        let out = &mut self.out;
+        out.clear();
+        status_line(out, parts.status);
+        for (name, value) in &parts.headers {
+            if !proxy::is_hop_by_hop(name.as_str()) && name != axum::http::header::CONTENT_LENGTH {
+                field(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        let chunked = length.is_none() && !head_only;
+        match length {
+            Some(n) if parts.status != StatusCode::NO_CONTENT => {
+                field(out, b"content-length", n.to_string().as_bytes());
+            }
+            _ if chunked => field(out, b"transfer-encoding", b"chunked"),
+            _ => {}
+        }
+        if facts.close {
+            field(out, b"connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        if head_only {
+            return client.write_all(out).await;
+        }
+        let mut written = Ok(());
+        while let Some(frame) = answer.frame().await {
+            let Ok(frame) = frame else {
+                // The body broke mid-way: the client can only learn it by the close.
+                return Err(io::Error::other("the answer's body failed"));
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if chunked {
+                if data.is_empty() {
+                    continue;
+                }
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend_from_slice(&data);
+            }
+            if out.len() >= 16 * 1024 {
+                written = client.write_all(out).await;
+                out.clear();
+                if written.is_err() {
+                    break;
+                }
+            }
+        }
+        if chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if written.is_ok() && !out.is_empty() {
+            written = client.write_all(out).await;
+        }
+        written
+    }
+
+    /// Writes one of the gateway's own answers (a refusal, an upstream error).
+    async fn answer_with(
+        &mut self,
+        client: &mut TcpStream,
+        mut response: Response,
+        request_id: &HeaderValue,
+        facts: &Facts<'_>,
+    ) -> io::Result<()> {
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, request_id.clone());
+        self.write_answer(client, response, facts).await
+    }
+}
+
+fn keep_alive(written: bool, close: bool) -> Next {
+    if written && !close {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+pub(super) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub(super) fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
