@@ -82,10 +82,16 @@ pub fn new_request_id() -> HeaderValue {
 
 /// The request's `X-Request-Id` if [`is_valid_request_id`], else a new one.
 pub fn request_id_of(headers: &axum::http::HeaderMap) -> HeaderValue {
-    match headers.get(REQUEST_ID_HEADER) {
-        Some(value) if is_valid_request_id(value.as_bytes()) => value.clone(),
-        _ => new_request_id(),
-    }
+    request_id_or_new(headers.get(REQUEST_ID_HEADER).map(HeaderValue::as_bytes))
+}
+
+/// `incoming` (a request's `X-Request-Id`, however it was read) if
+/// [`is_valid_request_id`], else a new one.
+pub fn request_id_or_new(incoming: Option<&[u8]>) -> HeaderValue {
+    incoming
+        .filter(|id| is_valid_request_id(id))
+        .and_then(|id| HeaderValue::from_bytes(id).ok())
+        .unwrap_or_else(new_request_id)
 }
 
 /// Makes UUIDv7 request ids (time-ordered, so they sort like the logs).

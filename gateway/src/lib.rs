@@ -143,22 +143,37 @@ fn router_of(state: Arc<AppState>) -> Router {
     }
 }
 
-/// gzip or brotli, as the client accepts, for JSON and text answers worth compressing
-/// (binary downloads such as attachments pass as they are).
+/// Answers smaller than this are not worth compressing (both paths).
+const COMPRESS_MIN_BYTES: u16 = 256;
+
+/// Whether a `Content-Type` is JSON or text, the answers worth compressing (binary
+/// downloads such as attachments pass as they are). Both paths ask this.
+fn is_compressible_type(content_type: &[u8]) -> bool {
+    let value = content_type.trim_ascii_start();
+    [
+        &b"application/json"[..],
+        b"application/problem+json",
+        b"text/",
+    ]
+    .iter()
+    .any(|t| {
+        value
+            .get(..t.len())
+            .is_some_and(|v| v.eq_ignore_ascii_case(t))
+    })
+}
+
+/// gzip or brotli, as the client accepts, for answers [`is_compressible_type`] of at
+/// least [`COMPRESS_MIN_BYTES`].
 fn compression() -> tower_http::compression::CompressionLayer<impl Predicate> {
     use axum::http::{Extensions, HeaderMap, StatusCode, Version, header};
     let json_or_text = |_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions| {
         headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.starts_with("application/json")
-                    || ct.starts_with("application/problem+json")
-                    || ct.starts_with("text/")
-            })
+            .is_some_and(|ct| is_compressible_type(ct.as_bytes()))
     };
     tower_http::compression::CompressionLayer::new()
-        .compress_when(SizeAbove::new(256).and(json_or_text))
+        .compress_when(SizeAbove::new(COMPRESS_MIN_BYTES).and(json_or_text))
 }
 
 /// CORS for the configured origins (outermost, so preflights never reach an upstream).

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// A connection that yields `prefix` (what the lane already read) before the socket.
-pub(super) struct Rewind {
-    pub(super) prefix: Bytes,
-    pub(super) inner: TcpStream,
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
 }
 
 impl AsyncRead for Rewind {

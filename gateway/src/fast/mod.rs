@@ -50,7 +50,9 @@ mod upstream;
 
 use hand_over::hand_over;
 use request::{COMPRESS_MAX, COMPRESS_MIN, Coding, Facts, Inspected, compress, inspect};
-use upstream::{Answer, Framing, Reframe, ask, client_head, copy_body, give_back, upstream_head};
+use upstream::{
+    Answer, Framing, Reframe, ask, client_head, copy_body, give_back, read_upstream, upstream_head,
+};
 
 use crate::AppState;
 use crate::proxy::{self, Admitted, Ask, Seen};
@@ -263,12 +265,7 @@ impl Lane<'_> {
             return self.through_router(client, req, facts, body).await;
         };
         let started = Instant::now();
-        let request_id = match facts.request_id {
-            Some(id) if telemetry::is_valid_request_id(id) => {
-                HeaderValue::from_bytes(id).unwrap_or_else(|_| telemetry::new_request_id())
-            }
-            _ => telemetry::new_request_id(),
-        };
+        let request_id = telemetry::request_id_or_new(facts.request_id);
         let mut seen = Seen::default();
         let id = request_id.to_str().unwrap_or_default().to_owned();
         let state = self.state;
@@ -395,12 +392,7 @@ impl Lane<'_> {
             admitted.instance,
         )
         .await;
-        let next = if copied.is_ok() && !close {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        };
-        (answer.status, next)
+        (answer.status, keep_alive(copied.is_ok(), close))
     }
 
     /// Reads an answer's body of `length` whole, compresses it and writes it all.
@@ -416,16 +408,15 @@ impl Lane<'_> {
         request_id: &HeaderValue,
         close: bool,
     ) -> io::Result<()> {
-        use tokio::io::AsyncReadExt;
         let end = answer.head_len + usize::try_from(length).map_err(io::Error::other)?;
         while self.answer.len() < end {
             self.answer.reserve(end - self.answer.len());
-            let read = tokio::time::timeout(
+            let read = read_upstream(
+                &mut upstream,
+                &mut self.answer,
                 self.state.upstreams.timeout,
-                upstream.read_buf(&mut self.answer),
             )
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the upstream stalled"))??;
+            .await?;
             if read == 0 {
                 return Err(io::Error::other("the upstream closed mid-body"));
             }

@@ -52,7 +52,7 @@ pub(super) struct Facts<'a> {
 }
 
 /// The request's facts if the lane may serve it, else `None`.
-pub(super) fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
+fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
     if req.version != Some(1) {
         return None;
     }
@@ -136,7 +136,7 @@ impl Coding {
 
 /// The client's preferred coding of `Accept-Encoding` among brotli and gzip (highest
 /// `q`, brotli on a tie; `q=0` refuses one).
-pub(super) fn preferred_coding(value: &[u8]) -> Option<Coding> {
+fn preferred_coding(value: &[u8]) -> Option<Coding> {
     let mut best: Option<(Coding, f32)> = None;
     for item in value.split(|b| *b == b',') {
         let mut params = item.split(|b| *b == b';');
@@ -170,7 +170,7 @@ pub(super) fn preferred_coding(value: &[u8]) -> Option<Coding> {
 
 /// Answers worth compressing are JSON or text of at least this many bytes (as the
 /// general path's compression layer)...
-pub(super) const COMPRESS_MIN: u64 = 256;
+pub(super) const COMPRESS_MIN: u64 = crate::COMPRESS_MIN_BYTES as u64;
 /// ...and, on the lane, of a declared length up to this (read whole, then compressed);
 /// longer or unannounced ones pass as they are, which HTTP allows.
 pub(super) const COMPRESS_MAX: u64 = 1024 * 1024;

@@ -23,6 +23,7 @@ const POOLED_PER_INSTANCE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Header fields an upstream answer may have (as hyper's client allows).
 const MAX_ANSWER_HEADERS: usize = 100;
+
 /// The head sent upstream: the client's request line and fields, less the hop-by-hop
 /// ones, `Host` and the ones only the gateway sets; then the gateway's own.
 pub(super) fn upstream_head(
@@ -158,7 +159,7 @@ thread_local! {
     static POOL: RefCell<HashMap<String, Vec<TcpStream>>> = RefCell::new(HashMap::new());
 }
 
-pub(super) fn pooled(authority: &str) -> Option<TcpStream> {
+fn pooled(authority: &str) -> Option<TcpStream> {
     POOL.with(|pool| pool.borrow_mut().get_mut(authority)?.pop())
 }
 
@@ -177,7 +178,7 @@ pub(super) fn give_back(authority: &str, stream: TcpStream) {
 
 /// Whether a pooled connection still looks open (the upstream may have closed it while
 /// it sat idle). Costs no system call when the reactor has seen nothing on it.
-pub(super) fn still_open(stream: &TcpStream) -> bool {
+fn still_open(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
@@ -219,14 +220,14 @@ pub(super) async fn ask(
 }
 
 /// How an attempt failed.
-pub(super) enum Attempt {
+enum Attempt {
     /// Nothing came back: the connection was closed or refused the request.
     Unanswered(String),
     /// Something came back, but not a valid answer.
     Broken(String),
 }
 
-pub(super) async fn round_trip(
+async fn round_trip(
     mut stream: TcpStream,
     request: &[u8],
     answer: &mut BytesMut,
@@ -269,7 +270,7 @@ pub(super) async fn round_trip(
     }
 }
 
-pub(super) fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
+fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     let head_len = match res.parse(buf) {
@@ -305,14 +306,7 @@ pub(super) fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if header.name.eq_ignore_ascii_case("content-type") {
-            let value = header.value.trim_ascii_start();
-            textual = [
-                &b"application/json"[..],
-                b"application/problem+json",
-                b"text/",
-            ]
-            .iter()
-            .any(|t| value.len() >= t.len() && value[..t.len()].eq_ignore_ascii_case(t));
+            textual = crate::is_compressible_type(header.value);
         } else if header.name.eq_ignore_ascii_case("content-encoding") {
             encoded = true;
         } else if header.name.eq_ignore_ascii_case("connection") {
@@ -367,7 +361,6 @@ pub(super) async fn copy_body(
     reusable: bool,
     instance: &Instance,
 ) -> io::Result<()> {
-    use tokio::io::AsyncReadExt;
     let mut remaining = match framing {
         Framing::Empty => 0,
         Framing::Length(n) => n,
@@ -403,9 +396,7 @@ pub(super) async fn copy_body(
         }
         answer.clear();
         answer.reserve(16 * 1024);
-        let read = tokio::time::timeout(timeout, upstream.read_buf(answer))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the upstream stalled"))??;
+        let read = read_upstream(&mut upstream, answer, timeout).await?;
         if read == 0 {
             if matches!(framing, Framing::UntilClose) {
                 return Ok(());
@@ -420,16 +411,29 @@ pub(super) async fn copy_body(
     Ok(())
 }
 
+/// Reads more of an answer's body into `buf`; an upstream silent for `timeout` is an
+/// error. `Ok(0)`: the upstream closed.
+pub(super) async fn read_upstream(
+    upstream: &mut TcpStream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(timeout, upstream.read_buf(buf))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the upstream stalled"))?
+}
+
 /// Finds where a chunked body ends (RFC 9112 §7.1), over the pieces it arrives in.
 #[derive(Default)]
-pub(super) struct Chunked {
-    pub(super) state: ChunkState,
-    pub(super) size: u64,
-    pub(super) digits: u8,
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ChunkState {
+enum ChunkState {
     #[default]
     Size,
     Extension,
