@@ -397,19 +397,17 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
     })
 }
 
-/// A closed-loop run and the CPU time `pids` spent per request during it (µs).
+/// A closed-loop run and the CPU time `pids` spent per request during it (µs); the
+/// request count is wrk's rate times the run's length.
 fn with_cpu(
     pids: &[u32],
     seconds: u64,
     run: impl FnOnce() -> anyhow::Result<Run>,
 ) -> anyhow::Result<(Run, f64)> {
-    use crate::bench_redirect::{cpu_ticks, ticks_per_second};
-    let ticks = || -> anyhow::Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
-    let before = ticks()?;
-    let run = run()?;
-    let cpu_s = (ticks()? - before) as f64 / ticks_per_second()?;
-    let requests = (run.rps * seconds as f64).max(1.0);
-    Ok((run, cpu_s * 1e6 / requests))
+    crate::bench_redirect::with_cpu(pids, || {
+        let run = run()?;
+        Ok((run, (run.rps * seconds as f64) as u64))
+    })
 }
 
 pub fn print_gateway(r: &GatewayReport) {

@@ -53,7 +53,7 @@ pub struct RedirectReport {
 
 /// Clock ticks of CPU (user + system) `pid` has used; the stat's fields after the
 /// command name, which may hold spaces, are read from the last `)`.
-pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -68,22 +68,32 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-pub(crate) fn ticks_per_second() -> anyhow::Result<f64> {
+fn ticks_per_second() -> anyhow::Result<f64> {
     let out = std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
+/// A run (which says how many requests it made) and the CPU time `pids` spent per
+/// request during it, in µs.
+pub(crate) fn with_cpu<R>(
+    pids: &[u32],
+    run: impl FnOnce() -> anyhow::Result<(R, u64)>,
+) -> anyhow::Result<(R, f64)> {
+    let ticks = || -> anyhow::Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
+    let before = ticks()?;
+    let (run, requests) = run()?;
+    let cpu_s = (ticks()? - before) as f64 / ticks_per_second()?;
+    Ok((run, cpu_s * 1e6 / requests.max(1) as f64))
+}
+
 /// `wrk` against `url` while measuring `pids`' CPU time.
 fn measured(url: &str, pids: &[u32], seconds: u64, connections: u32) -> anyhow::Result<Measured> {
-    let ticks = |pids: &[u32]| -> anyhow::Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
-    let before = ticks(pids)?;
-    let (run, requests) = wrk(url, "localhost", seconds, connections)?;
-    let cpu_s = (ticks(pids)? - before) as f64 / ticks_per_second()?;
+    let (run, cpu_us_per_request) = with_cpu(pids, || wrk(url, "localhost", seconds, connections))?;
     Ok(Measured {
         run,
-        cpu_us_per_request: cpu_s * 1e6 / requests.max(1) as f64,
+        cpu_us_per_request,
     })
 }
 
