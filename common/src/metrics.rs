@@ -1,7 +1,7 @@
 //! Prometheus metrics: one recorder per process, HTTP request metrics per service.
 
 use std::sync::{LazyLock, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -23,14 +23,29 @@ pub fn handle() -> &'static PrometheusHandle {
                 ],
             )
             .expect("static bucket list is not empty");
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // Another recorder is already global (an embedding program set its own):
             // keep ours private so /metrics still renders what we record.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
+        };
+        // Histogram samples pile up until something drains them: a scrape, or this.
+        // Without it a service nobody scrapes grows by every request it times.
+        let upkept = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkept.run_upkeep();
+                }
+            });
+        handle
     })
 }
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A status code as a `'static` label value (no allocation per request).
 pub fn status_label(status: axum::http::StatusCode) -> &'static str {
