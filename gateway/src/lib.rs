@@ -12,6 +12,7 @@ mod fast;
 pub mod limits;
 mod meter;
 mod proxy;
+mod recent;
 pub mod revocations;
 pub mod routes;
 pub mod tenants;

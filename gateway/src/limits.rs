@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -28,10 +28,37 @@ pub struct Limits {
     clock: DefaultClock,
 }
 
-/// A refusal: retry after this many seconds.
+/// What an answer says of its subject's budget: the `RateLimit-*` fields.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub remaining: u64,
+    /// Seconds until the budget is whole again (or until a refused request may retry).
+    pub reset: u64,
+}
+
+impl RateLimit {
+    /// The field names, lowercase, and their values, in the order they are written.
+    pub fn fields(&self) -> [(&'static str, u64); 3] {
+        [
+            ("ratelimit-limit", u64::from(self.limit)),
+            ("ratelimit-remaining", self.remaining),
+            ("ratelimit-reset", self.reset),
+        ]
+    }
+
+    /// The fields as a header map (for answers built as `Response`s).
+    pub fn headers(&self) -> HeaderMap {
+        self.fields()
+            .into_iter()
+            .map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from(value)))
+            .collect()
+    }
+}
+
+/// A refusal: the budget is spent; `rate.reset` says in how many seconds to retry.
 pub struct Limited {
-    pub retry_after: u64,
-    pub headers: HeaderMap,
+    pub rate: RateLimit,
 }
 
 fn quota(per_minute: u32) -> Quota {
@@ -51,32 +78,28 @@ impl Limits {
         }
     }
 
-    /// Counts one request; `Ok(headers)` to go on, `Err` to answer 429.
-    pub fn check(&self, subject: Subject) -> Result<HeaderMap, Limited> {
+    /// Counts one request; `Ok` (with the fields to answer) to go on, `Err` to answer 429.
+    pub fn check(&self, subject: Subject) -> Result<RateLimit, Limited> {
         let (outcome, limit) = match subject {
             Subject::User { tenant, user } => {
                 (self.users.check_key(&(tenant, user)), self.user_limit)
             }
             Subject::Address(ip) => (self.addresses.check_key(&ip), self.address_limit),
         };
-        let mut headers = HeaderMap::new();
-        headers.insert("ratelimit-limit", HeaderValue::from(limit));
         match outcome {
-            Ok(snapshot) => {
-                headers.insert(
-                    "ratelimit-remaining",
-                    HeaderValue::from(snapshot.remaining_burst_capacity()),
-                );
-                headers.insert("ratelimit-reset", HeaderValue::from(60u32));
-                Ok(headers)
-            }
+            Ok(snapshot) => Ok(RateLimit {
+                limit,
+                remaining: u64::from(snapshot.remaining_burst_capacity()),
+                reset: 60,
+            }),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now()).as_secs().max(1);
-                headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
-                headers.insert("ratelimit-reset", HeaderValue::from(wait));
                 Err(Limited {
-                    retry_after: wait,
-                    headers,
+                    rate: RateLimit {
+                        limit,
+                        remaining: 0,
+                        reset: wait,
+                    },
                 })
             }
         }

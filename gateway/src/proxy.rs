@@ -13,7 +13,7 @@ use common::ApiError;
 use common::telemetry::{self, REQUEST_ID_HEADER};
 
 use crate::AppState;
-use crate::limits::Subject;
+use crate::limits::{RateLimit, Subject};
 use crate::routes::{self, AuthMode, HostKind};
 use crate::tenants::{Host, Tenant};
 use crate::upstreams::{Instance, Unreachable};
@@ -149,8 +149,8 @@ pub(crate) struct Ask<'a> {
 pub(crate) struct Admitted<'s> {
     pub tenant: Option<Arc<Tenant>>,
     pub instance: &'s Instance,
-    /// `RateLimit-*` for the answer.
-    pub limit_headers: HeaderMap,
+    /// The subject's budget, for the `RateLimit-*` fields of the answer.
+    pub rate: Option<RateLimit>,
 }
 
 /// The edge checks of a routed request, in order: body limit, host kind, tenant, token,
@@ -229,17 +229,17 @@ pub(crate) async fn admit<'s>(
         AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.peer)),
         AuthMode::Public | AuthMode::Grant => None,
     };
-    let limit_headers = match subject {
-        Some(subject) => state.limits.check(subject).map_err(|limited| {
+    let rate = match subject {
+        Some(subject) => Some(state.limits.check(subject).map_err(|limited| {
             let mut response = ApiError::TooManyRequests {
-                retry_after: limited.retry_after,
+                retry_after: limited.rate.reset,
                 detail: "Too many requests; slow down.".into(),
             }
             .into_response();
-            response.headers_mut().extend(limited.headers);
+            response.headers_mut().extend(limited.rate.headers());
             response
-        })?,
-        None => HeaderMap::new(),
+        })?),
+        None => None,
     };
     let instance = state
         .upstreams
@@ -248,7 +248,7 @@ pub(crate) async fn admit<'s>(
     Ok(Admitted {
         tenant,
         instance,
-        limit_headers,
+        rate,
     })
 }
 
@@ -283,7 +283,7 @@ async fn forward(
     let Admitted {
         tenant,
         instance,
-        limit_headers,
+        rate,
     } = admit(state, route, &ask, seen).await?;
 
     let (mut parts, body) = req.into_parts();
@@ -317,7 +317,9 @@ async fn forward(
     for name in HOP_BY_HOP {
         parts.headers.remove(name);
     }
-    parts.headers.extend(limit_headers);
+    if let Some(rate) = rate {
+        parts.headers.extend(rate.headers());
+    }
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

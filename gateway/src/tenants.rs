@@ -1,9 +1,11 @@
 //! Tenant resolution from the Host: `acme.<BASE_DOMAIN>` → tenant-resolver's lookup,
 //! cached with a TTL, unknown slugs cached too (shorter), so a flood of requests for
-//! one host costs one lookup.
+//! one host costs one lookup. Each worker thread also keeps the active tenants it
+//! resolved for up to [`RECENT_FOR`] (never past their TTL), so the hot path skips the
+//! shared cache's bookkeeping.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use common::ApiError;
@@ -12,6 +14,7 @@ use moka::future::Cache;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::recent::PerThread;
 use crate::upstreams::Upstreams;
 
 /// What the Host names.
@@ -55,6 +58,8 @@ pub struct Tenant {
     pub slug: String,
     pub id_header: HeaderValue,
     pub slug_header: HeaderValue,
+    /// When tenant-resolver said so: the shared cache keeps it for the TTL from then.
+    fetched_at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -64,8 +69,14 @@ enum Lookup {
     Unknown,
 }
 
+/// How long a worker thread reuses an active tenant without asking the shared cache.
+const RECENT_FOR: Duration = Duration::from_secs(1);
+
 pub struct TenantCache {
-    cache: Cache<String, Lookup>,
+    ttl: Duration,
+    /// Active tenants by slug, and until when a thread may use them without asking.
+    recent: PerThread<(Arc<Tenant>, Instant)>,
+    cache: Cache<String, Lookup, foldhash::quality::RandomState>,
     upstreams: Arc<Upstreams>,
     token: InternalToken,
 }
@@ -74,10 +85,12 @@ impl TenantCache {
     pub fn new(ttl: Duration, upstreams: Arc<Upstreams>, token: InternalToken) -> Self {
         let negative = ttl / 5;
         Self {
+            ttl,
+            recent: PerThread::new(),
             cache: Cache::builder()
                 .max_capacity(100_000)
                 .expire_after(PerOutcome { ttl, negative })
-                .build(),
+                .build_with_hasher(foldhash::quality::RandomState::default()),
             upstreams,
             token,
         }
@@ -85,6 +98,10 @@ impl TenantCache {
 
     /// The active tenant of `slug`, or the problem to answer.
     pub async fn resolve(&self, slug: &str) -> Result<Arc<Tenant>, ApiError> {
+        let now = Instant::now();
+        if let Some(tenant) = self.recent(slug, now) {
+            return Ok(tenant);
+        }
         let lookup = match self.cache.get(slug).await {
             Some(hit) => hit,
             None => self
@@ -100,12 +117,28 @@ impl TenantCache {
                 })?,
         };
         match lookup {
-            Lookup::Active(tenant) => Ok(tenant),
+            Lookup::Active(tenant) => {
+                self.remember(tenant.clone(), now);
+                Ok(tenant)
+            }
             Lookup::Suspended => Err(ApiError::tenant_suspended()),
             Lookup::Unknown => Err(ApiError::NotFound(
                 "There is no organisation at this address.".into(),
             )),
         }
+    }
+
+    /// The tenant of `slug` this thread resolved less than [`RECENT_FOR`] ago (and
+    /// whose TTL has not run out since).
+    fn recent(&self, slug: &str, now: Instant) -> Option<Arc<Tenant>> {
+        self.recent
+            .get(slug, |(_, until)| now < *until)
+            .map(|(tenant, _)| tenant)
+    }
+
+    fn remember(&self, tenant: Arc<Tenant>, now: Instant) {
+        let until = (now + RECENT_FOR).min(tenant.fetched_at + self.ttl);
+        self.recent.put(&tenant.slug.clone(), (tenant, until));
     }
 
     async fn fetch(&self, slug: &str) -> Result<Lookup, ApiError> {
@@ -138,6 +171,7 @@ impl TenantCache {
                     slug: slug.to_owned(),
                     id_header: HeaderValue::from_str(&found.id.to_string()).expect("a uuid"),
                     slug_header: HeaderValue::from_str(slug).expect("checked by shape"),
+                    fetched_at: Instant::now(),
                 })))
             }
             404 => Ok(Lookup::Unknown),
@@ -168,7 +202,65 @@ impl moka::Expiry<String, Lookup> for PerOutcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{Host, classify};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::Path;
+    use axum::routing::get;
+    use clap::Parser;
+    use common::internal::InternalToken;
+    use uuid::Uuid;
+
+    use super::{Host, TenantCache, classify};
+    use crate::config::Config;
+    use crate::upstreams::Upstreams;
+
+    /// A tenant-resolver stand-in that knows every slug, as `id`.
+    async fn resolver(id: Uuid) -> String {
+        let app = Router::new().route(
+            "/internal/tenants/by-slug/{slug}",
+            get(move |Path(slug): Path<String>| async move {
+                axum::Json(serde_json::json!({"id": id, "slug": slug, "status": "active"}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn cache(resolver: &str, ttl: Duration) -> TenantCache {
+        let config =
+            Config::try_parse_from(["gateway", "--tenant-resolver-url", resolver]).unwrap();
+        let upstreams = Arc::new(Upstreams::new(&config).unwrap());
+        TenantCache::new(ttl, upstreams, InternalToken::new("t".to_owned().into()))
+    }
+
+    /// Two gateways' caches used from one thread (as in a test process) never answer
+    /// with each other's tenants, though both keep theirs on that thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_cache_never_answers_with_anothers_tenant() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = cache(&resolver(a).await, Duration::from_secs(30));
+        let second = cache(&resolver(b).await, Duration::from_secs(30));
+        for _ in 0..3 {
+            assert_eq!(first.resolve("acme").await.unwrap().id, a);
+            assert_eq!(second.resolve("acme").await.unwrap().id, b);
+        }
+    }
+
+    /// A thread reuses a tenant for at most a second, and never past the TTL.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_thread_keeps_a_tenant_no_longer_than_its_ttl() {
+        let url = resolver(Uuid::now_v7()).await;
+        let short = cache(&url, Duration::from_millis(200));
+        let tenant = short.resolve("acme").await.unwrap();
+        assert!(Arc::ptr_eq(&tenant, &short.resolve("acme").await.unwrap()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = short.resolve("acme").await.unwrap();
+        assert!(!Arc::ptr_eq(&tenant, &again), "kept past the TTL");
+    }
 
     #[test]
     fn hosts_are_apex_tenant_or_foreign() {

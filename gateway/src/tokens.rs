@@ -1,5 +1,6 @@
 //! Verified tokens are cached until they expire, so the hot path checks a signature once
-//! per token, not once per request. Failures are not cached.
+//! per token, not once per request; each worker thread keeps the ones it used in front
+//! of the shared cache. Failures are not cached. Revocations are checked on every use.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,12 +9,17 @@ use common::ApiError;
 use common::auth::{Claims, JwtVerifier};
 use moka::sync::Cache;
 
+use crate::recent::PerThread;
 use crate::revocations::Revocations;
 
 pub struct TokenCache {
     verifier: Arc<JwtVerifier>,
     revocations: Arc<Revocations>,
-    cache: Cache<String, Arc<Claims>>,
+    /// Keyed by the token itself: a fast hasher (SipHash over a 400-byte token costs
+    /// more than the rest of the lookup), seeded per process; only verified tokens get in.
+    cache: Cache<String, Arc<Claims>, foldhash::quality::RandomState>,
+    /// The tokens each worker thread verified or found last, in front of `cache`.
+    recent: PerThread<Arc<Claims>>,
 }
 
 struct UntilExp;
@@ -38,17 +44,27 @@ impl TokenCache {
             cache: Cache::builder()
                 .max_capacity(200_000)
                 .expire_after(UntilExp)
-                .build(),
+                .build_with_hasher(foldhash::quality::RandomState::default()),
+            recent: PerThread::new(),
         }
     }
 
     /// The token's claims, unless its signature or claims fail or it has been revoked.
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
-        let claims = match self.cache.get(token) {
+        let now = chrono::Utc::now().timestamp();
+        let claims = match self.recent.get(token, |claims| claims.exp > now) {
             Some(claims) => claims,
             None => {
-                let claims = Arc::new(self.verifier.verify(token).await.map_err(ApiError::from)?);
-                self.cache.insert(token.to_owned(), Arc::clone(&claims));
+                let claims = match self.cache.get(token) {
+                    Some(claims) => claims,
+                    None => {
+                        let claims =
+                            Arc::new(self.verifier.verify(token).await.map_err(ApiError::from)?);
+                        self.cache.insert(token.to_owned(), Arc::clone(&claims));
+                        claims
+                    }
+                };
+                self.recent.put(token, Arc::clone(&claims));
                 claims
             }
         };

@@ -142,6 +142,8 @@ async fn connection(
         state: &state,
         app: &app,
         peer,
+        peer_field: proxy::ip_header(peer.ip()),
+        upstream_timer: Timer::new(),
         out: Vec::with_capacity(4096),
         answer: BytesMut::with_capacity(8 * 1024),
     };
@@ -217,6 +219,40 @@ impl<'a> Deadlines<'a> {
     }
 }
 
+/// One timer for a connection's successive timeouts of the same length. Each wait sets
+/// its own deadline, but the timer is only moved when it would fire too late; when it
+/// fires too early (it still holds an earlier request's deadline), the wait goes on to
+/// its own. Under steady traffic that is one reset per timeout's length, not two timer
+/// wheel updates per request.
+struct Timer(Pin<Box<tokio::time::Sleep>>);
+
+impl Timer {
+    fn new() -> Self {
+        Self(Box::pin(tokio::time::sleep(Duration::ZERO)))
+    }
+
+    /// `work`'s output, or `None` when it took longer than `wait`.
+    async fn within<F: Future>(&mut self, wait: Duration, work: F) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::now() + wait;
+        if self.0.deadline() > deadline {
+            self.0.as_mut().reset(deadline);
+        }
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Some(out),
+                () = self.0.as_mut() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    self.0.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+}
+
 /// Reads what the client sends next into `buf`. `Ok(false)`: the connection is done
 /// (closed, idle too long, or the gateway is stopping while it was idle).
 async fn read_more(
@@ -244,6 +280,10 @@ struct Lane<'s> {
     /// The gateway's router: its own routes, CORS and the general proxy.
     app: &'s Router,
     peer: SocketAddr,
+    /// The peer's address as `X-Forwarded-For` carries it (written once per connection).
+    peer_field: HeaderValue,
+    /// Bounds the wait for each upstream answer's head.
+    upstream_timer: Timer,
     /// The head (and body) being written, to the upstream or the client.
     out: Vec<u8>,
     /// What the upstream answers.
@@ -320,18 +360,20 @@ impl Lane<'_> {
             facts,
             admitted,
             request_id,
-            proxy::ip_header(self.peer.ip()).as_bytes(),
+            self.peer_field.as_bytes(),
         );
         self.out.extend_from_slice(body);
         let upstreams = &self.state.upstreams;
         let started = Instant::now();
         let idempotent = matches!(facts.method, "GET" | "HEAD" | "PUT" | "DELETE");
-        let asked = tokio::time::timeout(
-            upstreams.timeout,
-            ask(admitted.instance, &self.out, idempotent, &mut self.answer),
-        )
-        .await
-        .unwrap_or(Err(Unreachable::Timeout));
+        let asked = self
+            .upstream_timer
+            .within(
+                upstreams.timeout,
+                ask(admitted.instance, &self.out, idempotent, &mut self.answer),
+            )
+            .await
+            .unwrap_or(Err(Unreachable::Timeout));
         let (upstream, answer) = match asked {
             Ok(asked) => asked,
             Err(why) => {
@@ -372,7 +414,7 @@ impl Lane<'_> {
         client_head(
             &mut self.out,
             &self.answer[..answer.head_len],
-            &admitted.limit_headers,
+            admitted.rate.as_ref(),
             request_id,
             Reframe {
                 framing,
@@ -426,7 +468,7 @@ impl Lane<'_> {
         client_head(
             &mut self.out,
             &self.answer[..answer.head_len],
-            &admitted.limit_headers,
+            admitted.rate.as_ref(),
             request_id,
             Reframe {
                 framing: Framing::Length(body.len() as u64),
@@ -579,4 +621,49 @@ pub(super) fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::sleep;
+
+    use super::Timer;
+
+    const WAIT: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn a_wait_times_out_at_its_own_deadline_whatever_the_timer_held() {
+        let mut timer = Timer::new();
+        // Done in time.
+        assert_eq!(timer.within(WAIT, async { 1 }).await, Some(1));
+        // The timer still holds the first deadline (300 ms from the start); this wait
+        // starts 100 ms later and runs 250 ms: past the held deadline, within its own.
+        sleep(Duration::from_millis(100)).await;
+        let slow = async {
+            sleep(Duration::from_millis(250)).await;
+            2
+        };
+        assert_eq!(timer.within(WAIT, slow).await, Some(2));
+        // A wait shorter than the held one is not let run longer.
+        let started = tokio::time::Instant::now();
+        let never = timer
+            .within(Duration::from_millis(50), sleep(Duration::from_secs(5)))
+            .await;
+        assert_eq!(never, None);
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        // And one that takes too long times out, not much later than its deadline.
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            timer.within(WAIT, sleep(Duration::from_secs(5))).await,
+            None
+        );
+        let took = started.elapsed();
+        assert!(took >= WAIT && took < WAIT * 2, "{took:?}");
+    }
 }

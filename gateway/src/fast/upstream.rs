@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use bytes::{Buf, BytesMut};
 use common::telemetry::REQUEST_ID_HEADER;
 use tokio::io::AsyncWriteExt;
@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::request::{Coding, Facts};
 use super::{MAX_HEAD, field, status_line};
+use crate::limits::RateLimit;
 use crate::proxy::{self, Admitted};
 use crate::upstreams::{Instance, Unreachable};
 
@@ -70,6 +71,9 @@ pub(super) fn upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// The upstream's own `RateLimit-*` fields give way to the gateway's.
+const RATE_LIMIT_PREFIX: &str = "ratelimit-";
+
 /// How the lane frames an answer to the client.
 #[derive(Clone, Copy)]
 pub(super) struct Reframe {
@@ -84,7 +88,7 @@ pub(super) struct Reframe {
 pub(super) fn client_head(
     out: &mut Vec<u8>,
     head: &[u8],
-    limit_headers: &HeaderMap,
+    rate: Option<&RateLimit>,
     request_id: &HeaderValue,
     reframe: Reframe,
 ) {
@@ -107,16 +111,20 @@ pub(super) fn client_head(
             // sent as well must not reach the client beside `Transfer-Encoding`).
             || ((reframe.coded.is_some() || !matches!(reframe.framing, Framing::Length(_) | Framing::Empty))
                 && name.eq_ignore_ascii_case("content-length"))
-            || limit_headers
-                .keys()
-                .any(|k| name.eq_ignore_ascii_case(k.as_str()));
+            || (rate.is_some()
+                && name
+                    .get(..RATE_LIMIT_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(RATE_LIMIT_PREFIX)));
         if !skip {
             field(out, name.as_bytes(), header.value);
         }
     }
     field(out, REQUEST_ID_HEADER.as_bytes(), request_id.as_bytes());
-    for (name, value) in limit_headers {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
+    if let Some(rate) = rate {
+        let mut number = itoa::Buffer::new();
+        for (name, value) in rate.fields() {
+            field(out, name.as_bytes(), number.format(value).as_bytes());
+        }
     }
     if let Framing::Chunked = reframe.framing {
         field(out, b"transfer-encoding", b"chunked");
@@ -550,7 +558,7 @@ mod tests {
         client_head(
             &mut out,
             head,
-            &HeaderMap::new(),
+            None,
             &HeaderValue::from_static("rid"),
             reframe,
         );
@@ -565,5 +573,40 @@ mod tests {
             text.contains("x-kept: 1") && text.contains("x-request-id: rid"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_gateway_budget_replaces_the_upstream_rate_limit_fields() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nRateLimit-Limit: 5\r\nratelimit-policy: x\r\nX-Kept: 1\r\n\r\n";
+        let reframe = Reframe {
+            framing: Framing::Length(2),
+            close: false,
+            coded: None,
+        };
+        let rid = HeaderValue::from_static("rid");
+        let rate = RateLimit {
+            limit: 600,
+            remaining: 599,
+            reset: 60,
+        };
+        let mut out = Vec::new();
+        client_head(&mut out, head, Some(&rate), &rid, reframe);
+        let text = String::from_utf8(out).unwrap().to_ascii_lowercase();
+        assert_eq!(text.matches("ratelimit-").count(), 3, "{text}");
+        for line in [
+            "ratelimit-limit: 600\r\n",
+            "ratelimit-remaining: 599\r\n",
+            "ratelimit-reset: 60\r\n",
+            "content-length: 2\r\n",
+            "x-kept: 1\r\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from {text}");
+        }
+        // Without a budget (a public route) the upstream's own fields pass.
+        let mut out = Vec::new();
+        client_head(&mut out, head, None, &rid, reframe);
+        let text = String::from_utf8(out).unwrap().to_ascii_lowercase();
+        assert!(text.contains("ratelimit-limit: 5\r\n"), "{text}");
+        assert!(text.contains("ratelimit-policy: x\r\n"), "{text}");
     }
 }
