@@ -645,14 +645,29 @@ impl EventTap {
         got
     }
 
-    /// The next event's envelope, waiting at most 10 s.
+    /// Up to `n` events, waiting at most `within`: a batch message counts as the events
+    /// it carries (all of them, so a batch may take the count past `n`).
+    pub async fn receive_events(&self, n: usize, within: Duration) -> Vec<crate::events::Envelope> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while events.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(message) = self.receive(1, left).await.pop() else {
+                break;
+            };
+            events.extend(envelopes(&message.delivery));
+        }
+        events
+    }
+
+    /// The next message's event (the first, if it is a batch), waiting at most 10 s.
     pub async fn next_event(&self) -> crate::events::Envelope {
         let message = self
             .receive(1, Duration::from_secs(10))
             .await
             .pop()
             .expect("no event arrived within 10 s");
-        serde_json::from_slice(&message.delivery.data).expect("an event envelope")
+        envelopes(&message.delivery).swap_remove(0)
     }
 
     /// Deletes the exchange (test exchanges are durable and would otherwise linger).
@@ -664,6 +679,23 @@ impl EventTap {
                 lapin::options::ExchangeDeleteOptions::default(),
             )
             .await;
+    }
+}
+
+/// The envelopes a message carries: one, or a batch's (by its content type).
+pub fn envelopes(delivery: &lapin::message::Delivery) -> Vec<crate::events::Envelope> {
+    let batch = delivery
+        .properties
+        .content_type()
+        .as_ref()
+        .is_some_and(|t| t.as_str() == crate::events::BATCH_CONTENT_TYPE);
+    if batch {
+        let events: Vec<crate::events::Envelope> =
+            serde_json::from_slice(&delivery.data).expect("a batch of event envelopes");
+        assert!(!events.is_empty(), "an empty batch message");
+        events
+    } else {
+        vec![serde_json::from_slice(&delivery.data).expect("an event envelope")]
     }
 }
 

@@ -1,5 +1,6 @@
 //! The events consumer: batches deliveries, writes them through a [`Sink`] and acks only
-//! after the write. Messages that cannot be parsed or validated are rejected at once
+//! after the write. A delivery is one event or a batch message of several (each counted
+//! and deduplicated by its own id). Messages that cannot be parsed or validated are rejected at once
 //! (the broker dead-letters them); events MongoDB refuses are retried alone and
 //! dead-lettered after `max_attempts`; while MongoDB is unreachable the batch is held
 //! (unacked) and retried with backoff; when the broker goes away the consumer
@@ -183,14 +184,16 @@ impl<S: Sink> Consumer<S> {
     ) -> anyhow::Result<()> {
         let service = self.service;
         let started = Instant::now();
-        metrics::counter!("analytics_events_consumed_total", "service" => service)
-            .increment(batch.len() as u64);
+        // A delivery may carry several events (a batch message): `owner[i]` is the index
+        // in `tags` of the delivery event `i` came in.
         let mut events = Vec::with_capacity(batch.len());
+        let mut owner = Vec::with_capacity(batch.len());
         let mut tags = Vec::with_capacity(batch.len());
         for delivery in batch {
-            match Event::parse(&delivery.data) {
-                Ok(event) => {
-                    events.push(event);
+            match Event::parse_message(&delivery.data) {
+                Ok(parsed) => {
+                    owner.extend(std::iter::repeat_n(tags.len(), parsed.len()));
+                    events.extend(parsed);
                     tags.push(delivery.delivery_tag);
                 }
                 Err(why) => {
@@ -199,6 +202,8 @@ impl<S: Sink> Consumer<S> {
                 }
             }
         }
+        metrics::counter!("analytics_events_consumed_total", "service" => service)
+            .increment(events.len() as u64);
         if events.is_empty() {
             return Ok(());
         }
@@ -215,10 +220,17 @@ impl<S: Sink> Consumer<S> {
             refused = retry.refused.iter().map(|&j| refused[j]).collect();
             attempt += 1;
         }
+        // A message is dead-lettered whole when the store keeps refusing any of its
+        // events; the ones it did store are duplicates if the message is ever replayed.
+        let mut poisoned: Vec<usize> = refused.iter().map(|&i| owner[i]).collect();
+        poisoned.sort_unstable();
+        poisoned.dedup();
         for &i in &refused {
             tracing::warn!(event_id = %events[i].envelope.id, attempts = attempt,
-                "the store keeps refusing an event; dead-lettering it");
-            self.dead_letter(channel, tags[i]).await?;
+                "the store keeps refusing an event; dead-lettering its message");
+        }
+        for &d in &poisoned {
+            self.dead_letter(channel, tags[d]).await?;
         }
         metrics::counter!("analytics_events_inserted_total", "service" => service)
             .increment(inserted as u64);
@@ -240,7 +252,7 @@ impl<S: Sink> Consumer<S> {
         let stored = tags
             .iter()
             .enumerate()
-            .filter(|(i, _)| !refused.contains(i))
+            .filter(|(d, _)| !poisoned.contains(d))
             .map(|(_, tag)| *tag)
             .max();
         if let Some(tag) = stored {

@@ -11,6 +11,8 @@ use uuid::Uuid;
 pub enum Invalid {
     #[error("not an event envelope: {0}")]
     Envelope(String),
+    #[error("a batch of {0} events (1 to {MAX_BATCH} allowed)")]
+    Batch(usize),
     #[error("unsupported envelope version {0}")]
     Version(u32),
     #[error("event type {0:?} is not `<aggregate>.<event>`")]
@@ -57,11 +59,33 @@ pub struct Event {
     pub day: NaiveDate,
 }
 
+/// Most events one batch message may carry (producers send up to 1,000).
+pub const MAX_BATCH: usize = 10_000;
+
 impl Event {
-    /// Parses and checks a message body.
+    /// Parses and checks a message: one envelope, or a batch (a JSON array of envelopes,
+    /// `BATCH_CONTENT_TYPE`), all of whose events must be valid.
+    pub fn parse_message(body: &[u8]) -> Result<Vec<Self>, Invalid> {
+        let opening = body.iter().find(|b| !b.is_ascii_whitespace());
+        if opening != Some(&b'[') {
+            return Self::parse(body).map(|event| vec![event]);
+        }
+        let envelopes: Vec<Envelope> =
+            serde_json::from_slice(body).map_err(|err| Invalid::Envelope(err.to_string()))?;
+        if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
+            return Err(Invalid::Batch(envelopes.len()));
+        }
+        envelopes.into_iter().map(Self::check).collect()
+    }
+
+    /// Parses and checks a message body holding one envelope.
     pub fn parse(body: &[u8]) -> Result<Self, Invalid> {
         let envelope: Envelope =
             serde_json::from_slice(body).map_err(|err| Invalid::Envelope(err.to_string()))?;
+        Self::check(envelope)
+    }
+
+    fn check(envelope: Envelope) -> Result<Self, Invalid> {
         if envelope.version != 1 {
             return Err(Invalid::Version(envelope.version));
         }
@@ -216,6 +240,31 @@ mod tests {
         assert!(matches!(
             Event::parse(&body("Bad Kind", json!({}))),
             Err(Invalid::Kind(_))
+        ));
+    }
+
+    #[test]
+    fn a_batch_message_is_its_events_and_one_bad_event_refuses_it_whole() {
+        let data = |code: &str| json!({"code": code});
+        let events: Vec<Envelope> = ["a", "b", "c"]
+            .map(|c| Envelope::new(keys::URL_ACCESSED, Uuid::now_v7(), None, data(c)))
+            .into();
+        let parsed = Event::parse_message(&serde_json::to_vec(&events).unwrap()).unwrap();
+        let ids: Vec<Uuid> = parsed.iter().map(|e| e.envelope.id).collect();
+        assert_eq!(ids, events.iter().map(|e| e.id).collect::<Vec<_>>());
+        let one = Event::parse_message(&serde_json::to_vec(&events[0]).unwrap()).unwrap();
+        assert_eq!(one.len(), 1);
+
+        let mut bad = events;
+        bad[1].data = json!({});
+        assert!(matches!(
+            Event::parse_message(&serde_json::to_vec(&bad).unwrap()),
+            Err(Invalid::Data { field: "code", .. })
+        ));
+        assert_eq!(Event::parse_message(b" []"), Err(Invalid::Batch(0)));
+        assert!(matches!(
+            Event::parse_message(b"[{}]"),
+            Err(Invalid::Envelope(_))
         ));
     }
 

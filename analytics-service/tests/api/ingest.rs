@@ -81,6 +81,55 @@ async fn the_same_event_delivered_twice_is_counted_once() {
     app.cleanup().await;
 }
 
+fn click(tenant: Uuid, code: &str) -> common::events::Envelope {
+    event(
+        keys::URL_ACCESSED,
+        tenant,
+        at(10),
+        json!({"code": code, "referrer_host": null, "agent_class": "browser", "visitor_hash": "v"}),
+    )
+}
+
+#[tokio::test]
+async fn a_batch_message_counts_each_of_its_events_once_and_a_bad_batch_is_dead_lettered_whole() {
+    let app = spawn_app().await;
+    let tenant = Uuid::now_v7();
+    let clicks: Vec<_> = (0..300).map(|_| click(tenant, "abc12345")).collect();
+    app.publish_raw(keys::URL_ACCESSED, &serde_json::to_vec(&clicks).unwrap())
+        .await;
+    // The same batch again, and one overlapping it: only the new events count.
+    app.publish_raw(keys::URL_ACCESSED, &serde_json::to_vec(&clicks).unwrap())
+        .await;
+    let more = vec![clicks[0].clone(), click(tenant, "abc12345")];
+    app.publish_raw(keys::URL_ACCESSED, &serde_json::to_vec(&more).unwrap())
+        .await;
+    let mut bad = vec![click(tenant, "abc12345"), click(tenant, "abc12345")];
+    bad[1].data = json!({"agent_class": "browser"});
+    let bad_body = serde_json::to_vec(&bad).unwrap();
+    app.publish_raw(keys::URL_ACCESSED, &bad_body).await;
+    let marker = task_created(tenant, Uuid::now_v7());
+    app.publish(&marker).await;
+    let mut expected: Vec<Uuid> = clicks.iter().map(|e| e.id).collect();
+    expected.extend([more[1].id, marker.id]);
+    app.wait_stored(&expected).await;
+
+    assert_eq!(app.counter(tenant, DAY, "link_clicks").await, 301);
+    let dead = app.dead_lettered(1).await;
+    assert_eq!(dead, [bad_body], "the batch with a bad event, whole");
+    assert!(
+        !app.stored(bad[0].id).await,
+        "nothing of a refused batch is stored"
+    );
+    let stored = app
+        .mongo
+        .collection::<Document>("events")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(stored, 302);
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn an_event_redelivered_after_a_crash_between_write_and_ack_is_counted_once() {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -11,7 +11,37 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use super::Envelope;
+use super::{BATCH_CONTENT_TYPE, EVENT_CONTENT_TYPE, Envelope};
+
+/// One message for the events exchange, already encoded.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The event's id, or the batch's (its `message_id`).
+    pub id: uuid::Uuid,
+    pub routing_key: String,
+    /// An envelope, or a JSON array of envelopes.
+    pub body: Vec<u8>,
+    pub request_id: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Message {
+    /// A body that opens with `[` is a batch (the envelope itself is an object).
+    pub fn is_batch(&self) -> bool {
+        self.body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'[')
+    }
+
+    fn content_type(&self) -> &'static str {
+        if self.is_batch() {
+            BATCH_CONTENT_TYPE
+        } else {
+            EVENT_CONTENT_TYPE
+        }
+    }
+}
 
 /// A handle on the broker, cheap to clone.
 #[derive(Clone)]
@@ -119,30 +149,47 @@ impl Broker {
         &self,
         events: &[(Envelope, Option<String>)],
     ) -> anyhow::Result<Vec<bool>> {
+        let messages = events
+            .iter()
+            .map(|(event, request_id)| {
+                Ok(Message {
+                    id: event.id,
+                    routing_key: event.routing_key().to_owned(),
+                    body: serde_json::to_vec(event).context("encoding event")?,
+                    request_id: request_id.clone(),
+                    at: event.occurred_at,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.publish_messages(&messages).await
+    }
+
+    /// Publishes encoded messages (one envelope, or a JSON array of them) persistently
+    /// and waits for each one's confirm; returns, in order, whether each was confirmed.
+    pub async fn publish_messages(&self, messages: &[Message]) -> anyhow::Result<Vec<bool>> {
         let channel = self.publish_channel().await?;
-        let mut pending = Vec::with_capacity(events.len());
-        for (event, request_id) in events {
-            let payload = serde_json::to_vec(event).context("encoding event")?;
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
             let mut headers = FieldTable::default();
-            if let Some(id) = request_id {
+            if let Some(id) = &message.request_id {
                 headers.insert(
                     "x-request-id".into(),
                     AMQPValue::LongString(id.as_str().into()),
                 );
             }
             let properties = BasicProperties::default()
-                .with_message_id(event.id.to_string().into())
-                .with_type(event.kind.as_str().into())
-                .with_content_type("application/json".into())
+                .with_message_id(message.id.to_string().into())
+                .with_type(message.routing_key.as_str().into())
+                .with_content_type(message.content_type().into())
                 .with_delivery_mode(2)
-                .with_timestamp(u64::try_from(event.occurred_at.timestamp()).unwrap_or_default())
+                .with_timestamp(u64::try_from(message.at.timestamp()).unwrap_or_default())
                 .with_headers(headers);
             let confirm = channel
                 .basic_publish(
                     self.inner.exchange.as_str().into(),
-                    event.routing_key().into(),
+                    message.routing_key.as_str().into(),
                     BasicPublishOptions::default(),
-                    &payload,
+                    &message.body,
                     properties,
                 )
                 .await;
@@ -162,7 +209,7 @@ impl Broker {
         if confirmed.iter().all(|ok| !ok) && !confirmed.is_empty() {
             // Most likely the connection broke: drop it so the next call reconnects.
             *self.inner.link.lock().await = None;
-            bail!("the broker confirmed none of {} events", confirmed.len());
+            bail!("the broker confirmed none of {} messages", confirmed.len());
         }
         Ok(confirmed)
     }

@@ -4,7 +4,7 @@
 mod broker;
 pub mod outbox;
 
-pub use broker::Broker;
+pub use broker::{Broker, Message};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,15 @@ use uuid::Uuid;
 
 /// The topic exchange every event goes to.
 pub const EXCHANGE: &str = "nexus.events";
+
+/// The content type of a message that carries one event: its envelope.
+pub const EVENT_CONTENT_TYPE: &str = "application/json";
+
+/// The content type of a message that carries several events of one routing key: a JSON
+/// array of envelopes, each with its own id (consumers deduplicate by those). High-volume
+/// producers (url-shortener's `url.accessed`) send their events this way, so the broker
+/// and the outbox handle one message per batch, not one per event.
+pub const BATCH_CONTENT_TYPE: &str = "application/vnd.nexus.event-batch+json";
 
 /// Routing keys (`<aggregate>.<event>`), which are also the envelope's `type`.
 pub mod keys {

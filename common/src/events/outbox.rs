@@ -14,7 +14,16 @@ use sqlx::{PgExecutor, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Broker, Envelope};
+use super::{Broker, Envelope, Message};
+
+/// id, routing key, payload as text, request id, created at.
+type OutboxRow = (
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    chrono::DateTime<chrono::Utc>,
+);
 
 /// Channel the insert trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "outbox";
@@ -31,6 +40,30 @@ pub async fn enqueue(
     .bind(event.id)
     .bind(event.routing_key())
     .bind(sqlx::types::Json(event))
+    .bind(request_id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Records `events`, all of one routing key, as one batch message (a JSON array of their
+/// envelopes; see [`super::BATCH_CONTENT_TYPE`]), inside the caller's transaction.
+/// Nothing is written for an empty slice.
+pub async fn enqueue_batch(
+    executor: impl PgExecutor<'_>,
+    events: &[Envelope],
+    request_id: Option<&str>,
+) -> sqlx::Result<()> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    debug_assert!(events.iter().all(|e| e.kind == first.kind));
+    sqlx::query(
+        "insert into outbox (id, routing_key, payload, request_id) values ($1, $2, $3, $4)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(first.routing_key())
+    .bind(sqlx::types::Json(events))
     .bind(request_id)
     .execute(executor)
     .await?;
@@ -134,8 +167,10 @@ impl Relay {
             .begin()
             .await
             .context("starting outbox transaction")?;
-        let rows: Vec<(Uuid, sqlx::types::Json<Envelope>, Option<String>)> = sqlx::query_as(
-            "select id, payload, request_id from outbox
+        // The payload goes out as the text it is stored as: an envelope, or an array of
+        // them (a batch), never decoded here.
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "select id, routing_key, payload::text, request_id, created_at from outbox
              order by created_at, id
              limit $1
              for update skip locked",
@@ -147,12 +182,18 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<Uuid> = rows.iter().map(|(id, _, _)| *id).collect();
-        let events: Vec<(Envelope, Option<String>)> = rows
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+        let messages: Vec<Message> = rows
             .into_iter()
-            .map(|(_, json, rid)| (json.0, rid))
+            .map(|(id, routing_key, body, request_id, at)| Message {
+                id,
+                routing_key,
+                body: body.into_bytes(),
+                request_id,
+                at,
+            })
             .collect();
-        let confirmed = match self.broker.publish_confirmed(&events).await {
+        let confirmed = match self.broker.publish_messages(&messages).await {
             Ok(confirmed) => confirmed,
             Err(err) => {
                 record_failure(&mut tx, &ids, &format!("{err:#}")).await?;

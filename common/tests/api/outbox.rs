@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::events::outbox::{Relay, enqueue};
+use common::events::outbox::{Relay, enqueue, enqueue_batch};
 use common::events::{Broker, Envelope};
 use common::testkit::{EventTap, TestDb, amqp_url, unique};
 use lapin::types::AMQPValue;
@@ -93,6 +93,52 @@ async fn committed_events_are_published_persistent_and_then_deleted() {
             Some(AMQPValue::LongString(s)) if s.to_string() == "req-1"
         ));
     }
+    bus.delete().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_one_message_carrying_each_event_with_its_own_id() {
+    let db = TestDb::migrated(&MIGRATOR).await;
+    let bus = Bus::new().await;
+    let single = event(0);
+    let batch: Vec<Envelope> = (1..=250).map(event).collect();
+    let mut tx = db.pool.begin().await.unwrap();
+    enqueue(&mut *tx, &single, None).await.unwrap();
+    enqueue_batch(&mut *tx, &batch, Some("req-2"))
+        .await
+        .unwrap();
+    enqueue_batch(&mut *tx, &[], None).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let published = Relay::new(db.pool.clone(), bus.broker.clone())
+        .drain()
+        .await
+        .unwrap();
+
+    assert_eq!(published, 2, "one message for the event, one for the batch");
+    assert_eq!(outbox_len(&db).await, 0);
+    let messages = bus.receive(2).await;
+    assert_eq!(messages.len(), 2);
+    assert!(bus.tap.receive(1, Duration::from_secs(1)).await.is_empty());
+    let props = |i: usize| &messages[i].delivery.properties;
+    assert_eq!(
+        props(0).content_type().as_ref().unwrap().as_str(),
+        common::events::EVENT_CONTENT_TYPE
+    );
+    assert_eq!(
+        props(1).content_type().as_ref().unwrap().as_str(),
+        common::events::BATCH_CONTENT_TYPE
+    );
+    assert_eq!(*props(1).delivery_mode(), Some(2), "persistent");
+    assert_eq!(messages[1].delivery.routing_key.as_str(), "tenant.created");
+    let batch_id = props(1).message_id().as_ref().unwrap().to_string();
+    assert!(batch.iter().all(|e| e.id.to_string() != batch_id));
+    assert_eq!(common::testkit::envelopes(&messages[0].delivery), [single]);
+    assert_eq!(
+        common::testkit::envelopes(&messages[1].delivery),
+        batch,
+        "every event, in order, unchanged"
+    );
     bus.delete().await;
 }
 

@@ -1,13 +1,16 @@
 //! Counted visits: one transaction per batch adds them to `links.visits` and records
 //! their `url.accessed` events in the outbox, so a count and its events never part.
 
-use common::events::Envelope;
+use common::events::{Envelope, outbox};
 use sqlx::PgPool;
-use uuid::Uuid;
 
-/// Writes `counts` (code, visits) and `events` in one transaction. The events go in with
-/// one multi-row insert into the common outbox table (the relay publishes them); a code
-/// deleted in the meantime simply updates nothing.
+/// Most `url.accessed` events one message carries (about 300 bytes each).
+pub const EVENTS_PER_MESSAGE: usize = 1000;
+
+/// Writes `counts` (code, visits) and `events` in one transaction. The events go into the
+/// outbox as batch messages of up to [`EVENTS_PER_MESSAGE`] (the broker and the relay
+/// then handle one message per batch, not one per visit); a code deleted in the meantime
+/// simply updates nothing.
 pub async fn record(
     pool: &PgPool,
     counts: &[(String, i64)],
@@ -25,20 +28,8 @@ pub async fn record(
     .bind(&visits)
     .execute(&mut *tx)
     .await?;
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let keys: Vec<&str> = events.iter().map(Envelope::routing_key).collect();
-    let payloads: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| serde_json::to_value(e).unwrap_or_default())
-        .collect();
-    sqlx::query(
-        "insert into outbox (id, routing_key, payload)
-         select * from unnest($1::uuid[], $2::text[], $3::jsonb[])",
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .bind(&payloads)
-    .execute(&mut *tx)
-    .await?;
+    for chunk in events.chunks(EVENTS_PER_MESSAGE) {
+        outbox::enqueue_batch(&mut *tx, chunk, None).await?;
+    }
     tx.commit().await
 }

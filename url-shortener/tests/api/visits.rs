@@ -27,16 +27,16 @@ async fn a_thousand_opens_make_exactly_a_thousand_url_accessed_events() {
         }
     }
 
-    let messages = tap.receive(1000, Duration::from_secs(60)).await;
-    assert_eq!(messages.len(), 1000);
+    let events = tap.receive_events(1000, Duration::from_secs(60)).await;
+    assert_eq!(events.len(), 1000);
     assert!(
-        tap.receive(1, Duration::from_secs(1)).await.is_empty(),
+        tap.receive_events(1, Duration::from_secs(1))
+            .await
+            .is_empty(),
         "more than 1000 events"
     );
     let mut ids = HashSet::new();
-    for message in &messages {
-        let event: common::events::Envelope =
-            serde_json::from_slice(&message.delivery.data).unwrap();
+    for event in &events {
         assert_eq!(event.kind, "url.accessed");
         assert_eq!(event.tenant_id, user.tenant);
         assert_eq!(event.data["code"], code.as_str());
@@ -110,8 +110,8 @@ async fn visits_made_while_the_broker_is_down_are_published_when_it_returns() {
     assert!(written, "visits are counted while the broker is down");
     relay.restore();
 
-    let messages = tap.receive(10, Duration::from_secs(30)).await;
-    assert_eq!(messages.len(), 10);
+    let events = tap.receive_events(10, Duration::from_secs(30)).await;
+    assert_eq!(events.len(), 10);
     tap.delete_exchange().await;
 }
 
