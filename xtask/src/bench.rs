@@ -315,6 +315,14 @@ fn gateway_rows(r: &crate::bench_gateway::GatewayReport) -> Vec<Row> {
         ),
         row(
             "gateway",
+            "req/s vs nginx without forwarding fields",
+            (r.gateway.rps, r.nginx_bare.rps),
+            "req/s",
+            "bare nginx proxy_pass",
+            None,
+        ),
+        row(
+            "gateway",
             "req/s vs the upstream direct",
             (r.gateway.rps, r.direct.rps),
             "req/s",
