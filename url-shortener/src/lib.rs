@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
     );
     // Everything but `/s/{code}` goes through the shared stack, its 404s included.
     routes::redirect::router()
-        .with_state(state)
+        .with_state(Arc::new(state))
         .fallback_service(api)
 }
 

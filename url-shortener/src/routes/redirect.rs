@@ -31,7 +31,9 @@ use crate::domain::visitor::client_ip;
 use crate::visits::Visit;
 use crate::{AppState, db, pages, password};
 
-pub fn router() -> Router<AppState> {
+/// The redirect routes share the state behind one `Arc`: extracting `State` then costs
+/// one reference count, not a clone of every handle in [`AppState`].
+pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/s/{code}", get(open).post(unlock))
         .layer(DefaultBodyLimit::max(16 * 1024))
@@ -54,9 +56,29 @@ async fn lean(request: Request, next: Next) -> Response {
         429 => "429",
         _ => "other",
     };
-    metrics::counter!("redirect_responses_total", "status" => status).increment(1);
+    responses(status).increment(1);
     response.headers_mut().insert(REQUEST_ID_HEADER, id);
     response
+}
+
+/// The status labels of `redirect_responses_total`.
+const STATUSES: [&str; 8] = ["302", "303", "200", "401", "404", "410", "429", "other"];
+
+/// `redirect_responses_total{status}`, its handles made once (a `counter!` per request
+/// builds and hashes the label set to find the same handle again).
+fn responses(status: &'static str) -> &'static metrics::Counter {
+    static HANDLES: std::sync::OnceLock<Vec<metrics::Counter>> = std::sync::OnceLock::new();
+    let handles = HANDLES.get_or_init(|| {
+        STATUSES
+            .iter()
+            .map(|&s| metrics::counter!("redirect_responses_total", "status" => s))
+            .collect()
+    });
+    let at = STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len() - 1);
+    &handles[at]
 }
 
 /// `Accept` asks for JSON rather than a page.
@@ -192,7 +214,7 @@ fn redirect(
               (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 410, body = Problem)))]
 pub async fn open(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
@@ -235,7 +257,7 @@ pub struct Unlock {
               (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 410, body = Problem), (status = 429, body = Problem)))]
 pub async fn unlock(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,

@@ -271,3 +271,40 @@ async fn redirects_carry_the_gateways_request_id_and_other_paths_stay_problems()
         .unwrap();
     assert_eq!(resp.status(), 405);
 }
+
+/// `redirect_responses_total{status="…"}` as `/metrics` shows it now (0 when absent).
+async fn responses_counted(app: &crate::helpers::TestApp, status: &str) -> u64 {
+    let text = app
+        .client
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("redirect_responses_total{{status=\"{status}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn every_answer_of_the_redirect_is_counted_by_its_status() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+    let (found, missing) = (
+        responses_counted(&app, "302").await,
+        responses_counted(&app, "404").await,
+    );
+
+    for i in 0..3 {
+        assert_eq!(app.open(code, &format!("10.7.0.{i}")).await.status(), 302);
+    }
+    assert_eq!(app.open("Zz9Zz9Zz", "10.7.1.1").await.status(), 404);
+
+    assert_eq!(responses_counted(&app, "302").await, found + 3);
+    assert_eq!(responses_counted(&app, "404").await, missing + 1);
+}
