@@ -259,6 +259,18 @@ impl TestServer {
         format!("{}{path}", self.base_url)
     }
 
+    /// The server's `/metrics` text, now.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the /metrics text")
+    }
+
     /// Waits until `path` answers 2xx (a router without `/healthz` answers 404, which
     /// also proves it is listening).
     pub async fn wait_until(&self, path: &str, limit: Duration) {

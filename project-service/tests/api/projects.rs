@@ -271,16 +271,7 @@ async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
             assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
         }
     }
-    let metrics = app
-        .server
-        .client
-        .get(app.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.server.metrics().await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()

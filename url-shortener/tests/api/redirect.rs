@@ -274,15 +274,7 @@ async fn redirects_carry_the_gateways_request_id_and_other_paths_stay_problems()
 
 /// `redirect_responses_total{status="…"}` as `/metrics` shows it now (0 when absent).
 async fn responses_counted(app: &crate::helpers::TestApp, status: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.server.metrics().await;
     let series = format!("redirect_responses_total{{status=\"{status}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&series))
