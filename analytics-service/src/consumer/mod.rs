@@ -1,8 +1,8 @@
 //! The events consumer: batches deliveries, writes them through a [`Sink`] and acks only
 //! after the write. A delivery is one event or a batch message of several (each counted
-//! and deduplicated by its own id). Messages that cannot be parsed or validated are rejected at once
-//! (the broker dead-letters them); events MongoDB refuses are retried alone and
-//! dead-lettered after `max_attempts`; while MongoDB is unreachable the batch is held
+//! and deduplicated by its own id). Messages that cannot be parsed or validated are
+//! rejected at once (the broker dead-letters them); events MongoDB refuses are retried
+//! alone and their message dead-lettered after `max_attempts`; while MongoDB is unreachable the batch is held
 //! (unacked) and retried with backoff; when the broker goes away the consumer
 //! reconnects with backoff. Neither kind of poison stalls the events behind it.
 
