@@ -52,7 +52,9 @@ impl LoginThrottle {
         [format!("{email}\u{0}{ip}"), email, ip.to_owned()]
     }
 
-    /// `Err(seconds)` when any counter is at its limit: retry after that long.
+    /// `Err(seconds)` when any counter is at its limit: retry after that long, which is
+    /// when the last of the full windows ends, rounded up (a retry after a rounded-down
+    /// wait would still find the window full).
     pub fn check(&self, email: &str, ip: &str) -> Result<(), u64> {
         let [pair, account, ipkey] = Self::keys(email, ip);
         let checks = [
@@ -60,15 +62,19 @@ impl LoginThrottle {
             (&self.accounts, account, self.limits.per_account),
             (&self.ips, ipkey, self.limits.per_ip),
         ];
+        let mut wait: Option<Duration> = None;
         for (cache, key, limit) in checks {
             if let Some(window) = cache.get(&key)
                 && window.failures.load(Ordering::Relaxed) >= limit
             {
                 let left = self.window.saturating_sub(window.started.elapsed());
-                return Err(left.as_secs().max(1));
+                wait = Some(wait.map_or(left, |w| w.max(left)));
             }
         }
-        Ok(())
+        match wait {
+            None => Ok(()),
+            Some(left) => Err((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)),
+        }
     }
 
     pub fn record_failure(&self, email: &str, ip: &str) {
@@ -122,6 +128,17 @@ mod tests {
             t.check("ann@x.io", "2.2.2.2").is_ok(),
             "the owner elsewhere is not locked out"
         );
+    }
+
+    #[test]
+    fn the_wait_is_rounded_up_to_when_the_window_ends() {
+        let t = throttle();
+        for _ in 0..3 {
+            t.record_failure("ann@x.io", "1.1.1.1");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        // 59.98 s are left of the 60 s window: a wait of 59 would end inside it.
+        assert_eq!(t.check("ann@x.io", "1.1.1.1"), Err(60));
     }
 
     #[test]
