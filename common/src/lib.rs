@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod grant;
+pub mod hand_over;
 pub mod internal;
 pub mod metrics;
 pub mod readiness;

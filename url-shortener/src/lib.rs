@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
+mod lane;
 mod pages;
 pub mod password;
 pub mod routes;
@@ -75,6 +76,10 @@ struct ApiDoc;
 
 /// The service's HTTP API with the shared operational routes and layers.
 pub fn router(state: AppState) -> Router {
+    app(Arc::new(state))
+}
+
+fn app(state: Arc<AppState>) -> Router {
     let service = Service {
         name: NAME,
         readiness: Readiness::new()
@@ -85,12 +90,12 @@ pub fn router(state: AppState) -> Router {
     let config = Arc::clone(&state.config);
     let api = common::server::app(
         service,
-        routes::router().with_state(state.clone()),
+        routes::router().with_state(AppState::clone(&state)),
         &config.server,
     );
     // Everything but `/s/{code}` goes through the shared stack, its 404s included.
     routes::redirect::router()
-        .with_state(Arc::new(state))
+        .with_state(state)
         .fallback_service(api)
 }
 
@@ -145,7 +150,10 @@ pub async fn run_until(
         pool,
         broker,
     };
-    common::server::serve(listener, router(state), shutdown, grace).await?;
+    // The redirect lane serves plain cached redirects itself, hyper and the router
+    // everything else.
+    let state = Arc::new(state);
+    lane::serve(listener, app(Arc::clone(&state)), state, shutdown, grace).await?;
     // The router, and with it every sink, is gone once the server has drained: the
     // flusher writes what is left and stops.
     if tokio::time::timeout(grace, flusher).await.is_err() {

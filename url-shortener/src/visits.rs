@@ -50,6 +50,27 @@ impl Visit {
     }
 }
 
+impl Visit {
+    /// The same from header values read off the wire (the redirect lane's request head).
+    pub fn from_fields(
+        code: Arc<str>,
+        tenant_id: Uuid,
+        peer: IpAddr,
+        [forwarded_for, user_agent, referer]: [Option<&[u8]>; 3],
+    ) -> Self {
+        let value = |bytes: Option<&[u8]>| bytes.and_then(|b| HeaderValue::from_bytes(b).ok());
+        Self {
+            code,
+            tenant_id,
+            at: Utc::now(),
+            peer,
+            forwarded_for: value(forwarded_for),
+            user_agent: value(user_agent),
+            referer: value(referer),
+        }
+    }
+}
+
 fn text(value: Option<&HeaderValue>) -> Option<&str> {
     value.and_then(|v| v.to_str().ok())
 }

@@ -11,7 +11,7 @@
 //! clients that accept brotli or gzip, as on the general path.
 //!
 //! [`request`] reads request heads, [`upstream`] talks to the upstreams and copies their
-//! answers back, [`hand_over`] gives a connection to hyper.
+//! answers back, [`hand_over`] (in `common`) gives a connection to hyper.
 //!
 //! Requests the lane reads but does not proxy itself (the gateway's own routes, unknown
 //! paths, CORS requests with an `Origin`, upstreams spoken to over h2c) go through the
@@ -44,11 +44,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-mod hand_over;
 mod request;
 mod upstream;
 
-use hand_over::hand_over;
+use common::hand_over::hand_over;
 use request::{COMPRESS_MAX, COMPRESS_MIN, Coding, Facts, Inspected, compress, inspect};
 use upstream::{
     Answer, Framing, Reframe, ask, client_head, copy_body, give_back, read_upstream, upstream_head,

@@ -40,7 +40,12 @@ impl Code {
     /// `Some` when `s` is 8 base62 characters: anything else cannot be a link and is
     /// answered without touching the cache or the database.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| Self(s.to_owned()))
+        Self::is_valid(s).then(|| Self(s.to_owned()))
+    }
+
+    /// Whether `s` has the shape of a code (what [`Self::parse`] accepts).
+    pub fn is_valid(s: &str) -> bool {
+        s.len() == LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())
     }
 
     pub fn as_str(&self) -> &str {

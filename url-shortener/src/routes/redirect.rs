@@ -56,7 +56,7 @@ async fn lean(request: Request, next: Next) -> Response {
         429 => "429",
         _ => "other",
     };
-    responses(status).increment(1);
+    responses(status, By::Router).increment(1);
     response.headers_mut().insert(REQUEST_ID_HEADER, id);
     response
 }
@@ -64,21 +64,32 @@ async fn lean(request: Request, next: Next) -> Response {
 /// The status labels of `redirect_responses_total`.
 const STATUSES: [&str; 8] = ["302", "303", "200", "401", "404", "410", "429", "other"];
 
-/// `redirect_responses_total{status}`, its handles made once (a `counter!` per request
-/// builds and hashes the label set to find the same handle again).
-fn responses(status: &'static str) -> &'static metrics::Counter {
+/// Who answered: the redirect lane (`crate::lane`) or the router.
+#[derive(Clone, Copy)]
+pub(crate) enum By {
+    Lane,
+    Router,
+}
+
+/// `redirect_responses_total{status, lane}`, its handles made once (a `counter!` per
+/// request builds and hashes the label set to find the same handle again).
+pub(crate) fn responses(status: &'static str, by: By) -> &'static metrics::Counter {
     static HANDLES: std::sync::OnceLock<Vec<metrics::Counter>> = std::sync::OnceLock::new();
     let handles = HANDLES.get_or_init(|| {
-        STATUSES
+        ["fast", "router"]
             .iter()
-            .map(|&s| metrics::counter!("redirect_responses_total", "status" => s))
+            .flat_map(|&lane| {
+                STATUSES.iter().map(move |&s| {
+                    metrics::counter!("redirect_responses_total", "status" => s, "lane" => lane)
+                })
+            })
             .collect()
     });
     let at = STATUSES
         .iter()
         .position(|&s| s == status)
         .unwrap_or(STATUSES.len() - 1);
-    &handles[at]
+    &handles[at + matches!(by, By::Router) as usize * STATUSES.len()]
 }
 
 /// `Accept` asks for JSON rather than a page.

@@ -2,6 +2,7 @@
 
 mod health;
 mod helpers;
+mod lane;
 mod links;
 mod password;
 mod redirect;

@@ -1,5 +1,8 @@
-//! The general path for a connection the lane does not read: hyper (HTTP/1.1 or h2c)
-//! serving the gateway's router, starting with the bytes the lane already read.
+//! Handing a connection to hyper: a service's own HTTP/1.1 loop (the gateway's fast
+//! lane, url-shortener's redirect lane) reads a request head, and when the request is not
+//! one it serves itself, hyper (HTTP/1.1 or h2c) serves the service's router on the rest
+//! of the connection, starting with the bytes already read. Nothing has been answered on
+//! the connection at that point, so hyper sees it as if it had read it from the start.
 
 use std::convert::Infallible;
 use std::io;
@@ -68,9 +71,9 @@ impl AsyncWrite for Rewind {
     }
 }
 
-/// The general path for the rest of the connection: hyper (HTTP/1.1 or h2c) serving the
-/// gateway's router, starting with the bytes the lane read.
-pub(super) async fn hand_over(
+/// The rest of the connection: hyper (HTTP/1.1 or h2c) serving `app`, starting with the
+/// bytes `read` so far; on `shutdown`, hyper finishes the request in flight and closes.
+pub async fn hand_over(
     stream: TcpStream,
     read: BytesMut,
     peer: SocketAddr,

@@ -1,0 +1,311 @@
+//! The redirect lane: url-shortener's own HTTP/1.1 loop for its one hot request, a plain
+//! `GET /s/{code}` of a cached link that opens (not gone, no password).
+//!
+//! hyper and the router cost more per request than the redirect itself: a `HeaderMap`
+//! built and dropped, the route matched, extractors run, the answer encoded field by
+//! field. Here the head is parsed in place with `httparse` (the parser hyper uses), the
+//! link is taken from the cache, the visit is counted and queued as on the router's path
+//! (`routes::redirect`), and the 302 is written as one buffer. The answer is the
+//! router's, field for field: `Location` with a fresh grant, `Cache-Control: no-store`,
+//! `Referrer-Policy: no-referrer`, the request id, and `redirect_responses_total` (with
+//! `lane="fast"`; the router's answers count as `lane="router"`).
+//!
+//! Anything else goes to hyper and the router ([`hand_over`]) with the bytes read so far,
+//! before anything is answered on the connection, and the connection stays there: other
+//! paths and methods, links not cached, gone or protected (their pages, problems, 410
+//! events and password forms are the router's), HTTP/1.0, any request body or
+//! `Transfer-Encoding`, `Expect`, `Upgrade`, a repeated `Host` and heads over
+//! [`MAX_HEAD`] or [`MAX_HEADERS`] fields. So the lane never answers what the router would
+//! answer differently, and request framing is hyper's whenever it is not the plain form.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use bytes::{Buf, BytesMut};
+use chrono::Utc;
+use common::hand_over::hand_over;
+use common::telemetry::{REQUEST_ID_HEADER, request_id_or_new};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::AppState;
+use crate::domain::Code;
+use crate::routes::redirect;
+use crate::visits::Visit;
+
+/// Header fields a head may have on the lane.
+const MAX_HEADERS: usize = 64;
+/// The largest head the lane reads.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a kept-alive connection may sit idle (nginx's `keepalive_timeout`).
+const IDLE: Duration = Duration::from_secs(75);
+/// How long a client may take to send the rest of a started head (slow-loris guard).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until `shutdown`, then lets the open ones finish their current
+/// request for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors and the like: back off rather than spin.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (state, app, shutdown) = (Arc::clone(&state), app.clone(), shutdown.clone());
+        connections.spawn(connection(stream, peer, state, app, shutdown));
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "drain took too long; stopping"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What the lane makes of the buffer.
+enum Step {
+    /// The head is not all there yet.
+    More,
+    /// Answered (in `out`); the head was `len` bytes.
+    Served { len: usize, close: bool },
+    /// Not the lane's.
+    HandOver,
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    // As nginx's `tcp_nodelay on`: an answer is written whole, never held back.
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::with_capacity(1024);
+    let mut clock = Clock::new(&shutdown);
+    loop {
+        let step = {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => match hot(&req) {
+                    Some(ask) if answer(&state, &ask, peer, &mut out, &mut clock) => Step::Served {
+                        len,
+                        close: ask.close,
+                    },
+                    _ => Step::HandOver,
+                },
+                Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Step::More,
+                Ok(httparse::Status::Partial) | Err(_) => Step::HandOver,
+            }
+        };
+        match step {
+            Step::More => {
+                if shutdown.is_cancelled() && buf.is_empty() {
+                    return;
+                }
+                if !clock.read_more(&mut stream, &mut buf).await {
+                    return;
+                }
+            }
+            Step::HandOver => return hand_over(stream, buf, peer, app, shutdown.clone()).await,
+            Step::Served { len, close } => {
+                if stream.write_all(&out).await.is_err() || close {
+                    return;
+                }
+                buf.advance(len);
+            }
+        }
+    }
+}
+
+/// A hot request's fields.
+struct Ask<'a> {
+    code: &'a str,
+    request_id: Option<&'a [u8]>,
+    /// `X-Forwarded-For`, `User-Agent`, `Referer`: what a visit records.
+    visit: [Option<&'a [u8]>; 3],
+    close: bool,
+}
+
+/// The request's fields if it is the lane's: a plain HTTP/1.1 `GET /s/{code}`.
+fn hot<'a>(req: &httparse::Request<'_, 'a>) -> Option<Ask<'a>> {
+    if req.version != Some(1) || req.method != Some("GET") {
+        return None;
+    }
+    let code = req.path?.strip_prefix("/s/")?;
+    if !Code::is_valid(code) {
+        return None;
+    }
+    let mut ask = Ask {
+        code,
+        request_id: None,
+        visit: [None; 3],
+        close: false,
+    };
+    let mut host = false;
+    for header in req.headers.iter() {
+        let (name, value) = (header.name, header.value);
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("host") {
+            if host {
+                return None;
+            }
+            host = true;
+        } else if is("content-length") {
+            if value != b"0" {
+                return None;
+            }
+        } else if is("connection") {
+            if value.eq_ignore_ascii_case(b"close") {
+                ask.close = true;
+            } else if !value.eq_ignore_ascii_case(b"keep-alive") {
+                return None;
+            }
+        } else if is(REQUEST_ID_HEADER) {
+            ask.request_id.get_or_insert(value);
+        } else if is("x-forwarded-for") {
+            ask.visit[0].get_or_insert(value);
+        } else if is("user-agent") {
+            ask.visit[1].get_or_insert(value);
+        } else if is("referer") {
+            ask.visit[2].get_or_insert(value);
+        } else if ["transfer-encoding", "upgrade", "expect", "http2-settings"]
+            .iter()
+            .any(|n| is(n))
+        {
+            return None;
+        }
+    }
+    host.then_some(ask)
+}
+
+/// Writes the 302 into `out` when the link is cached, opens and has a visit left (which
+/// it then counts and queues); `false` leaves the request to the router.
+fn answer(
+    state: &AppState,
+    ask: &Ask<'_>,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+    clock: &mut Clock<'_>,
+) -> bool {
+    let Some(link) = state.cache.get(ask.code) else {
+        return false;
+    };
+    if link.password_hash.is_some() || link.gone(Utc::now().timestamp()).is_some() {
+        return false;
+    }
+    let Some(location) = link.location(&state.grant_key, state.grant_ttl_secs) else {
+        return false;
+    };
+    if link.take_visit().is_err() {
+        return false;
+    }
+    state.visits.record(Visit::from_fields(
+        Arc::clone(&link.code),
+        link.tenant_id,
+        peer.ip(),
+        ask.visit,
+    ));
+    redirect::responses("302", redirect::By::Lane).increment(1);
+    let request_id = request_id_or_new(ask.request_id);
+    out.clear();
+    for part in [
+        b"HTTP/1.1 302 Found\r\nlocation: ".as_slice(),
+        location.as_bytes(),
+        b"\r\ncache-control: no-store\r\nreferrer-policy: no-referrer\r\n",
+        REQUEST_ID_HEADER.as_bytes(),
+        b": ",
+        request_id.as_bytes(),
+        b"\r\ncontent-length: 0\r\ndate: ",
+        clock.date().as_bytes(),
+        if ask.close {
+            b"\r\nconnection: close\r\n\r\n".as_slice()
+        } else {
+            b"\r\n\r\n"
+        },
+    ] {
+        out.extend_from_slice(part);
+    }
+    true
+}
+
+/// A connection's clocks: its `Date` field (made once a second), one timer for its idle
+/// and head deadlines, and its wait for the shutdown signal, both armed once.
+struct Clock<'a> {
+    second: u64,
+    date: String,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    shutdown: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
+}
+
+impl<'a> Clock<'a> {
+    fn new(shutdown: &'a CancellationToken) -> Self {
+        Self {
+            second: 0,
+            date: String::new(),
+            timer: Box::pin(tokio::time::sleep(IDLE)),
+            shutdown: Box::pin(shutdown.cancelled()),
+        }
+    }
+
+    fn date(&mut self) -> &str {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.date = httpdate::fmt_http_date(now);
+            self.second = second;
+        }
+        &self.date
+    }
+
+    /// Reads what the client sends next into `buf`; `false` when the connection is done
+    /// (closed, idle or slow too long, or the service is stopping while it was idle).
+    async fn read_more(&mut self, stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
+        let idle = buf.is_empty();
+        let deadline = tokio::time::Instant::now() + if idle { IDLE } else { HEAD_TIMEOUT };
+        // Moving the deadline by less than a second is skipped: deadlines this long need
+        // no precision, and the timer wheel is spared a reset on every request.
+        let current = self.timer.deadline();
+        if current > deadline || deadline - current > Duration::from_secs(1) {
+            self.timer.as_mut().reset(deadline);
+        }
+        buf.reserve(4096);
+        tokio::select! {
+            biased;
+            read = stream.read_buf(buf) => matches!(read, Ok(n) if n > 0),
+            () = self.shutdown.as_mut(), if idle => false,
+            () = self.timer.as_mut() => false,
+        }
+    }
+}

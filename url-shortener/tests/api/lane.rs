@@ -1,0 +1,139 @@
+//! The redirect lane: plain cached opens are answered by the lane, field for field as the
+//! router answers them; everything else on the connection goes on to the router.
+
+use std::time::Duration;
+
+use common::auth::Role;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{eventually, spawn_app};
+use crate::redirect::responses_counted;
+
+/// The answers in `raw`, in order: each one's status line and lowercase header lines.
+fn answers(raw: &str) -> Vec<(String, Vec<String>)> {
+    raw.split("HTTP/1.1 ")
+        .skip(1)
+        .map(|answer| {
+            let head = answer.split("\r\n\r\n").next().unwrap();
+            let mut lines = head.lines();
+            let status = lines.next().unwrap().to_owned();
+            (status, lines.map(str::to_ascii_lowercase).collect())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pipelined_plain_opens_are_the_lanes_and_the_rest_of_the_connection_the_routers() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+    // One open through the router caches the link.
+    assert_eq!(app.open(code, "10.6.0.1").await.status(), 302);
+    let by_lane = responses_counted(&app, "302", Some("fast")).await;
+
+    let open = |id: &str| {
+        format!(
+            "GET /s/{code} HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: {id}\r\n\
+             User-Agent: Mozilla/5.0 Firefox/125.0\r\nX-Forwarded-For: 10.6.0.2\r\n\r\n"
+        )
+    };
+    let mut sent = [open("lane-1"), open("lane-2"), open("lane-3")].concat();
+    // The router's from here on: another path, then an open on the handed-over connection.
+    sent.push_str("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    sent.push_str(&format!(
+        "GET /s/{code} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ));
+    let mut stream = tokio::net::TcpStream::connect(app.server.addr)
+        .await
+        .unwrap();
+    stream.write_all(sent.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
+        .await
+        .expect("the connection is closed after the last answer")
+        .unwrap();
+
+    let answers = answers(&raw);
+    let statuses: Vec<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["302 Found", "302 Found", "302 Found", "200 OK", "302 Found"]
+    );
+    let prefix = format!("location: https://{}.nexus.test/shared/tasks/", user.slug);
+    for (i, (_, headers)) in answers
+        .iter()
+        .enumerate()
+        .filter(|(_, (s, _))| s.starts_with("302"))
+    {
+        let has = |line: &str| headers.iter().any(|h| h == line);
+        assert!(
+            headers
+                .iter()
+                .any(|h| h.starts_with(&prefix) && h.contains("?grant=")),
+            "{headers:?}"
+        );
+        assert!(has("cache-control: no-store"), "{headers:?}");
+        assert!(has("referrer-policy: no-referrer"), "{headers:?}");
+        assert!(has("content-length: 0"), "{headers:?}");
+        assert!(
+            headers.iter().any(|h| h.starts_with("date: ")),
+            "{headers:?}"
+        );
+        if i < 3 {
+            assert!(has(&format!("x-request-id: lane-{}", i + 1)), "{headers:?}");
+        } else {
+            assert!(
+                headers.iter().any(|h| h.starts_with("x-request-id: ")),
+                "{headers:?}"
+            );
+        }
+    }
+    assert_eq!(
+        responses_counted(&app, "302", Some("fast")).await,
+        by_lane + 3,
+        "the three pipelined opens were the lane's, the last one the router's"
+    );
+    let counted = eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, i64>("select visits from links where code = $1")
+            .bind(code)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+            == 5
+    })
+    .await;
+    assert!(counted, "every open is a visit, whoever answered it");
+}
+
+#[tokio::test]
+async fn opens_the_lane_does_not_answer_get_the_routers_pages() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let open = app.link(&user, json!({})).await;
+    let protected = app.link(&user, json!({"password": "s3cret-pass"})).await;
+    let used_up = app.link(&user, json!({"max_visits": 1})).await;
+    for link in [&open, &protected, &used_up] {
+        app.open(link["code"].as_str().unwrap(), "10.6.1.1").await;
+    }
+    let by_lane = responses_counted(&app, "302", Some("fast")).await;
+
+    for (link, method, status) in [
+        (&protected, "GET", "200 OK"),
+        (&used_up, "GET", "410 Gone"),
+        (&open, "HEAD", "302 Found"),
+    ] {
+        let code = link["code"].as_str().unwrap();
+        let mut stream = tokio::net::TcpStream::connect(app.server.addr)
+            .await
+            .unwrap();
+        let request =
+            format!("{method} /s/{code} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.unwrap();
+        assert_eq!(answers(&raw)[0].0, status, "{method} {code}: {raw}");
+    }
+    assert_eq!(responses_counted(&app, "302", Some("fast")).await, by_lane);
+}
