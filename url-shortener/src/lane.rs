@@ -1,18 +1,19 @@
 //! The redirect lane: url-shortener's own HTTP/1.1 loop for its one hot request, a plain
-//! `GET /s/{code}` of a cached link that opens (not gone, no password).
+//! `GET /s/{code}` of a link that opens (not gone, no password), taken from the cache or
+//! loaded into it as the router does.
 //!
 //! hyper and the router cost more per request than the redirect itself: a `HeaderMap`
 //! built and dropped, the route matched, extractors run, the answer encoded field by
 //! field. Here the head is parsed in place with `httparse` (the parser hyper uses), the
-//! link is taken from the cache, the visit is counted and queued as on the router's path
-//! (`routes::redirect`), and the 302 is written as one buffer. The answer is the
+//! link is looked up as the router looks it up, the visit is counted and queued as on the
+//! router's path (`routes::redirect`), and the 302 is written as one buffer. The answer is the
 //! router's, field for field: `Location` with a fresh grant, `Cache-Control: no-store`,
 //! `Referrer-Policy: no-referrer`, the request id, and `redirect_responses_total` (with
 //! `lane="fast"`; the router's answers count as `lane="router"`).
 //!
 //! Anything else goes to hyper and the router ([`hand_over`]) with the bytes read so far,
 //! before anything is answered on the connection, and the connection stays there: other
-//! paths and methods, links not cached, gone or protected (their pages, problems, 410
+//! paths and methods, unknown codes, links gone or protected (their pages, problems, 410
 //! events and password forms are the router's), HTTP/1.0, any request body or
 //! `Transfer-Encoding`, `Expect`, `Upgrade`, a repeated `Host` and heads over
 //! [`MAX_HEAD`] or [`MAX_HEADERS`] fields. So the lane never answers what the router would
@@ -117,10 +118,12 @@ async fn connection(
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
                 Ok(httparse::Status::Complete(len)) => match hot(&req) {
-                    Some(ask) if answer(&state, &ask, peer, &mut out, &mut clock) => Step::Served {
-                        len,
-                        close: ask.close,
-                    },
+                    Some(ask) if answer(&state, &ask, peer, &mut out, &mut clock).await => {
+                        Step::Served {
+                            len,
+                            close: ask.close,
+                        }
+                    }
                     _ => Step::HandOver,
                 },
                 Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Step::More,
@@ -208,17 +211,22 @@ fn hot<'a>(req: &httparse::Request<'_, 'a>) -> Option<Ask<'a>> {
     host.then_some(ask)
 }
 
-/// Writes the 302 into `out` when the link is cached, opens and has a visit left (which
-/// it then counts and queues); `false` leaves the request to the router.
-fn answer(
+/// Writes the 302 into `out` when the link (from the cache, else loaded into it as the
+/// router does) opens and has a visit left, which it then counts and queues; `false`
+/// leaves the request to the router (unknown codes, database errors and all).
+async fn answer(
     state: &AppState,
     ask: &Ask<'_>,
     peer: SocketAddr,
     out: &mut Vec<u8>,
     clock: &mut Clock<'_>,
 ) -> bool {
-    let Some(link) = state.cache.get(ask.code) else {
-        return false;
+    let link = match state.cache.get(ask.code) {
+        Some(link) => link,
+        None => match redirect::lookup(state, ask.code).await {
+            Ok(Some(link)) => link,
+            Ok(None) | Err(_) => return false,
+        },
     };
     if link.password_hash.is_some() || link.gone(Utc::now().timestamp()).is_some() {
         return false;

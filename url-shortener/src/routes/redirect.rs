@@ -129,7 +129,10 @@ fn gone(json: bool) -> Response {
 }
 
 /// The link by code: from the cache, else from the database (and then cached).
-async fn lookup(state: &AppState, code: &str) -> Result<Option<Arc<CachedLink>>, ApiError> {
+pub(crate) async fn lookup(
+    state: &AppState,
+    code: &str,
+) -> Result<Option<Arc<CachedLink>>, ApiError> {
     let Some(code) = Code::parse(code) else {
         return Ok(None);
     };

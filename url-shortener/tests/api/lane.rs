@@ -7,7 +7,7 @@ use common::auth::Role;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{eventually, spawn_app};
+use crate::helpers::{eventually, spawn_app, spawn_app_with};
 use crate::redirect::responses_counted;
 
 /// The answers in `raw`, in order: each one's status line and lowercase header lines.
@@ -136,4 +136,32 @@ async fn opens_the_lane_does_not_answer_get_the_routers_pages() {
         assert_eq!(answers(&raw)[0].0, status, "{method} {code}: {raw}");
     }
     assert_eq!(responses_counted(&app, "302", Some("fast")).await, by_lane);
+}
+
+#[tokio::test]
+async fn a_link_dropped_from_the_cache_is_loaded_again_by_the_lane() {
+    let app = spawn_app_with(&[("LINK_CACHE_TTL_SECS", "1")]).await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+    let by_lane = responses_counted(&app, "302", Some("fast")).await;
+    let open = format!("GET /s/{code} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(app.server.addr)
+        .await
+        .unwrap();
+
+    let mut raw = vec![0; 4096];
+    for _ in 0..2 {
+        stream.write_all(open.as_bytes()).await.unwrap();
+        let n = stream.read(&mut raw).await.unwrap();
+        assert!(raw[..n].starts_with(b"HTTP/1.1 302 Found\r\n"));
+        // Past the cache's TTL: the next open finds no entry.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    assert_eq!(
+        responses_counted(&app, "302", Some("fast")).await,
+        by_lane + 2,
+        "both opens were the lane's, the second after the entry expired"
+    );
 }
