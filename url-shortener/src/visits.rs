@@ -92,7 +92,7 @@ pub struct Flusher {
     pool: PgPool,
     interval: Duration,
     batch_size: usize,
-    salt: Vec<u8>,
+    salt: Arc<[u8]>,
 }
 
 /// The sink handlers use and the flusher to spawn.
@@ -106,6 +106,7 @@ pub fn channel(pool: PgPool, config: &Config) -> (VisitSink, Flusher) {
         },
         |s| s.expose_secret().as_bytes().to_vec(),
     );
+    let salt: Arc<[u8]> = salt.into();
     let flusher = Flusher {
         rx,
         pool,
@@ -138,44 +139,60 @@ impl Flusher {
         tracing::info!("visit flusher stopped");
     }
 
-    /// Writes `batch`, retrying with backoff until it is written.
+    /// Writes `batch`, retrying with backoff until it is written. Hashing visitors and
+    /// encoding their events (milliseconds for a full batch) runs on a blocking thread, so
+    /// the redirects on the async threads are not held up meanwhile.
     async fn write(&self, batch: &mut Vec<Visit>) {
-        let (counts, events) = self.prepare(batch);
+        let visits = std::mem::take(batch);
+        let salt = Arc::clone(&self.salt);
+        let (counts, messages, count) =
+            match tokio::task::spawn_blocking(move || prepare(&salt, &visits)).await {
+                Ok(prepared) => prepared,
+                Err(err) => {
+                    tracing::error!(error = %err, "preparing visits failed; they are lost");
+                    return;
+                }
+            };
         let mut backoff = Duration::from_millis(100);
         loop {
-            match db::visits::record(&self.pool, &counts, &events).await {
+            match db::visits::record(&self.pool, &counts, &messages).await {
                 Ok(()) => {
-                    tracing::debug!(visits = events.len(), "visits written");
-                    batch.clear();
+                    tracing::debug!(visits = count, "visits written");
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, visits = events.len(), "writing visits failed; will retry");
+                    tracing::warn!(error = %err, visits = count, "writing visits failed; will retry");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
+}
 
-    fn prepare(&self, batch: &[Visit]) -> (Vec<(String, i64)>, Vec<Envelope>) {
-        let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-        let mut events = Vec::with_capacity(batch.len());
-        for visit in batch {
-            *counts.entry(&visit.code).or_default() += 1;
-            let user_agent = text(visit.user_agent.as_ref()).unwrap_or_default();
-            let ip = client_ip(text(visit.forwarded_for.as_ref()), visit.peer);
-            let data = serde_json::json!({
-                "code": &*visit.code,
-                "referrer_host": text(visit.referer.as_ref()).and_then(referrer_host),
-                "agent_class": AgentClass::of(user_agent).as_str(),
-                "visitor_hash": visitor_hash(&self.salt, visit.at.date_naive(), &ip, user_agent),
-            });
-            let mut event = Envelope::new(keys::URL_ACCESSED, visit.tenant_id, None, data);
-            event.occurred_at = visit.at;
-            events.push(event);
-        }
-        let counts = counts.into_iter().map(|(c, n)| (c.to_owned(), n)).collect();
-        (counts, events)
+/// A batch's counts per code, its `url.accessed` events encoded as batch messages, and
+/// how many visits it holds.
+fn prepare(salt: &[u8], batch: &[Visit]) -> (Vec<(String, i64)>, Vec<String>, usize) {
+    let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut events = Vec::with_capacity(batch.len());
+    for visit in batch {
+        *counts.entry(&visit.code).or_default() += 1;
+        let user_agent = text(visit.user_agent.as_ref()).unwrap_or_default();
+        let ip = client_ip(text(visit.forwarded_for.as_ref()), visit.peer);
+        let data = serde_json::json!({
+            "code": &*visit.code,
+            "referrer_host": text(visit.referer.as_ref()).and_then(referrer_host),
+            "agent_class": AgentClass::of(user_agent).as_str(),
+            "visitor_hash": visitor_hash(salt, visit.at.date_naive(), &ip, user_agent),
+        });
+        let mut event = Envelope::new(keys::URL_ACCESSED, visit.tenant_id, None, data);
+        event.occurred_at = visit.at;
+        events.push(event);
     }
+    let messages = events
+        .chunks(db::visits::EVENTS_PER_MESSAGE)
+        .map(|chunk| serde_json::to_string(chunk).expect("envelopes encode"))
+        .collect();
+    let counts = counts.into_iter().map(|(c, n)| (c.to_owned(), n)).collect();
+    (counts, messages, batch.len())
 }

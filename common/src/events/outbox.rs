@@ -58,12 +58,25 @@ pub async fn enqueue_batch(
         return Ok(());
     };
     debug_assert!(events.iter().all(|e| e.kind == first.kind));
+    let payload = serde_json::to_string(events).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    enqueue_encoded(executor, first.routing_key(), &payload, request_id).await
+}
+
+/// Records a message already encoded as JSON (an envelope, or a batch's array of them),
+/// inside the caller's transaction: for producers that encode off the async threads.
+pub async fn enqueue_encoded(
+    executor: impl PgExecutor<'_>,
+    routing_key: &str,
+    payload: &str,
+    request_id: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "insert into outbox (id, routing_key, payload, request_id) values ($1, $2, $3, $4)",
+        "insert into outbox (id, routing_key, payload, request_id)
+         values ($1, $2, $3::jsonb, $4)",
     )
     .bind(Uuid::now_v7())
-    .bind(first.routing_key())
-    .bind(sqlx::types::Json(events))
+    .bind(routing_key)
+    .bind(payload)
     .bind(request_id)
     .execute(executor)
     .await?;

@@ -1,20 +1,20 @@
 //! Counted visits: one transaction per batch adds them to `links.visits` and records
 //! their `url.accessed` events in the outbox, so a count and its events never part.
 
-use common::events::{Envelope, outbox};
+use common::events::{keys, outbox};
 use sqlx::PgPool;
 
 /// Most `url.accessed` events one message carries (about 300 bytes each).
 pub const EVENTS_PER_MESSAGE: usize = 1000;
 
-/// Writes `counts` (code, visits) and `events` in one transaction. The events go into the
-/// outbox as batch messages of up to [`EVENTS_PER_MESSAGE`] (the broker and the relay
-/// then handle one message per batch, not one per visit); a code deleted in the meantime
-/// simply updates nothing.
+/// Writes `counts` (code, visits) and `messages` in one transaction. Each message is a
+/// batch of up to [`EVENTS_PER_MESSAGE`] `url.accessed` envelopes, encoded (the broker
+/// and the relay then handle one message per batch, not one per visit); a code deleted
+/// in the meantime simply updates nothing.
 pub async fn record(
     pool: &PgPool,
     counts: &[(String, i64)],
-    events: &[Envelope],
+    messages: &[String],
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     let (codes, visits): (Vec<&str>, Vec<i64>) =
@@ -28,8 +28,8 @@ pub async fn record(
     .bind(&visits)
     .execute(&mut *tx)
     .await?;
-    for chunk in events.chunks(EVENTS_PER_MESSAGE) {
-        outbox::enqueue_batch(&mut *tx, chunk, None).await?;
+    for message in messages {
+        outbox::enqueue_encoded(&mut *tx, keys::URL_ACCESSED, message, None).await?;
     }
     tx.commit().await
 }
