@@ -26,12 +26,11 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use bytes::{Buf, BytesMut};
 use chrono::Utc;
-use common::hand_over::hand_over;
+use common::lane::{self, Deadlines, hand_over};
 use common::telemetry::{REQUEST_ID_HEADER, request_id_or_new};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::AppState;
 use crate::domain::Code;
@@ -42,11 +41,6 @@ use crate::visits::Visit;
 const MAX_HEADERS: usize = 64;
 /// The largest head the lane reads.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a kept-alive connection may sit idle (nginx's `keepalive_timeout`).
-const IDLE: Duration = Duration::from_secs(75);
-/// How long a client may take to send the rest of a started head (slow-loris guard).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Accepts connections until `shutdown`, then lets the open ones finish their current
 /// request for up to `grace`.
 pub async fn serve(
@@ -56,38 +50,12 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of descriptors and the like: back off rather than spin.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    let stop = shutdown.clone();
+    lane::serve_connections(listener, stop, grace, move |stream, peer| {
         let (state, app, shutdown) = (Arc::clone(&state), app.clone(), shutdown.clone());
-        connections.spawn(connection(stream, peer, state, app, shutdown));
-    }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "drain took too long; stopping"
-        );
-    }
-    tracing::info!("stopped");
-    Ok(())
+        connection(stream, peer, state, app, shutdown)
+    })
+    .await
 }
 
 /// What the lane makes of the buffer.
@@ -111,7 +79,8 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
-    let mut clock = Clock::new(&shutdown);
+    let mut deadlines = Deadlines::new(&shutdown);
+    let mut clock = Clock::default();
     loop {
         let step = {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -135,7 +104,7 @@ async fn connection(
                 if shutdown.is_cancelled() && buf.is_empty() {
                     return;
                 }
-                if !clock.read_more(&mut stream, &mut buf).await {
+                if !matches!(deadlines.read_more(&mut stream, &mut buf).await, Ok(true)) {
                     return;
                 }
             }
@@ -219,7 +188,7 @@ async fn answer(
     ask: &Ask<'_>,
     peer: SocketAddr,
     out: &mut Vec<u8>,
-    clock: &mut Clock<'_>,
+    clock: &mut Clock,
 ) -> bool {
     let link = match state.cache.get(ask.code) {
         Some(link) => link,
@@ -266,25 +235,14 @@ async fn answer(
     true
 }
 
-/// A connection's clocks: its `Date` field (made once a second), one timer for its idle
-/// and head deadlines, and its wait for the shutdown signal, both armed once.
-struct Clock<'a> {
+/// A connection's `Date` field, made once a second.
+#[derive(Default)]
+struct Clock {
     second: u64,
     date: String,
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    shutdown: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
 }
 
-impl<'a> Clock<'a> {
-    fn new(shutdown: &'a CancellationToken) -> Self {
-        Self {
-            second: 0,
-            date: String::new(),
-            timer: Box::pin(tokio::time::sleep(IDLE)),
-            shutdown: Box::pin(shutdown.cancelled()),
-        }
-    }
-
+impl Clock {
     fn date(&mut self) -> &str {
         let now = SystemTime::now();
         let second = now
@@ -295,25 +253,5 @@ impl<'a> Clock<'a> {
             self.second = second;
         }
         &self.date
-    }
-
-    /// Reads what the client sends next into `buf`; `false` when the connection is done
-    /// (closed, idle or slow too long, or the service is stopping while it was idle).
-    async fn read_more(&mut self, stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
-        let idle = buf.is_empty();
-        let deadline = tokio::time::Instant::now() + if idle { IDLE } else { HEAD_TIMEOUT };
-        // Moving the deadline by less than a second is skipped: deadlines this long need
-        // no precision, and the timer wheel is spared a reset on every request.
-        let current = self.timer.deadline();
-        if current > deadline || deadline - current > Duration::from_secs(1) {
-            self.timer.as_mut().reset(deadline);
-        }
-        buf.reserve(4096);
-        tokio::select! {
-            biased;
-            read = stream.read_buf(buf) => matches!(read, Ok(n) if n > 0),
-            () = self.shutdown.as_mut(), if idle => false,
-            () = self.timer.as_mut() => false,
-        }
     }
 }

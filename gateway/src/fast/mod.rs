@@ -11,7 +11,8 @@
 //! clients that accept brotli or gzip, as on the general path.
 //!
 //! [`request`] reads request heads, [`upstream`] talks to the upstreams and copies their
-//! answers back, [`hand_over`] (in `common`) gives a connection to hyper.
+//! answers back; `common::lane` has the accept loop, the connection's deadlines and
+//! [`hand_over`], which gives a connection to hyper.
 //!
 //! Requests the lane reads but does not proxy itself (the gateway's own routes, unknown
 //! paths, CORS requests with an `Origin`, upstreams spoken to over h2c) go through the
@@ -41,13 +42,12 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 mod request;
 mod upstream;
 
-use common::hand_over::hand_over;
+use common::lane::{self, Deadlines, hand_over};
 use request::{COMPRESS_MAX, COMPRESS_MIN, Coding, Facts, Inspected, compress, inspect};
 use upstream::{
     Answer, Framing, Reframe, ask, client_head, copy_body, give_back, read_upstream, upstream_head,
@@ -65,10 +65,6 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Request bodies up to this size are read whole and sent with the head (nginx's
 /// `client_body_buffer_size` does the same); larger ones are streamed by hyper.
 pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
-/// How long a kept-alive client connection may sit idle (nginx's `keepalive_timeout`).
-const IDLE: Duration = Duration::from_secs(75);
-/// How long a client may take to send the rest of a started head (slow-loris guard).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections until `shutdown`, then lets the open ones finish their current
 /// request for up to `grace`.
@@ -79,43 +75,12 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of descriptors and the like: back off rather than spin.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        connections.spawn(connection(
-            stream,
-            peer,
-            Arc::clone(&state),
-            app.clone(),
-            shutdown.clone(),
-        ));
-    }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "drain took too long; stopping"
-        );
-    }
-    tracing::info!("stopped");
-    Ok(())
+    let stop = shutdown.clone();
+    lane::serve_connections(listener, stop, grace, move |stream, peer| {
+        let (state, app, shutdown) = (Arc::clone(&state), app.clone(), shutdown.clone());
+        connection(stream, peer, state, app, shutdown)
+    })
+    .await
 }
 
 /// What the lane makes of a request head.
@@ -170,13 +135,10 @@ async fn connection(
             }
         };
         match served {
-            None => {
-                let idle = buf.is_empty();
-                match read_more(&mut stream, &mut buf, idle, &mut deadlines).await {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => return,
-                }
-            }
+            None => match deadlines.read_more(&mut stream, &mut buf).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            },
             Some((Next::KeepAlive, len)) => {
                 buf.advance(len);
                 if buf.capacity() - buf.len() < 4096 {
@@ -187,33 +149,6 @@ async fn connection(
             Some((Next::HandOver, _)) => {
                 return hand_over(stream, buf, peer, app, shutdown.clone()).await;
             }
-        }
-    }
-}
-
-/// A connection's clocks: one timer for its idle and head deadlines, and its wait for
-/// the shutdown signal, both armed once and re-checked cheaply on every wait.
-struct Deadlines<'a> {
-    timer: Pin<Box<tokio::time::Sleep>>,
-    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
-}
-
-impl<'a> Deadlines<'a> {
-    fn new(shutdown: &'a CancellationToken) -> Self {
-        Self {
-            timer: Box::pin(tokio::time::sleep(IDLE)),
-            shutdown: Box::pin(shutdown.cancelled()),
-        }
-    }
-
-    /// Moves the timer to `wait` from now; moving it by less than a second is skipped
-    /// (deadlines this long need no precision, and the timer wheel is spared a reset on
-    /// every request).
-    fn arm(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        let current = self.timer.deadline();
-        if current > deadline || deadline - current > Duration::from_secs(1) {
-            self.timer.as_mut().reset(deadline);
         }
     }
 }
@@ -249,27 +184,6 @@ impl Timer {
                 }
             }
         }
-    }
-}
-
-/// Reads what the client sends next into `buf`. `Ok(false)`: the connection is done
-/// (closed, idle too long, or the gateway is stopping while it was idle).
-async fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    idle: bool,
-    deadlines: &mut Deadlines<'_>,
-) -> io::Result<bool> {
-    use tokio::io::AsyncReadExt;
-    buf.reserve(4096);
-    deadlines.arm(if idle { IDLE } else { HEAD_TIMEOUT });
-    // `read_buf` (not `try_read_buf`): a short read marks the socket drained, so the
-    // next wait costs no system call that could only say "nothing yet".
-    tokio::select! {
-        biased;
-        read = stream.read_buf(buf) => Ok(read? > 0),
-        () = deadlines.shutdown.as_mut(), if idle => Ok(false),
-        () = deadlines.timer.as_mut() => Ok(false),
     }
 }
 
