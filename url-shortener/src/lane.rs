@@ -190,12 +190,8 @@ async fn answer(
     out: &mut Vec<u8>,
     clock: &mut Clock,
 ) -> bool {
-    let link = match state.cache.get(ask.code) {
-        Some(link) => link,
-        None => match redirect::lookup(state, ask.code).await {
-            Ok(Some(link)) => link,
-            Ok(None) | Err(_) => return false,
-        },
+    let Ok(Some(link)) = redirect::lookup(state, ask.code).await else {
+        return false;
     };
     if link.password_hash.is_some() || link.gone(Utc::now().timestamp()).is_some() {
         return false;

@@ -48,9 +48,7 @@ impl Visit {
             referer: headers.get(header::REFERER).cloned(),
         }
     }
-}
 
-impl Visit {
     /// The same from header values read off the wire (the redirect lane's request head).
     pub fn from_fields(
         code: Arc<str>,

@@ -133,13 +133,14 @@ pub(crate) async fn lookup(
     state: &AppState,
     code: &str,
 ) -> Result<Option<Arc<CachedLink>>, ApiError> {
-    let Some(code) = Code::parse(code) else {
+    // Checked by shape, not parsed: a hit on the redirect path allocates nothing.
+    if !Code::is_valid(code) {
         return Ok(None);
-    };
-    if let Some(link) = state.cache.get(code.as_str()) {
+    }
+    if let Some(link) = state.cache.get(code) {
         return Ok(Some(link));
     }
-    let row = db::links::by_code(&state.pool, code.as_str()).await?;
+    let row = db::links::by_code(&state.pool, code).await?;
     Ok(row.map(|row| state.cache.put(&row, &state.config)))
 }
 
