@@ -311,25 +311,22 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
     // and a request id (sent upstream and answered), the fields the gateway's contract
     // has it set too. Without them the upstream behind nginx parses a smaller head than
     // the one behind the gateway, and the two proxies are not doing the same job.
+    let proxy_pass = |port: u16, fields: &str| {
+        format!(
+            "upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up;\n\
+             proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+             {fields} }} }}"
+        )
+    };
     processes.0.push(nginx(
         &dir,
         "proxy",
-        &format!(
-            "upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://up;\n\
-             proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
-             {NGINX_PROXY_FIELDS} }} }}"
-        ),
+        &proxy_pass(proxy, NGINX_PROXY_FIELDS),
     )?);
-    processes.0.push(nginx(
-        &dir,
-        "bare",
-        &format!(
-            "upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{bare}; location / {{ proxy_pass http://up;\n\
-             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-    )?);
+    processes
+        .0
+        .push(nginx(&dir, "bare", &proxy_pass(bare, ""))?);
     let base = format!("http://127.0.0.1:{up}");
     // NEXUS_BENCH_GATEWAY_BIN runs another build (one with frame pointers, to profile).
     let gateway_bin = std::env::var_os("NEXUS_BENCH_GATEWAY_BIN").map_or_else(

@@ -51,12 +51,7 @@ async fn the_same_event_delivered_twice_is_counted_once() {
     let app = spawn_app().await;
     let tenant = Uuid::now_v7();
     let created = task_created(tenant, Uuid::now_v7());
-    let click = event(
-        keys::URL_ACCESSED,
-        tenant,
-        at(10),
-        json!({"code": "abc12345", "referrer_host": "example.com", "agent_class": "browser", "visitor_hash": "v1"}),
-    );
+    let click = click(tenant, "abc12345");
     app.publish(&created).await;
     app.publish(&click).await;
     app.publish(&created).await;
