@@ -167,7 +167,7 @@ INSERT INTO activity (id, project_id, task_id, actor_id, action, before, after)
  VALUES (gen_random_uuid(), :project, :task, :user, 'task.created', NULL,
     (SELECT to_jsonb(t) FROM tasks t WHERE t.id = :task));
 INSERT INTO outbox (id, routing_key, payload, request_id)
- VALUES (gen_random_uuid(), 'task.created', jsonb_build_object('task_id', :task::text), NULL);
+ VALUES (gen_random_uuid(), 'task.created', jsonb_build_object('task_id', :task::text)::text, NULL);
 COMMIT;
 ";
 

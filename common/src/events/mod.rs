@@ -10,6 +10,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A UUIDv7 of `at` (to the millisecond), its other 74 bits random: unique without a
+/// shared counter, and ordered by time like any v7.
+pub fn uuid_v7_at(at: DateTime<Utc>) -> Uuid {
+    let seconds = u64::try_from(at.timestamp()).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        seconds,
+        at.timestamp_subsec_nanos(),
+    ))
+}
+
 /// The topic exchange every event goes to.
 pub const EXCHANGE: &str = "nexus.events";
 
@@ -43,8 +54,12 @@ pub mod keys {
 }
 
 /// `{ id, type, version, tenant_id, occurred_at, actor_id, data }`, as in the contract.
+///
+/// `data` is a JSON value as consumers read it; a producer of many events of one shape
+/// may give its own `Serialize` type instead, which encodes the same without building a
+/// `serde_json::Value` per event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct Envelope<D = serde_json::Value> {
     pub id: Uuid,
     #[serde(rename = "type")]
     pub kind: String,
@@ -52,23 +67,48 @@ pub struct Envelope {
     pub tenant_id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
-    pub data: serde_json::Value,
+    pub data: D,
 }
 
-impl Envelope {
+impl<D> Envelope<D> {
     /// A new event of `kind` (a routing key from [`keys`]) with a fresh UUIDv7 id.
-    pub fn new(
+    pub fn new(kind: &str, tenant_id: Uuid, actor_id: Option<Uuid>, data: D) -> Self {
+        Self::with_id(Uuid::now_v7(), Utc::now(), kind, tenant_id, actor_id, data)
+    }
+
+    /// The same for an event that occurred at `occurred_at` (recorded later, in a batch);
+    /// its UUIDv7 id is of that time too, so no clock is read per event.
+    pub fn at(
+        occurred_at: DateTime<Utc>,
         kind: &str,
         tenant_id: Uuid,
         actor_id: Option<Uuid>,
-        data: serde_json::Value,
+        data: D,
+    ) -> Self {
+        Self::with_id(
+            uuid_v7_at(occurred_at),
+            occurred_at,
+            kind,
+            tenant_id,
+            actor_id,
+            data,
+        )
+    }
+
+    fn with_id(
+        id: Uuid,
+        occurred_at: DateTime<Utc>,
+        kind: &str,
+        tenant_id: Uuid,
+        actor_id: Option<Uuid>,
+        data: D,
     ) -> Self {
         Self {
-            id: Uuid::now_v7(),
+            id,
             kind: kind.to_owned(),
             version: 1,
             tenant_id,
-            occurred_at: Utc::now(),
+            occurred_at,
             actor_id,
             data,
         }

@@ -34,24 +34,23 @@ pub async fn enqueue(
     event: &Envelope,
     request_id: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into outbox (id, routing_key, payload, request_id) values ($1, $2, $3, $4)",
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    insert(
+        executor,
+        event.id,
+        event.routing_key(),
+        &payload,
+        request_id,
     )
-    .bind(event.id)
-    .bind(event.routing_key())
-    .bind(sqlx::types::Json(event))
-    .bind(request_id)
-    .execute(executor)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Records `events`, all of one routing key, as one batch message (a JSON array of their
 /// envelopes; see [`super::BATCH_CONTENT_TYPE`]), inside the caller's transaction.
 /// Nothing is written for an empty slice.
-pub async fn enqueue_batch(
+pub async fn enqueue_batch<D: serde::Serialize>(
     executor: impl PgExecutor<'_>,
-    events: &[Envelope],
+    events: &[Envelope<D>],
     request_id: Option<&str>,
 ) -> sqlx::Result<()> {
     let Some(first) = events.first() else {
@@ -70,11 +69,22 @@ pub async fn enqueue_encoded(
     payload: &str,
     request_id: Option<&str>,
 ) -> sqlx::Result<()> {
+    insert(executor, Uuid::now_v7(), routing_key, payload, request_id).await
+}
+
+/// One outbox row. The payload is stored as the text it will be published as (the column
+/// is `text`, lz4-compressed: nothing parses it on the way in or prints it on the way out).
+async fn insert(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    routing_key: &str,
+    payload: &str,
+    request_id: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "insert into outbox (id, routing_key, payload, request_id)
-         values ($1, $2, $3::jsonb, $4)",
+        "insert into outbox (id, routing_key, payload, request_id) values ($1, $2, $3, $4)",
     )
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(routing_key)
     .bind(payload)
     .bind(request_id)
@@ -183,7 +193,7 @@ impl Relay {
         // The payload goes out as the text it is stored as: an envelope, or an array of
         // them (a batch), never decoded here.
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "select id, routing_key, payload::text, request_id, created_at from outbox
+            "select id, routing_key, payload, request_id, created_at from outbox
              order by created_at, id
              limit $1
              for update skip locked",

@@ -107,7 +107,9 @@ async fn a_batch_is_one_message_carrying_each_event_with_its_own_id() {
     enqueue_batch(&mut *tx, &batch, Some("req-2"))
         .await
         .unwrap();
-    enqueue_batch(&mut *tx, &[], None).await.unwrap();
+    enqueue_batch::<serde_json::Value>(&mut *tx, &[], None)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let published = Relay::new(db.pool.clone(), bus.broker.clone())
