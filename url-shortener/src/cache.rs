@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use chrono::Utc;
 use common::grant::{GrantKey, ShareGrant, SharedTarget};
 use moka::sync::Cache;
 use uuid::Uuid;
@@ -106,9 +105,9 @@ impl CachedLink {
         self.visits.load(Ordering::Relaxed)
     }
 
-    /// The redirect's `Location`, with a grant of `ttl_secs` from now for the target.
-    pub fn location(&self, key: &GrantKey, ttl_secs: i64) -> Option<HeaderValue> {
-        let now = Utc::now().timestamp();
+    /// The redirect's `Location`, with a grant of `ttl_secs` from `now` (Unix seconds) for
+    /// the target.
+    pub fn location(&self, key: &GrantKey, ttl_secs: i64, now: i64) -> Option<HeaderValue> {
         let mut last = self
             .last_location
             .lock()

@@ -55,7 +55,7 @@ pub struct Config {
     #[arg(long, env = "VISIT_FLUSH_INTERVAL_MS", default_value_t = 500)]
     pub visit_flush_interval_ms: u64,
     /// Most visits written in one transaction.
-    #[arg(long, env = "VISIT_BATCH_SIZE", default_value_t = 1000)]
+    #[arg(long, env = "VISIT_BATCH_SIZE", default_value_t = 5000)]
     pub visit_batch_size: usize,
     /// Salt of visitor hashes (mixed with the UTC date, so hashes rotate daily). Unset: a
     /// random salt per process; set one shared value when several instances run.

@@ -25,9 +25,9 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use bytes::{Buf, BytesMut};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use common::lane::{self, Deadlines, hand_over};
-use common::telemetry::{REQUEST_ID_HEADER, request_id_or_new};
+use common::telemetry::{REQUEST_ID_HEADER, is_valid_request_id};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -182,7 +182,8 @@ fn hot<'a>(req: &httparse::Request<'_, 'a>) -> Option<Ask<'a>> {
 
 /// Writes the 302 into `out` when the link (from the cache, else loaded into it as the
 /// router does) opens and has a visit left, which it then counts and queues; `false`
-/// leaves the request to the router (unknown codes, database errors and all).
+/// leaves the request to the router (unknown codes, database errors and all). The clock
+/// is read once, for the checks, the grant, the visit and the `Date` alike.
 async fn answer(
     state: &AppState,
     ask: &Ask<'_>,
@@ -193,10 +194,13 @@ async fn answer(
     let Ok(Some(link)) = redirect::lookup(state, ask.code).await else {
         return false;
     };
-    if link.password_hash.is_some() || link.gone(Utc::now().timestamp()).is_some() {
+    let now = SystemTime::now();
+    let at = DateTime::<Utc>::from(now);
+    let seconds = at.timestamp();
+    if link.password_hash.is_some() || link.gone(seconds).is_some() {
         return false;
     }
-    let Some(location) = link.location(&state.grant_key, state.grant_ttl_secs) else {
+    let Some(location) = link.location(&state.grant_key, state.grant_ttl_secs, seconds) else {
         return false;
     };
     if link.take_visit().is_err() {
@@ -207,9 +211,9 @@ async fn answer(
         link.tenant_id,
         peer.ip(),
         ask.visit,
+        at,
     ));
     redirect::responses("302", redirect::By::Lane).increment(1);
-    let request_id = request_id_or_new(ask.request_id);
     out.clear();
     for part in [
         b"HTTP/1.1 302 Found\r\nlocation: ".as_slice(),
@@ -217,9 +221,23 @@ async fn answer(
         b"\r\ncache-control: no-store\r\nreferrer-policy: no-referrer\r\n",
         REQUEST_ID_HEADER.as_bytes(),
         b": ",
-        request_id.as_bytes(),
-        b"\r\ncontent-length: 0\r\ndate: ",
-        clock.date().as_bytes(),
+    ] {
+        out.extend_from_slice(part);
+    }
+    // The client's id if it is a plain one, else a new one, written straight in.
+    match ask.request_id.filter(|id| is_valid_request_id(id)) {
+        Some(id) => out.extend_from_slice(id),
+        None => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id = common::events::uuid_v7_at(at)
+                .hyphenated()
+                .encode_lower(&mut buf);
+            out.extend_from_slice(id.as_bytes());
+        }
+    }
+    for part in [
+        b"\r\ncontent-length: 0\r\ndate: ".as_slice(),
+        clock.date(now).as_bytes(),
         if ask.close {
             b"\r\nconnection: close\r\n\r\n".as_slice()
         } else {
@@ -239,8 +257,7 @@ struct Clock {
 }
 
 impl Clock {
-    fn date(&mut self) -> &str {
-        let now = SystemTime::now();
+    fn date(&mut self, now: SystemTime) -> &str {
         let second = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

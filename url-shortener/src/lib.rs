@@ -121,7 +121,7 @@ pub async fn run_until(
     );
     let relay = tokio::spawn(Relay::new(pool.clone(), broker.clone()).run(shutdown.clone()));
     let (sink, flusher) = visits::channel(pool.clone(), &config);
-    let flusher = tokio::spawn(flusher.run());
+    let flusher = tokio::spawn(flusher.run(shutdown.clone()));
     let throttle = Arc::new(throttle::PasswordThrottle::new(
         config.password_attempts_per_address,
         config.password_attempts_per_link,

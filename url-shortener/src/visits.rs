@@ -4,6 +4,7 @@
 //! retried with the same batch; on shutdown whatever is pending is written before the
 //! process exits.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,12 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db;
-use crate::domain::visitor::{AgentClass, client_ip, referrer_host, visitor_hash};
+use crate::domain::visitor::{AgentClass, first_hop, referrer_host, visitor_hash_on};
 
 /// One successful redirect, as the request left it: header values are shared with the
 /// request (no copy on the redirect path), and the address and agent stay in memory only
@@ -49,18 +51,20 @@ impl Visit {
         }
     }
 
-    /// The same from header values read off the wire (the redirect lane's request head).
+    /// The same from header values read off the wire (the redirect lane's request head),
+    /// made `at` the time the lane read for the request.
     pub fn from_fields(
         code: Arc<str>,
         tenant_id: Uuid,
         peer: IpAddr,
         [forwarded_for, user_agent, referer]: [Option<&[u8]>; 3],
+        at: DateTime<Utc>,
     ) -> Self {
         let value = |bytes: Option<&[u8]>| bytes.and_then(|b| HeaderValue::from_bytes(b).ok());
         Self {
             code,
             tenant_id,
-            at: Utc::now(),
+            at,
             peer,
             forwarded_for: value(forwarded_for),
             user_agent: value(user_agent),
@@ -117,19 +121,27 @@ pub fn channel(pool: PgPool, config: &Config) -> (VisitSink, Flusher) {
 
 impl Flusher {
     /// Runs until every sink is dropped (the server has stopped) and all is written.
-    pub async fn run(mut self) {
+    ///
+    /// After the first visit of a batch it sleeps for one interval and then takes what has
+    /// gathered, rather than waiting on the channel: a waiting receiver is woken by every
+    /// send, which on the redirect path cost a task wake and a timer per visit. Once
+    /// `shutdown` is cancelled it no longer waits: what is pending is written at once.
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(self.batch_size.min(4096));
         loop {
             if self.rx.recv_many(&mut batch, self.batch_size).await == 0 {
                 break;
             }
-            // Gather for one interval (or until the batch is full) to write less often.
-            let deadline = tokio::time::Instant::now() + self.interval;
-            while batch.len() < self.batch_size {
-                let room = self.batch_size - batch.len();
-                match tokio::time::timeout_at(deadline, self.rx.recv_many(&mut batch, room)).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+            if batch.len() < self.batch_size {
+                tokio::select! {
+                    () = tokio::time::sleep(self.interval) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                while batch.len() < self.batch_size {
+                    match self.rx.try_recv() {
+                        Ok(visit) => batch.push(visit),
+                        Err(_) => break,
+                    }
                 }
             }
             self.write(&mut batch).await;
@@ -168,29 +180,143 @@ impl Flusher {
     }
 }
 
+/// The `data` of a `url.accessed` event (contract: code, referrer_host, agent_class,
+/// visitor_hash), encoded as it stands rather than through a `serde_json::Value`.
+#[derive(serde::Serialize)]
+struct Accessed<'a> {
+    code: &'a str,
+    referrer_host: Option<String>,
+    agent_class: &'static str,
+    visitor_hash: String,
+}
+
 /// A batch's counts per code, its `url.accessed` events encoded as batch messages, and
 /// how many visits it holds.
 fn prepare(salt: &[u8], batch: &[Visit]) -> (Vec<(String, i64)>, Vec<String>, usize) {
-    let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    // Agents repeat (a batch holds few distinct ones), and classing one scans for every
+    // bot marker; peers are the gateway's few addresses (the client is in
+    // `X-Forwarded-For`); the day's text changes once a day.
+    let mut classes: HashMap<&str, AgentClass> = HashMap::new();
+    let mut peers: HashMap<IpAddr, String> = HashMap::new();
+    let mut day = (chrono::NaiveDate::MIN, String::new());
     let mut events = Vec::with_capacity(batch.len());
     for visit in batch {
         *counts.entry(&visit.code).or_default() += 1;
         let user_agent = text(visit.user_agent.as_ref()).unwrap_or_default();
-        let ip = client_ip(text(visit.forwarded_for.as_ref()), visit.peer);
-        let data = serde_json::json!({
-            "code": &*visit.code,
-            "referrer_host": text(visit.referer.as_ref()).and_then(referrer_host),
-            "agent_class": AgentClass::of(user_agent).as_str(),
-            "visitor_hash": visitor_hash(salt, visit.at.date_naive(), &ip, user_agent),
-        });
-        let mut event = Envelope::new(keys::URL_ACCESSED, visit.tenant_id, None, data);
-        event.occurred_at = visit.at;
-        events.push(event);
+        let class = *classes
+            .entry(user_agent)
+            .or_insert_with(|| AgentClass::of(user_agent));
+        let date = visit.at.date_naive();
+        if day.0 != date {
+            day = (date, date.to_string());
+        }
+        let ip = match first_hop(text(visit.forwarded_for.as_ref())) {
+            Some(hop) => hop,
+            None => peers
+                .entry(visit.peer)
+                .or_insert_with(|| visit.peer.to_string()),
+        };
+        let data = Accessed {
+            code: &visit.code,
+            referrer_host: text(visit.referer.as_ref()).and_then(referrer_host),
+            agent_class: class.as_str(),
+            visitor_hash: visitor_hash_on(salt, &day.1, ip, user_agent),
+        };
+        events.push(Envelope::at(
+            visit.at,
+            keys::URL_ACCESSED,
+            visit.tenant_id,
+            None,
+            data,
+        ));
     }
     let messages = events
         .chunks(db::visits::EVENTS_PER_MESSAGE)
-        .map(|chunk| serde_json::to_string(chunk).expect("envelopes encode"))
+        .map(|chunk| {
+            // Sized for the whole message at once (an event is about 300 bytes), so the
+            // buffer is not regrown and copied along the way.
+            let mut json = Vec::with_capacity(chunk.len() * 320);
+            serde_json::to_writer(&mut json, chunk).expect("envelopes encode");
+            String::from_utf8(json).expect("serde_json writes UTF-8")
+        })
         .collect();
     let counts = counts.into_iter().map(|(c, n)| (c.to_owned(), n)).collect();
     (counts, messages, batch.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(code: &Arc<str>, peer: &str, headers: &[(&'static str, &str)]) -> Visit {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        Visit::new(
+            Arc::clone(code),
+            Uuid::now_v7(),
+            peer.parse().unwrap(),
+            &map,
+        )
+    }
+
+    /// The events as a consumer reads them: envelopes with the contract's fields, the
+    /// visit's time, their own ids, and the client (not the gateway) in the hash.
+    #[test]
+    fn a_batch_encodes_one_contract_envelope_per_visit() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("aaaaaaaa"), Arc::from("bbbbbbbb"));
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+        let batch = vec![
+            visit(
+                &a,
+                "10.0.0.1",
+                &[("user-agent", firefox), ("x-forwarded-for", "203.0.113.5")],
+            ),
+            visit(
+                &a,
+                "10.0.0.1",
+                &[
+                    ("user-agent", "curl/8.5"),
+                    ("referer", "https://Chat.Example.org/x?y"),
+                ],
+            ),
+            visit(
+                &b,
+                "10.0.0.1",
+                &[("user-agent", firefox), ("x-forwarded-for", "203.0.113.6")],
+            ),
+            visit(&b, "10.0.0.2", &[("user-agent", firefox)]),
+        ];
+        let (mut counts, messages, count) = prepare(b"salt", &batch);
+        counts.sort();
+        assert_eq!(counts, [("aaaaaaaa".into(), 2), ("bbbbbbbb".into(), 2)]);
+        assert_eq!((count, messages.len()), (4, 1));
+        let events: Vec<Envelope> = serde_json::from_str(&messages[0]).unwrap();
+        let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 4);
+        for (event, visit) in events.iter().zip(&batch) {
+            assert_eq!(event.kind, keys::URL_ACCESSED);
+            assert_eq!(
+                (event.tenant_id, event.occurred_at),
+                (visit.tenant_id, visit.at)
+            );
+            let keys: Vec<&String> = event.data.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 4, "{:?}", event.data);
+        }
+        let field = |i: usize, name: &str| events[i].data[name].clone();
+        assert_eq!(field(0, "code"), "aaaaaaaa");
+        assert_eq!(field(0, "agent_class"), "browser");
+        assert_eq!(field(1, "agent_class"), "bot");
+        assert_eq!(field(1, "referrer_host"), "chat.example.org");
+        assert!(field(0, "referrer_host").is_null());
+        let day = batch[0].at.date_naive();
+        let hash = |ip: &str, ua: &str| crate::domain::visitor::visitor_hash(b"salt", day, ip, ua);
+        assert_eq!(field(0, "visitor_hash"), hash("203.0.113.5", firefox));
+        assert_eq!(field(2, "visitor_hash"), hash("203.0.113.6", firefox));
+        // Without a forwarded hop the peer is the visitor, each peer its own.
+        assert_eq!(field(3, "visitor_hash"), hash("10.0.0.2", firefox));
+        assert_eq!(field(1, "visitor_hash"), hash("10.0.0.1", "curl/8.5"));
+    }
 }

@@ -64,11 +64,15 @@ impl AgentClass {
 /// The client's address: the first hop of the gateway's `X-Forwarded-For` (the gateway
 /// overwrites any client-sent value), else the peer.
 pub fn client_ip(forwarded_for: Option<&str>, peer: IpAddr) -> String {
+    first_hop(forwarded_for).map_or_else(|| peer.to_string(), str::to_owned)
+}
+
+/// The first hop of `X-Forwarded-For`, if it names one.
+pub fn first_hop(forwarded_for: Option<&str>) -> Option<&str> {
     forwarded_for
         .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
+        .map(str::trim)
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| peer.to_string())
 }
 
 /// The host of the `Referer`, if it is an http(s) URL; never its path or query.
@@ -85,15 +89,21 @@ pub fn referrer_host(referer: &str) -> Option<String> {
 /// 16 hex digits of SHA-256(salt, UTC date, IP, user agent): the same visitor on the same
 /// day hashes alike, and nobody can go back from the hash to the address.
 pub fn visitor_hash(salt: &[u8], date: chrono::NaiveDate, ip: &str, user_agent: &str) -> String {
+    visitor_hash_on(salt, &date.to_string(), ip, user_agent)
+}
+
+/// [`visitor_hash`] with the date already written (`YYYY-MM-DD`), for a batch of visits of
+/// one day.
+pub fn visitor_hash_on(salt: &[u8], day: &str, ip: &str, user_agent: &str) -> String {
     let digest = Sha256::new()
         .chain_update(salt)
-        .chain_update(date.to_string())
+        .chain_update(day)
         .chain_update([0])
         .chain_update(ip)
         .chain_update([0])
         .chain_update(user_agent)
         .finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 #[cfg(test)]

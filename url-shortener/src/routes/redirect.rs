@@ -192,7 +192,8 @@ fn redirect(
     status: StatusCode,
     json: bool,
 ) -> Response {
-    let Some(location) = link.location(&state.grant_key, state.grant_ttl_secs) else {
+    let now = Utc::now().timestamp();
+    let Some(location) = link.location(&state.grant_key, state.grant_ttl_secs, now) else {
         return ApiError::Internal(anyhow::anyhow!("redirect location is not a header value"))
             .into_response();
     };
