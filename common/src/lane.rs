@@ -28,6 +28,35 @@ pub const IDLE: Duration = Duration::from_secs(75);
 /// How long a client may take to send the rest of a started head (slow-loris guard).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Header fields a request head may have on a lane; a head with more goes to hyper.
+pub const MAX_HEADERS: usize = 64;
+/// The largest head a lane reads; a larger one goes to hyper.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// [`serve_connections`] for a lane whose `connection` takes the service's state, the
+/// router it hands requests over to, and the shutdown token: accepts connections until
+/// `shutdown`, then lets the open ones finish their current request for up to `grace`.
+pub async fn serve<S, F, Fut>(
+    listener: TcpListener,
+    app: Router,
+    state: std::sync::Arc<S>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    connection: F,
+) -> anyhow::Result<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, SocketAddr, std::sync::Arc<S>, Router, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let stop = shutdown.clone();
+    serve_connections(listener, stop, grace, move |stream, peer| {
+        let state = std::sync::Arc::clone(&state);
+        connection(stream, peer, state, app.clone(), shutdown.clone())
+    })
+    .await
+}
+
 /// Accepts connections until `shutdown`, running `connection` for each, then lets the
 /// open ones finish their current request for up to `grace`.
 pub async fn serve_connections<F, Fut>(

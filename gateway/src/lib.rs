@@ -253,7 +253,8 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
                 .spawn(move || {
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        fast::serve(listener, app, state, shutdown, grace).await
+                        common::lane::serve(listener, app, state, shutdown, grace, fast::connection)
+                            .await
                     })
                 })
                 .map_err(anyhow::Error::from)
@@ -266,14 +267,8 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
             stop.cancel();
         });
         background(&state, &shutdown);
-        fast::serve(
-            TcpListener::from_std(listener)?,
-            app,
-            state,
-            shutdown,
-            grace,
-        )
-        .await
+        let listener = TcpListener::from_std(listener)?;
+        common::lane::serve(listener, app, state, shutdown, grace, fast::connection).await
     });
     for worker in others {
         worker
@@ -313,5 +308,5 @@ pub async fn run_until(
     let state = Arc::new(AppState::new(config)?);
     background(&state, &shutdown);
     let app = router_of(Arc::clone(&state));
-    fast::serve(listener, app, state, shutdown, grace).await
+    common::lane::serve(listener, app, state, shutdown, grace, fast::connection).await
 }

@@ -21,42 +21,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use bytes::{Buf, BytesMut};
 use chrono::{DateTime, Utc};
-use common::lane::{self, Deadlines, hand_over};
+use common::lane::{Deadlines, MAX_HEAD, MAX_HEADERS, hand_over};
 use common::telemetry::{REQUEST_ID_HEADER, is_valid_request_id};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::domain::Code;
 use crate::routes::redirect;
 use crate::visits::Visit;
-
-/// Header fields a head may have on the lane.
-const MAX_HEADERS: usize = 64;
-/// The largest head the lane reads.
-const MAX_HEAD: usize = 16 * 1024;
-/// Accepts connections until `shutdown`, then lets the open ones finish their current
-/// request for up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let stop = shutdown.clone();
-    lane::serve_connections(listener, stop, grace, move |stream, peer| {
-        let (state, app, shutdown) = (Arc::clone(&state), app.clone(), shutdown.clone());
-        connection(stream, peer, state, app, shutdown)
-    })
-    .await
-}
 
 /// What the lane makes of the buffer.
 enum Step {
@@ -68,7 +47,8 @@ enum Step {
     HandOver,
 }
 
-async fn connection(
+/// Serves one connection (`common::lane::serve` runs it for each).
+pub async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     state: Arc<AppState>,

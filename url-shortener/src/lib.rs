@@ -153,7 +153,8 @@ pub async fn run_until(
     // The redirect lane serves plain cached redirects itself, hyper and the router
     // everything else.
     let state = Arc::new(state);
-    lane::serve(listener, app(Arc::clone(&state)), state, shutdown, grace).await?;
+    let app = app(Arc::clone(&state));
+    common::lane::serve(listener, app, state, shutdown, grace, lane::connection).await?;
     // The router, and with it every sink, is gone once the server has drained: the
     // flusher writes what is left and stops.
     if tokio::time::timeout(grace, flusher).await.is_err() {

@@ -40,14 +40,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use common::telemetry::{self, REQUEST_ID_HEADER};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 mod request;
 mod upstream;
 
-use common::lane::{self, Deadlines, hand_over};
+use common::lane::{Deadlines, hand_over};
+pub(crate) use common::lane::{MAX_HEAD, MAX_HEADERS};
 use request::{COMPRESS_MAX, COMPRESS_MIN, Coding, Facts, Inspected, compress, inspect};
 use upstream::{
     Answer, Framing, Reframe, ask, client_head, copy_body, give_back, read_upstream, upstream_head,
@@ -58,30 +59,9 @@ use crate::proxy::{self, Admitted, Ask, Seen};
 use crate::routes;
 use crate::upstreams::Unreachable;
 
-/// Header fields a request head may have on the lane.
-const MAX_HEADERS: usize = 64;
-/// The largest head the lane reads.
-const MAX_HEAD: usize = 16 * 1024;
 /// Request bodies up to this size are read whole and sent with the head (nginx's
 /// `client_body_buffer_size` does the same); larger ones are streamed by hyper.
 pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
-
-/// Accepts connections until `shutdown`, then lets the open ones finish their current
-/// request for up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let stop = shutdown.clone();
-    lane::serve_connections(listener, stop, grace, move |stream, peer| {
-        let (state, app, shutdown) = (Arc::clone(&state), app.clone(), shutdown.clone());
-        connection(stream, peer, state, app, shutdown)
-    })
-    .await
-}
 
 /// What the lane makes of a request head.
 enum Next {
@@ -93,7 +73,8 @@ enum Next {
     HandOver,
 }
 
-async fn connection(
+/// Serves one connection (`common::lane::serve` runs it for each).
+pub async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     state: Arc<AppState>,

@@ -264,6 +264,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The visits of `code` written to the database so far.
+    pub async fn visits_written(&self, code: &str) -> i64 {
+        sqlx::query_scalar("select visits from links where code = $1")
+            .bind(code)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
     /// A tap on this instance's exchange, bound to `binding`.
     pub async fn tap(&self, binding: &str) -> EventTap {
         EventTap::new(&self.exchange, binding).await

@@ -96,12 +96,7 @@ async fn pipelined_plain_opens_are_the_lanes_and_the_rest_of_the_connection_the_
         "the three pipelined opens were the lane's, the last one the router's"
     );
     let counted = eventually(Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, i64>("select visits from links where code = $1")
-            .bind(code)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap()
-            == 5
+        app.visits_written(code).await == 5
     })
     .await;
     assert!(counted, "every open is a visit, whoever answered it");

@@ -43,12 +43,7 @@ async fn a_thousand_opens_make_exactly_a_thousand_url_accessed_events() {
         assert_eq!(event.data["agent_class"], "browser");
         assert!(ids.insert(event.id), "duplicate event {}", event.id);
     }
-    let visits: i64 = sqlx::query_scalar("select visits from links where code = $1")
-        .bind(&code)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(visits, 1000);
+    assert_eq!(app.visits_written(&code).await, 1000);
     tap.delete_exchange().await;
 }
 
@@ -99,12 +94,7 @@ async fn visits_made_while_the_broker_is_down_are_published_when_it_returns() {
         assert_eq!(app.open(code, &format!("10.9.0.{i}")).await.status(), 302);
     }
     let written = eventually(Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, i64>("select visits from links where code = $1")
-            .bind(code)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap()
-            == 10
+        app.visits_written(code).await == 10
     })
     .await;
     assert!(written, "visits are counted while the broker is down");
@@ -128,12 +118,7 @@ async fn pending_visits_are_written_on_shutdown() {
     app.server.stop();
 
     let written = eventually(Duration::from_secs(20), || async {
-        sqlx::query_scalar::<_, i64>("select visits from links where code = $1")
-            .bind(code)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap()
-            == 3
+        app.visits_written(code).await == 3
     })
     .await;
     assert!(
