@@ -95,6 +95,11 @@ pub fn visitor_hash(salt: &[u8], date: chrono::NaiveDate, ip: &str, user_agent: 
 /// [`visitor_hash`] with the date already written (`YYYY-MM-DD`), for a batch of visits of
 /// one day.
 pub fn visitor_hash_on(salt: &[u8], day: &str, ip: &str, user_agent: &str) -> String {
+    hex::encode(visitor_digest_on(salt, day, ip, user_agent))
+}
+
+/// The 8 bytes [`visitor_hash_on`] writes in hex.
+pub fn visitor_digest_on(salt: &[u8], day: &str, ip: &str, user_agent: &str) -> [u8; 8] {
     let digest = Sha256::new()
         .chain_update(salt)
         .chain_update(day)
@@ -103,7 +108,9 @@ pub fn visitor_hash_on(salt: &[u8], day: &str, ip: &str, user_agent: &str) -> St
         .chain_update([0])
         .chain_update(user_agent)
         .finalize();
-    hex::encode(&digest[..8])
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    first
 }
 
 #[cfg(test)]
