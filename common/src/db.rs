@@ -57,3 +57,15 @@ async fn try_connect(url: &str, args: &DbArgs) -> anyhow::Result<PgPool> {
         .await
         .with_context(|| format!("connecting to database {name}"))
 }
+
+/// A pool of `connections` of its own to `pool`'s database, for one background job (an
+/// outbox relay, a batch writer): the job neither waits behind the request path for a
+/// connection nor holds one the request path needs, and it keeps talking to the same few
+/// backends, whose memory and caches stay warm, rather than to each of the shared pool's
+/// in turn. Connects on first use.
+pub fn dedicated(pool: &PgPool, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*pool.connect_options()).clone())
+}

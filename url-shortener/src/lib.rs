@@ -119,8 +119,11 @@ pub async fn run_until(
         &config.amqp.events_exchange,
         NAME,
     );
-    let relay = tokio::spawn(Relay::new(pool.clone(), broker.clone()).run(shutdown.clone()));
-    let (sink, flusher) = visits::channel(pool.clone(), &config);
+    // The relay and the visit flusher each write through connections of their own (the
+    // relay's notification listener holds one of its two).
+    let relay = Relay::new(common::db::dedicated(&pool, 2), broker.clone());
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
+    let (sink, flusher) = visits::channel(common::db::dedicated(&pool, 1), &config);
     let flusher = tokio::spawn(flusher.run(shutdown.clone()));
     let throttle = Arc::new(throttle::PasswordThrottle::new(
         config.password_attempts_per_address,

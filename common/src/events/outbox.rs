@@ -102,6 +102,8 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay of `pool`'s outbox. Its notification listener holds one of the pool's
+    /// connections for as long as it runs, so the pool needs at least two.
     pub fn new(pool: PgPool, broker: Broker) -> Self {
         Self {
             pool,
