@@ -123,7 +123,7 @@ pub async fn run_until(
     // relay's notification listener holds one of its two).
     let relay = Relay::new(common::db::dedicated(&pool, 2), broker.clone());
     let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let (sink, flusher) = visits::channel(common::db::dedicated(&pool, 1), &config);
+    let (sink, flusher) = visits::channel(common::db::dedicated(&pool, 1), broker.clone(), &config);
     let flusher = tokio::spawn(flusher.run(shutdown.clone()));
     let throttle = Arc::new(throttle::PasswordThrottle::new(
         config.password_attempts_per_address,

@@ -72,6 +72,21 @@ pub async fn enqueue_encoded(
     insert(executor, Uuid::now_v7(), routing_key, payload, request_id).await
 }
 
+/// Records `message` (already encoded, with its own id) for publication, inside the
+/// caller's transaction: for a producer that offered it to the broker first and keeps
+/// what the broker did not confirm. Published again later under the same id.
+pub async fn enqueue_message(executor: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<()> {
+    let payload = std::str::from_utf8(&message.body).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    insert(
+        executor,
+        message.id,
+        &message.routing_key,
+        payload,
+        message.request_id.as_deref(),
+    )
+    .await
+}
+
 /// One outbox row. The payload is stored as the text it will be published as (the column
 /// is `text`, lz4-compressed: nothing parses it on the way in or prints it on the way out).
 async fn insert(

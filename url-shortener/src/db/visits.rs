@@ -1,20 +1,20 @@
-//! Counted visits: one transaction per batch adds them to `links.visits` and records
-//! their `url.accessed` events in the outbox, so a count and its events never part.
+//! Counted visits: one transaction per batch adds them to `links.visits` and records in
+//! the outbox those of their `url.accessed` messages the broker has not confirmed yet.
 
-use common::events::{keys, outbox};
+use common::events::{Message, outbox};
 use sqlx::PgPool;
 
 /// Most `url.accessed` events one message carries (about 300 bytes each).
 pub const EVENTS_PER_MESSAGE: usize = 1000;
 
-/// Writes `counts` (code, visits) and `messages` in one transaction. Each message is a
-/// batch of up to [`EVENTS_PER_MESSAGE`] `url.accessed` envelopes, encoded (the broker
-/// and the relay then handle one message per batch, not one per visit); a code deleted
-/// in the meantime simply updates nothing.
+/// Writes `counts` (code, visits) and, for the relay, `unconfirmed` messages in one
+/// transaction. Each message is a batch of up to [`EVENTS_PER_MESSAGE`] `url.accessed`
+/// envelopes, encoded (the broker and the relay then handle one message per batch, not
+/// one per visit); a code deleted in the meantime simply updates nothing.
 pub async fn record(
     pool: &PgPool,
     counts: &[(String, i64)],
-    messages: &[String],
+    unconfirmed: &[&Message],
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     let (codes, visits): (Vec<&str>, Vec<i64>) =
@@ -28,8 +28,8 @@ pub async fn record(
     .bind(&visits)
     .execute(&mut *tx)
     .await?;
-    for message in messages {
-        outbox::enqueue_encoded(&mut *tx, keys::URL_ACCESSED, message, None).await?;
+    for message in unconfirmed {
+        outbox::enqueue_message(&mut *tx, message).await?;
     }
     tx.commit().await
 }

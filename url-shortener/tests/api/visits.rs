@@ -7,7 +7,25 @@ use common::auth::Role;
 use common::testkit::{EventTap, TcpRelay};
 use serde_json::json;
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
+
+/// `visit_event_messages_total` of `via` ("broker" or "outbox") as `/metrics` shows it.
+async fn messages_via(app: &TestApp, via: &str) -> u64 {
+    let text = app.server.metrics().await;
+    text.lines()
+        .filter(|line| line.starts_with("visit_event_messages_total{"))
+        .filter(|line| line.contains(&format!("via=\"{via}\"")))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// `url.accessed` messages waiting in the outbox.
+async fn outboxed(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from outbox where routing_key = 'url.accessed'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn a_thousand_opens_make_exactly_a_thousand_url_accessed_events() {
@@ -44,6 +62,9 @@ async fn a_thousand_opens_make_exactly_a_thousand_url_accessed_events() {
         assert!(ids.insert(event.id), "duplicate event {}", event.id);
     }
     assert_eq!(app.visits_written(&code).await, 1000);
+    // With the broker up, every batch went to it directly, none through the outbox.
+    assert!(messages_via(&app, "broker").await >= 1);
+    assert_eq!(messages_via(&app, "outbox").await, 0);
     tap.delete_exchange().await;
 }
 
@@ -98,10 +119,19 @@ async fn visits_made_while_the_broker_is_down_are_published_when_it_returns() {
     })
     .await;
     assert!(written, "visits are counted while the broker is down");
+    assert!(outboxed(&app).await >= 1, "the events wait in the outbox");
+    assert_eq!(messages_via(&app, "broker").await, 0);
     relay.restore();
 
     let events = tap.receive_events(10, Duration::from_secs(30)).await;
     assert_eq!(events.len(), 10);
+    let ids: HashSet<_> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 10, "each visit's event once");
+    let drained = eventually(Duration::from_secs(10), || async {
+        outboxed(&app).await == 0
+    })
+    .await;
+    assert!(drained, "the relay deleted what it published");
     tap.delete_exchange().await;
 }
 
@@ -125,4 +155,32 @@ async fn pending_visits_are_written_on_shutdown() {
         written,
         "the 3 visits were not written before the process stopped"
     );
+}
+
+#[tokio::test]
+async fn a_broker_that_never_answers_does_not_hold_up_the_counts() {
+    // Accepts connections and never says a word: the flusher's publish times out.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let amqp = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let app = spawn_app_with(&[("AMQP_URL", &amqp)]).await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+
+    for i in 0..5 {
+        assert_eq!(app.open(code, &format!("10.7.0.{i}")).await.status(), 302);
+    }
+    let written = eventually(Duration::from_secs(15), || async {
+        app.visits_written(code).await == 5
+    })
+    .await;
+    assert!(written, "visits are counted although the broker hangs");
+    assert!(outboxed(&app).await >= 1, "their events wait in the outbox");
+    assert_eq!(messages_via(&app, "broker").await, 0);
 }
