@@ -242,9 +242,9 @@ impl Flusher {
 }
 
 /// A batch's counts per code, its `url.accessed` events encoded as batch messages (each
-/// with its own id), and how many visits it holds. The visits are dropped here (off the async threads) and the
-/// emptied vector is handed back, so the flusher gathers the next batch into the same
-/// memory instead of regrowing a new one.
+/// with its own id), and how many visits it holds. The visits are dropped here (off the
+/// async threads) and the emptied vector is handed back, so the flusher gathers the next
+/// batch into the same memory instead of regrowing a new one.
 fn prepare(salt: &[u8], mut batch: Vec<Visit>) -> (Prepared, Vec<Visit>) {
     let prepared = encode(salt, &batch);
     batch.clear();
@@ -279,7 +279,7 @@ fn encode(salt: &[u8], batch: &[Visit]) -> Prepared {
             if day.0 != date {
                 day = (date, date.to_string());
             }
-            let ip = match first_hop(text(visit.forwarded_for.as_ref())) {
+            let ip = match first_hop(text(visit.forwarded_for.as_ref()), visit.peer) {
                 Some(hop) => hop,
                 None => peers
                     .entry(visit.peer)
