@@ -193,3 +193,21 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
             )
         })
 }
+
+/// The version an `If-Match: "<version>"` expects, if the request sent one (a weak
+/// `W/"3"` is taken as `"3"`); anything else is a 400. Resources that carry a `version`
+/// make their writes conditional on it (412 when stale).
+pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<i32>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest("If-Match must be a version this API gave out, like \"3\".".into())
+        })
+}

@@ -11,7 +11,6 @@ pub mod tasks;
 pub mod time;
 
 use axum::Router;
-use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 use common::ApiError;
 use common::auth::AuthUser;
@@ -142,23 +141,7 @@ pub async fn emit(
     Ok(())
 }
 
-/// The version an `If-Match: "<version>"` expects, if the request sent one.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest("If-Match must be a version this API gave out, like \"3\".".into())
-        })
-}
-
-pub use common::extract::idempotency_key;
+pub use common::extract::{idempotency_key, if_match};
 
 /// The answer a create with this caller's `key` gave before, if any.
 pub async fn replay(

@@ -22,6 +22,7 @@ pub struct LinkRow {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub version: i32,
 }
 
 impl LinkRow {
@@ -34,7 +35,7 @@ impl LinkRow {
 }
 
 const COLUMNS: &str = "code, tenant_id, tenant_slug, created_by, target_type, target_id, \
-    password_hash, expires_at, max_visits, visits, disabled, created_at, updated_at";
+    password_hash, expires_at, max_visits, visits, disabled, created_at, updated_at, version";
 
 /// What a new link is made of.
 pub struct NewLink<'a> {
@@ -134,11 +135,14 @@ pub struct Changes {
     pub disabled: Option<bool>,
 }
 
+/// Applies `changes` and raises the version; `None` when the tenant has no such link, or
+/// when `expected` is given and the link is no longer at that version.
 pub async fn update(
     db: impl PgExecutor<'_>,
     tenant: Uuid,
     code: &str,
     changes: &Changes,
+    expected: Option<i32>,
 ) -> sqlx::Result<Option<LinkRow>> {
     sqlx::query_as(&format!(
         "update links set
@@ -148,8 +152,9 @@ pub async fn update(
              disabled = coalesce($8, disabled),
              -- A link brought back to life may expire again, and say so again.
              expired_event_at = null,
-             updated_at = now()
-         where tenant_id = $1 and code = $2
+             updated_at = now(),
+             version = version + 1
+         where tenant_id = $1 and code = $2 and ($9::integer is null or version = $9)
          returning {COLUMNS}"
     ))
     .bind(tenant)
@@ -160,6 +165,7 @@ pub async fn update(
     .bind(changes.max_visits.is_some())
     .bind(changes.max_visits.flatten())
     .bind(changes.disabled)
+    .bind(expected)
     .fetch_optional(db)
     .await
 }

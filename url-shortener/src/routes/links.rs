@@ -11,7 +11,7 @@ use common::ApiError;
 use common::auth::{AuthUser, Perm};
 use common::error::Problem;
 use common::events::{Envelope, keys};
-use common::extract::{Query, ValidJson};
+use common::extract::{Query, ValidJson, if_match};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -45,6 +45,9 @@ pub struct Link {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Raised by every change; send it back as `If-Match: "<version>"` to make a change
+    /// conditional.
+    pub version: i32,
 }
 
 impl Link {
@@ -64,12 +67,17 @@ impl Link {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            version: row.version,
         }
     }
 }
 
 fn not_found() -> ApiError {
     ApiError::NotFound("No link with this code.".into())
+}
+
+fn stale() -> ApiError {
+    ApiError::PreconditionFailed("The link changed since you read it; read it again.".into())
 }
 
 /// Tries this many codes before giving up (a collision among 62^8 is already rare).
@@ -288,19 +296,26 @@ pub async fn get_one(
 }
 
 /// Change a link's expiry, password (`null` removes it), visit limit (`null` removes it)
-/// or `disabled`. The redirect sees the change at once.
+/// or `disabled`. The redirect sees the change at once. `If-Match: "<version>"` makes the
+/// change conditional (412 when the link changed since).
 #[utoipa::path(patch, path = "/api/v1/links/{code}", tag = "links", request_body = UpdateLink,
-    params(("code" = String, Path, description = "The link's code")),
+    params(("code" = String, Path, description = "The link's code"),
+           ("If-Match" = Option<String>, Header, description = "The version the change expects, like \"3\"")),
     responses((status = 200, body = Link), (status = 400, body = Problem),
-              (status = 404, body = Problem)))]
+              (status = 404, body = Problem), (status = 412, body = Problem)))]
 #[tracing::instrument(skip_all, fields(tenant_id = %user.tenant_id), err)]
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
     Path(code): Path<String>,
+    headers: HeaderMap,
     ValidJson(body): ValidJson<UpdateLink>,
 ) -> Result<Json<Link>, ApiError> {
+    let expected = if_match(&headers)?;
     let row = visible(&state, &user, &code).await?;
+    if expected.is_some_and(|v| v != row.version) {
+        return Err(stale());
+    }
     let password_hash = match body.password.clone() {
         Some(Some(p)) => Some(Some(password::hash(p).await?)),
         Some(None) => Some(None),
@@ -312,7 +327,7 @@ pub async fn update(
         max_visits: body.max_visits,
         disabled: body.disabled,
     };
-    apply(&state, &user, &row.code, &changes).await
+    apply(&state, &user, &row.code, &changes, expected).await
 }
 
 /// Switch a link off: it answers 410 from now on (undo with `PATCH {"disabled": false}`).
@@ -330,7 +345,7 @@ pub async fn disable(
         disabled: Some(true),
         ..Changes::default()
     };
-    apply(&state, &user, &row.code, &changes).await
+    apply(&state, &user, &row.code, &changes, None).await
 }
 
 async fn apply(
@@ -338,10 +353,22 @@ async fn apply(
     user: &AuthUser,
     code: &str,
     changes: &Changes,
+    expected: Option<i32>,
 ) -> Result<Json<Link>, ApiError> {
-    let row = db::update(&state.pool, user.tenant_id, code, changes)
-        .await?
-        .ok_or_else(not_found)?;
+    let Some(row) = db::update(&state.pool, user.tenant_id, code, changes, expected).await? else {
+        // Changed between the read and the write (a conditional change), or deleted.
+        return Err(
+            if expected.is_some()
+                && db::of_tenant(&state.pool, user.tenant_id, code)
+                    .await?
+                    .is_some()
+            {
+                stale()
+            } else {
+                not_found()
+            },
+        );
+    };
     state.cache.put(&row, &state.config);
     Ok(Json(Link::from_row(state, &row)))
 }

@@ -424,3 +424,61 @@ async fn a_retried_create_with_the_same_idempotency_key_makes_one_link() {
         .unwrap();
     assert_eq!(links, 1);
 }
+
+#[tokio::test]
+async fn a_change_made_on_a_stale_version_is_412_and_changes_nothing() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({"max_visits": 5})).await;
+    let code = link["code"].as_str().unwrap();
+    let path = format!("/api/v1/links/{code}");
+    let read = link["version"].as_i64().unwrap();
+    let patch = |version: String, body: Value| {
+        app.call(&user, Method::PATCH, &path)
+            .header("if-match", version)
+            .json(&body)
+            .send()
+    };
+
+    let resp = patch(format!("\"{read}\""), json!({"max_visits": 7}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let changed: Value = resp.json().await.unwrap();
+    assert_eq!(changed["version"], read + 1);
+    assert_eq!(changed["max_visits"], 7);
+
+    // Another writer's copy, read before that change.
+    let resp = patch(format!("\"{read}\""), json!({"max_visits": 9}))
+        .await
+        .unwrap();
+    let problem = expect_problem(resp, 412).await;
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("precondition-failed"),
+        "{problem}"
+    );
+    let resp = patch("soon".into(), json!({"max_visits": 9}))
+        .await
+        .unwrap();
+    expect_problem(resp, 400).await;
+    let now: Value = app
+        .send(&user, Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (now["max_visits"].clone(), now["version"].clone()),
+        (json!(7), json!(read + 1))
+    );
+
+    // Without If-Match a change is unconditional, and raises the version too.
+    let resp = app
+        .send(&user, Method::POST, &format!("{path}/disable"), None)
+        .await;
+    let disabled: Value = resp.json().await.unwrap();
+    assert_eq!(disabled["version"], read + 2);
+}
