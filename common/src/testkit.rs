@@ -302,6 +302,29 @@ impl Drop for TestServer {
     }
 }
 
+/// The sum of the counter `name`'s samples in `/metrics` text whose labels include every
+/// `(label, value)` of `labels` (0 when there is none).
+pub fn counter_total(metrics: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(label, value)| line.contains(&format!("{label}=\"{value}\"")))
+        })
+        .map(|line| {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{name} is not a counter: {line}"))
+        })
+        .sum()
+}
+
 /// Asserts `resp` is an RFC 9457 problem with `status`, and returns its body.
 pub async fn expect_problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(

@@ -28,15 +28,11 @@ async fn metrics(app: &crate::helpers::TestApp) -> String {
 
 /// How many requests to `/api/v1/projects` `lane` has served, per `/metrics`.
 fn served_by(metrics: &str, lane: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("gateway_requests_total{")
-                && l.contains("route=\"/api/v1/projects\"")
-                && l.contains(&format!("lane=\"{lane}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    common::testkit::counter_total(
+        metrics,
+        "gateway_requests_total",
+        &[("route", "/api/v1/projects"), ("lane", lane)],
+    )
 }
 
 /// Waits (up to 2 s: the counter is written after the answer) until `lane` has served

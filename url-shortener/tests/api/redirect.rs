@@ -279,13 +279,13 @@ pub async fn responses_counted(
     status: &str,
     lane: Option<&str>,
 ) -> u64 {
-    let text = app.server.metrics().await;
-    text.lines()
-        .filter(|line| line.starts_with("redirect_responses_total{"))
-        .filter(|line| line.contains(&format!("status=\"{status}\"")))
-        .filter(|line| lane.is_none_or(|lane| line.contains(&format!("lane=\"{lane}\""))))
-        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
+    let mut labels = vec![("status", status)];
+    labels.extend(lane.map(|lane| ("lane", lane)));
+    common::testkit::counter_total(
+        &app.server.metrics().await,
+        "redirect_responses_total",
+        &labels,
+    )
 }
 
 #[tokio::test]

@@ -4,19 +4,18 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::auth::Role;
-use common::testkit::{EventTap, TcpRelay};
+use common::testkit::{EventTap, TcpRelay, counter_total};
 use serde_json::json;
 
 use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
 
 /// `visit_event_messages_total` of `via` ("broker" or "outbox") as `/metrics` shows it.
 async fn messages_via(app: &TestApp, via: &str) -> u64 {
-    let text = app.server.metrics().await;
-    text.lines()
-        .filter(|line| line.starts_with("visit_event_messages_total{"))
-        .filter(|line| line.contains(&format!("via=\"{via}\"")))
-        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
+    counter_total(
+        &app.server.metrics().await,
+        "visit_event_messages_total",
+        &[("via", via)],
+    )
 }
 
 /// `url.accessed` messages waiting in the outbox.
