@@ -339,6 +339,8 @@ fn write_accessed(
     );
     out.extend_from_slice(b"\",\"type\":\"");
     out.extend_from_slice(keys::URL_ACCESSED.as_bytes());
+    // The envelope's version, written as a literal; a new version fails the build here.
+    const _: () = assert!(common::events::ENVELOPE_VERSION == 1);
     out.extend_from_slice(b"\",\"version\":1,\"tenant_id\":\"");
     out.extend_from_slice(
         visit

@@ -21,6 +21,9 @@ pub fn uuid_v7_at(at: DateTime<Utc>) -> Uuid {
     ))
 }
 
+/// The `version` of the envelope every producer writes.
+pub const ENVELOPE_VERSION: u32 = 1;
+
 /// The topic exchange every event goes to.
 pub const EXCHANGE: &str = "nexus.events";
 
@@ -106,7 +109,7 @@ impl<D> Envelope<D> {
         Self {
             id,
             kind: kind.to_owned(),
-            version: 1,
+            version: ENVELOPE_VERSION,
             tenant_id,
             occurred_at,
             actor_id,
