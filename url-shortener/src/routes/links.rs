@@ -313,6 +313,8 @@ pub async fn update(
 ) -> Result<Json<Link>, ApiError> {
     let expected = if_match(&headers)?;
     let row = visible(&state, &user, &code).await?;
+    // Checked before the password is hashed, so a stale change costs no argon2 time; the
+    // write itself checks again, for a change that lands in between.
     if expected.is_some_and(|v| v != row.version) {
         return Err(stale());
     }
