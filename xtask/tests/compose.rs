@@ -109,6 +109,30 @@ fn services_are_built_from_the_dockerfile_with_their_own_binary() {
 }
 
 #[test]
+fn the_image_builds_its_queries_from_the_committed_sqlx_folder() {
+    let dockerfile =
+        std::fs::read_to_string(workspace_root().join("Dockerfile")).expect("Dockerfile");
+    let offline = dockerfile.find("ENV SQLX_OFFLINE=true");
+    let build = dockerfile.find("RUN cargo build --release");
+    assert!(
+        matches!((offline, build), (Some(o), Some(b)) if o < b),
+        "the release build must run with SQLX_OFFLINE=true (no database at build time)"
+    );
+    let ignored =
+        std::fs::read_to_string(workspace_root().join(".dockerignore")).expect(".dockerignore");
+    assert!(
+        !ignored
+            .lines()
+            .any(|l| l.trim().trim_matches('/') == ".sqlx"),
+        ".sqlx/ must reach the build context"
+    );
+    assert!(
+        workspace_root().join(".sqlx").is_dir(),
+        "the query descriptions (.sqlx/) are committed"
+    );
+}
+
+#[test]
 fn every_variable_set_for_a_service_is_one_it_reads() {
     let compose = compose();
     for def in &SERVICES {

@@ -96,13 +96,13 @@ async fn insert(
     payload: &str,
     request_id: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into outbox (id, routing_key, payload, request_id) values ($1, $2, $3, $4)",
+        id,
+        routing_key,
+        payload,
+        request_id,
     )
-    .bind(id)
-    .bind(routing_key)
-    .bind(payload)
-    .bind(request_id)
     .execute(executor)
     .await?;
     Ok(())
