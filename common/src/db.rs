@@ -69,3 +69,52 @@ pub fn dedicated(pool: &PgPool, connections: u32) -> PgPool {
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with((*pool.connect_options()).clone())
 }
+
+/// The constraint a database error violated (unique, foreign key, check, exclusion), if
+/// `err` is one. Looks through `ApiError::Internal`, which is how `?` carries a
+/// `sqlx::Error` out of a data-layer call.
+pub fn violated_constraint(err: &crate::ApiError) -> Option<&str> {
+    let crate::ApiError::Internal(inner) = err else {
+        return None;
+    };
+    inner
+        .downcast_ref::<sqlx::Error>()?
+        .as_database_error()?
+        .constraint()
+}
+
+/// Maps a violation of a named constraint to the API error it means for the client, so a
+/// handler states "a second project with this key is a 409" by the constraint's name
+/// rather than by SQLSTATE or a check-then-insert race:
+///
+/// ```ignore
+/// db::projects::insert(&mut tx, &new)
+///     .await
+///     .on_constraint("projects_key_key", || ApiError::Conflict("That key is taken.".into()))?;
+/// ```
+///
+/// Calls chain; any other error passes through unchanged.
+pub trait ConstraintExt<T> {
+    fn on_constraint(
+        self,
+        name: &str,
+        error: impl FnOnce() -> crate::ApiError,
+    ) -> Result<T, crate::ApiError>;
+}
+
+impl<T, E: Into<crate::ApiError>> ConstraintExt<T> for Result<T, E> {
+    fn on_constraint(
+        self,
+        name: &str,
+        error: impl FnOnce() -> crate::ApiError,
+    ) -> Result<T, crate::ApiError> {
+        self.map_err(|err| {
+            let err = err.into();
+            if violated_constraint(&err) == Some(name) {
+                error()
+            } else {
+                err
+            }
+        })
+    }
+}
