@@ -1,0 +1,150 @@
+//! Throw-away PostgreSQL databases, one per test, and the clean-up of what a test
+//! provisioned on the server.
+
+use std::future::Future;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::{postgres_url, unique};
+
+/// A throw-away database, dropped when the value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates an empty database with a unique name.
+    pub async fn create() -> Self {
+        let name = unique("nexus_test");
+        let server = postgres_url();
+        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "PostgreSQL does not answer at {server} (set NEXUS_TEST_POSTGRES_URL): {err}"
+                )
+            });
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("creating test database");
+        let url = format!("{server}/{name}");
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&url)
+            .await
+            .expect("connecting to test database");
+        Self { name, url, pool }
+    }
+
+    /// Creates a database and applies `migrator` to it.
+    pub async fn migrated(migrator: &sqlx::migrate::Migrator) -> Self {
+        let db = Self::create().await;
+        migrator.run(&db.pool).await.expect("applying migrations");
+        db
+    }
+}
+
+impl TestDb {
+    /// Makes the database unreachable: new connections are refused and open ones are
+    /// closed, as in an outage. Dropping the value still removes it.
+    pub async fn cut_off(&self) {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_url()))
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!(
+            "alter database {} with allow_connections false",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("disallowing connections");
+        sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .expect("closing connections");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        admin_blocking(move |mut admin| async move {
+            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await;
+        });
+    }
+}
+
+/// Runs `work` with an admin connection on a thread of its own, with its own runtime:
+/// `Drop` runs inside the test's runtime, which must not be blocked on. Clean-up is best
+/// effort, so a failure to connect is ignored.
+fn admin_blocking<F, Fut>(work: F)
+where
+    F: FnOnce(PgConnection) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let server = postgres_url();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(admin) = PgConnection::connect(&format!("{server}/postgres")).await {
+                work(admin).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// Drops every database and role whose name starts with `prefix` (tenant databases a
+/// test provisioned). Blocking, so it can be called from `Drop`.
+pub fn drop_databases_and_roles(prefix: &str) {
+    let prefix = prefix.to_owned();
+    admin_blocking(move |mut admin| async move {
+        // Databases first: a role cannot be dropped while it owns one.
+        let kinds = [
+            (
+                "select datname from pg_database where left(datname, length($1)) = $1",
+                "drop database if exists \"{}\" with (force)",
+            ),
+            (
+                "select rolname from pg_roles where left(rolname, length($1)) = $1",
+                "drop role if exists \"{}\"",
+            ),
+        ];
+        for (list, drop) in kinds {
+            let names: Vec<String> = sqlx::query_scalar(list)
+                .bind(&prefix)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap_or_default();
+            for name in names {
+                let _ = sqlx::query(&drop.replace("{}", &name))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+    });
+}
+
+/// Asserts each of `tables` exists in the database (the service applied its migrations).
+pub async fn assert_tables_exist(pool: &PgPool, tables: &[&str]) {
+    for table in tables {
+        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(pool)
+            .await
+            .expect("querying the catalogue");
+        assert_eq!(found.as_deref(), Some(*table), "table {table} is missing");
+    }
+}
