@@ -9,6 +9,8 @@ use sqlx::{PgPool, Postgres};
 
 use crate::config::DbArgs;
 
+pub mod ddl;
+
 /// Connects to `url`, creating the database if it does not exist yet and retrying for
 /// `db_connect_timeout_secs` while PostgreSQL is still starting, then applies `migrator`.
 pub async fn connect_and_migrate(

@@ -50,8 +50,8 @@ impl Readiness {
         self.with(name, move || {
             let pool = pool.clone();
             async move {
-                sqlx::query("select 1")
-                    .execute(&pool)
+                sqlx::query_scalar!("select 1 as ready")
+                    .fetch_one(&pool)
                     .await
                     .context("query")?;
                 Ok(())

@@ -16,15 +16,6 @@ use uuid::Uuid;
 
 use super::{Broker, Envelope, Message};
 
-/// id, routing key, payload as text, request id, created at.
-type OutboxRow = (
-    Uuid,
-    String,
-    String,
-    Option<String>,
-    chrono::DateTime<chrono::Utc>,
-);
-
 /// Channel the insert trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "outbox";
 
@@ -209,28 +200,28 @@ impl Relay {
             .context("starting outbox transaction")?;
         // The payload goes out as the text it is stored as: an envelope, or an array of
         // them (a batch), never decoded here.
-        let rows: Vec<OutboxRow> = sqlx::query_as(
+        let rows = sqlx::query!(
             "select id, routing_key, payload, request_id, created_at from outbox
              order by created_at, id
              limit $1
              for update skip locked",
+            self.batch_size,
         )
-        .bind(self.batch_size)
         .fetch_all(&mut *tx)
         .await
         .context("reading outbox")?;
         if rows.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let messages: Vec<Message> = rows
             .into_iter()
-            .map(|(id, routing_key, body, request_id, at)| Message {
-                id,
-                routing_key,
-                body: body.into_bytes(),
-                request_id,
-                at,
+            .map(|row| Message {
+                id: row.id,
+                routing_key: row.routing_key,
+                body: row.payload.into_bytes(),
+                request_id: row.request_id,
+                at: row.created_at,
             })
             .collect();
         let confirmed = match self.broker.publish_messages(&messages).await {
@@ -244,8 +235,7 @@ impl Relay {
         let (done, failed): (Vec<_>, Vec<_>) = ids.iter().zip(&confirmed).partition(|(_, ok)| **ok);
         let done: Vec<Uuid> = done.into_iter().map(|(id, _)| *id).collect();
         let failed: Vec<Uuid> = failed.into_iter().map(|(id, _)| *id).collect();
-        sqlx::query("delete from outbox where id = any($1)")
-            .bind(&done)
+        sqlx::query!("delete from outbox where id = any($1)", &done[..])
             .execute(&mut *tx)
             .await
             .context("deleting published events")?;
@@ -267,11 +257,13 @@ async fn record_failure(
     ids: &[Uuid],
     error: &str,
 ) -> anyhow::Result<()> {
-    sqlx::query("update outbox set attempts = attempts + 1, last_error = $2 where id = any($1)")
-        .bind(ids)
-        .bind(error)
-        .execute(tx)
-        .await
-        .context("recording publish failure")?;
+    sqlx::query!(
+        "update outbox set attempts = attempts + 1, last_error = $2 where id = any($1)",
+        ids,
+        error,
+    )
+    .execute(tx)
+    .await
+    .context("recording publish failure")?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{postgres_url, unique};
+use crate::db::ddl::{self, Ident};
 
 /// A throw-away database, dropped when the value is.
 pub struct TestDb {
@@ -27,8 +28,7 @@ impl TestDb {
                     "PostgreSQL does not answer at {server} (set NEXUS_TEST_POSTGRES_URL): {err}"
                 )
             });
-        sqlx::query(&format!("create database {name}"))
-            .execute(&mut admin)
+        ddl::execute(&mut admin, "create database {}", &[&ident(&name)])
             .await
             .expect("creating test database");
         let url = format!("{server}/{name}");
@@ -55,30 +55,40 @@ impl TestDb {
         let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_url()))
             .await
             .expect("admin connection");
-        sqlx::query(&format!(
+        ddl::execute(
+            &mut admin,
             "alter database {} with allow_connections false",
-            self.name
-        ))
-        .execute(&mut admin)
+            &[&ident(&self.name)],
+        )
         .await
         .expect("disallowing connections");
-        sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
-            .bind(&self.name)
-            .execute(&mut admin)
-            .await
-            .expect("closing connections");
+        sqlx::query!(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+            self.name,
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("closing connections");
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let name = ident(&self.name);
         admin_blocking(move |mut admin| async move {
-            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                .execute(&mut admin)
-                .await;
+            let _ = ddl::execute(
+                &mut admin,
+                "drop database if exists {} with (force)",
+                &[&name],
+            )
+            .await;
         });
     }
+}
+
+/// A test database's name as an identifier (always one: [`unique`] makes it).
+fn ident(name: &str) -> Ident {
+    Ident::new(name).expect("test database names are plain identifiers")
 }
 
 /// Runs `work` with an admin connection on a thread of its own, with its own runtime:
@@ -112,27 +122,33 @@ pub fn drop_databases_and_roles(prefix: &str) {
     let prefix = prefix.to_owned();
     admin_blocking(move |mut admin| async move {
         // Databases first: a role cannot be dropped while it owns one.
-        let kinds = [
-            (
-                "select datname from pg_database where left(datname, length($1)) = $1",
-                "drop database if exists \"{}\" with (force)",
-            ),
-            (
-                "select rolname from pg_roles where left(rolname, length($1)) = $1",
-                "drop role if exists \"{}\"",
-            ),
-        ];
-        for (list, drop) in kinds {
-            let names: Vec<String> = sqlx::query_scalar(list)
-                .bind(&prefix)
-                .fetch_all(&mut admin)
-                .await
-                .unwrap_or_default();
-            for name in names {
-                let _ = sqlx::query(&drop.replace("{}", &name))
-                    .execute(&mut admin)
-                    .await;
-            }
+        let databases = sqlx::query_scalar!(
+            r#"select datname as "datname!" from pg_database where left(datname, length($1)) = $1"#,
+            prefix,
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+        for name in databases
+            .into_iter()
+            .filter_map(|name| Ident::new(name).ok())
+        {
+            let _ = ddl::execute(
+                &mut admin,
+                "drop database if exists {} with (force)",
+                &[&name],
+            )
+            .await;
+        }
+        let roles = sqlx::query_scalar!(
+            r#"select rolname as "rolname!" from pg_roles where left(rolname, length($1)) = $1"#,
+            prefix,
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+        for name in roles.into_iter().filter_map(|name| Ident::new(name).ok()) {
+            let _ = ddl::execute(&mut admin, "drop role if exists {}", &[&name]).await;
         }
     });
 }
@@ -140,8 +156,7 @@ pub fn drop_databases_and_roles(prefix: &str) {
 /// Asserts each of `tables` exists in the database (the service applied its migrations).
 pub async fn assert_tables_exist(pool: &PgPool, tables: &[&str]) {
     for table in tables {
-        let found: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
-            .bind(table)
+        let found = sqlx::query_scalar!("select to_regclass($1)::text as found", table)
             .fetch_one(pool)
             .await
             .expect("querying the catalogue");

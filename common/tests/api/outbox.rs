@@ -51,7 +51,7 @@ fn event(n: u32) -> Envelope {
 }
 
 async fn outbox_len(db: &TestDb) -> i64 {
-    sqlx::query_scalar("select count(*) from outbox")
+    sqlx::query_scalar!(r#"select count(*) as "count!" from outbox"#)
         .fetch_one(&db.pool)
         .await
         .unwrap()
@@ -176,13 +176,12 @@ async fn while_the_broker_is_unreachable_events_wait_in_the_outbox() {
     let result = Relay::new(db.pool.clone(), nowhere).drain().await;
 
     assert!(result.is_err());
-    let (attempts, last_error): (i32, Option<String>) =
-        sqlx::query_as("select attempts, last_error from outbox")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(attempts, 1);
-    assert!(last_error.unwrap().contains("RabbitMQ"));
+    let row = sqlx::query!("select attempts, last_error from outbox")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.attempts, 1);
+    assert!(row.last_error.unwrap().contains("RabbitMQ"));
 
     let bus = Bus::new().await;
     let published = Relay::new(db.pool.clone(), bus.broker.clone())
@@ -206,8 +205,9 @@ async fn a_running_relay_is_woken_by_the_commit_not_the_poll() {
     // notification sent before LISTEN is not delivered).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let listening: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity where datname = current_database() and query ilike 'listen%'",
+        let listening = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from pg_stat_activity
+               where datname = current_database() and query ilike 'listen%'"#,
         )
         .fetch_one(&db.pool)
         .await
