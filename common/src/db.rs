@@ -79,10 +79,14 @@ pub fn violated_constraint(err: &crate::ApiError) -> Option<&str> {
     let crate::ApiError::Internal(inner) = err else {
         return None;
     };
-    inner
-        .downcast_ref::<sqlx::Error>()?
-        .as_database_error()?
-        .constraint()
+    constraint_of(inner.downcast_ref::<sqlx::Error>()?)
+}
+
+/// The constraint (or unique index) `err` violated, if it is such a database error: for
+/// code that handles `sqlx::Error` itself (provisioning, under `anyhow`), where
+/// [`ConstraintExt`] serves the API's errors.
+pub fn constraint_of(err: &sqlx::Error) -> Option<&str> {
+    err.as_database_error()?.constraint()
 }
 
 /// Maps a violation of a named constraint to the API error it means for the client, so a

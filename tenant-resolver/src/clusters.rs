@@ -121,16 +121,9 @@ impl Clusters {
     /// Records the configured clusters in the registry (tenants reference them).
     pub async fn register(&self, registry: &PgPool) -> anyhow::Result<()> {
         for cluster in self.iter() {
-            sqlx::query(
-                "insert into clusters (name, host, port) values ($1, $2, $3)
-                 on conflict (name) do update set host = excluded.host, port = excluded.port",
-            )
-            .bind(&cluster.name)
-            .bind(&cluster.host)
-            .bind(i32::from(cluster.port))
-            .execute(registry)
-            .await
-            .context("registering clusters")?;
+            crate::db::clusters::upsert(registry, &cluster.name, &cluster.host, cluster.port)
+                .await
+                .context("registering clusters")?;
         }
         Ok(())
     }

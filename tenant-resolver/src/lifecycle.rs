@@ -19,10 +19,7 @@ pub async fn remove(state: &AppState, tenant: &Tenant) -> anyhow::Result<()> {
         .clusters
         .get(&tenant.cluster)
         .ok_or_else(|| anyhow::anyhow!("cluster {} is not configured", tenant.cluster))?;
-    let names = Names {
-        database: tenant.database_name.clone(),
-        role: tenant.role_name.clone(),
-    };
+    let names = Names::recorded(&tenant.database_name, &tenant.role_name)?;
     drop_tenant_database(cluster, &names).await?;
     tenants::delete(&state.pool, tenant.id).await?;
     tracing::info!(tenant = tenant.slug, "tenant removed");

@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::clusters::Cluster;
-use crate::db::tenants;
-use crate::provision::{quote_ident, template_names};
+use crate::db::migrations::applied_version;
+use crate::db::{catalog, tenants};
+use crate::provision::template_names;
 
 /// The outcome of a fleet migration.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -50,21 +51,6 @@ fn run_migrator<'c>(
     Box::pin(migrator.run_direct(conn))
 }
 
-/// The highest successfully applied migration version of the connected database.
-async fn applied_version(conn: &mut PgConnection) -> anyhow::Result<i64> {
-    let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
-        return Ok(0);
-    }
-    Ok(
-        sqlx::query_scalar("select coalesce(max(version), 0) from _sqlx_migrations where success")
-            .fetch_one(&mut *conn)
-            .await?,
-    )
-}
-
 /// Brings a cluster's template to the latest migration, as the template owner role so
 /// that its objects can be handed to each new tenant's role.
 pub async fn migrate_template(
@@ -75,14 +61,12 @@ pub async fn migrate_template(
     let template = template_names(prefix);
     let _exclusive = cluster.template_lock.write().await;
     let mut conn = cluster
-        .admin_options(&template.database)
+        .admin_options(template.database.as_str())
         .log_statements(log::LevelFilter::Off)
         .connect()
         .await
         .context("connecting to the template")?;
-    sqlx::query(&format!("set role {}", quote_ident(&template.role)))
-        .execute(&mut conn)
-        .await?;
+    catalog::set_role(&mut conn, &template.role).await?;
     run_migrator(migrator, &mut conn)
         .await
         .context("migrating the template")?;

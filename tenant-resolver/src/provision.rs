@@ -1,38 +1,56 @@
 //! Creating and dropping a tenant's database and login role on its cluster.
 //!
-//! Identifiers come from a validated [`Slug`] and a validated prefix and are quoted;
-//! passwords are generated here (alphanumeric) and quoted as literals. Nothing a client
-//! typed is ever interpolated into SQL.
+//! Identifiers come from a validated [`Slug`] and a validated prefix and are quoted
+//! (`common::db::ddl`, through [`crate::db::catalog`]); passwords are generated here
+//! (alphanumeric) and quoted as literals. Nothing a client typed is ever interpolated
+//! into SQL.
 
 use anyhow::{Context, bail};
+use common::db::ddl::Ident;
 use sqlx::{Connection, PgConnection};
 
 use crate::clusters::Cluster;
+use crate::db::catalog;
 use crate::domain::Slug;
 
 /// A tenant's database and role name (the same identifier: the role owns its database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
-    pub database: String,
-    pub role: String,
+    pub database: Ident,
+    pub role: Ident,
 }
 
 impl Names {
+    /// `prefix` must have passed [`validate_prefix`].
     pub fn new(prefix: &str, slug: &Slug) -> Self {
-        let ident = format!("{prefix}{}", slug.ident());
+        let ident = validated(format!("{prefix}{}", slug.ident()));
         Self {
             database: ident.clone(),
             role: ident,
         }
+    }
+
+    /// The names the registry recorded for a tenant.
+    pub fn recorded(database: &str, role: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            database: Ident::new(database).context("the registry's database name")?,
+            role: Ident::new(role).context("the registry's role name")?,
+        })
     }
 }
 
 /// The template database of a prefix, and the role that owns its objects.
 pub fn template_names(prefix: &str) -> Names {
     Names {
-        database: format!("{prefix}template"),
-        role: format!("{prefix}template_owner"),
+        database: validated(format!("{prefix}template")),
+        role: validated(format!("{prefix}template_owner")),
     }
+}
+
+/// An identifier made of a validated prefix (at most 20 bytes) and a validated slug or
+/// fixed suffix (at most 32): always within the identifier rules.
+fn validated(name: String) -> Ident {
+    Ident::new(name).expect("a validated prefix and slug make an identifier")
 }
 
 /// `TENANT_DB_PREFIX` must be a safe identifier start: `[a-z][a-z0-9_]{0,19}`.
@@ -50,34 +68,6 @@ pub fn validate_prefix(prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Quotes an identifier that was built from validated parts; refuses anything else.
-pub fn quote_ident(ident: &str) -> String {
-    assert!(
-        !ident.is_empty()
-            && ident.len() <= 63
-            && ident
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "identifier {ident:?} was not built from validated parts"
-    );
-    format!("\"{ident}\"")
-}
-
-fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// Whether a database error is `code` (a SQLSTATE).
-pub fn is_sqlstate(err: &sqlx::Error, code: &str) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|c| c == code)
-}
-
-const DUPLICATE_OBJECT: &str = "42710";
-const DUPLICATE_DATABASE: &str = "42P04";
-const OBJECT_IN_USE: &str = "55006";
-
 /// Creates the tenant's role and its database as a copy of the cluster's template, then
 /// hands the template's objects to the role and closes the database to everyone else.
 /// A failure may leave part of this behind: the caller drops it with
@@ -89,30 +79,27 @@ pub async fn create_tenant_database(
     password: &str,
     connection_limit: u32,
 ) -> anyhow::Result<()> {
-    let role = quote_ident(&names.role);
-    let database = quote_ident(&names.database);
     let template = template_names(prefix);
     let mut admin = cluster.admin.acquire().await.context("admin connection")?;
-    sqlx::query(&format!(
-        "create role {role} login password {} connection limit {connection_limit}",
-        quote_literal(password)
-    ))
-    .execute(&mut *admin)
-    .await
-    .context("creating the tenant role")?;
-    grant_membership_if_needed(&mut admin, &role).await?;
+    catalog::create_login_role(&mut *admin, &names.role, password, connection_limit)
+        .await
+        .context("creating the tenant role")?;
+    grant_membership_if_needed(&mut admin, &names.role).await?;
     {
         let _copying = cluster.template_lock.read().await;
-        let create = format!(
-            "create database {database} owner {role} template {}",
-            quote_ident(&template.database)
-        );
         let mut attempt = 0;
         loop {
-            match sqlx::query(&create).execute(&mut *admin).await {
-                Ok(_) => break,
+            match catalog::create_database_from_template(
+                &mut *admin,
+                &names.database,
+                &names.role,
+                &template.database,
+            )
+            .await
+            {
+                Ok(()) => break,
                 // Another instance is migrating the template: wait and retry.
-                Err(err) if is_sqlstate(&err, OBJECT_IN_USE) && attempt < 20 => {
+                Err(err) if catalog::template_in_use(&err) && attempt < 20 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
@@ -120,41 +107,32 @@ pub async fn create_tenant_database(
             }
         }
     }
-    sqlx::query(&format!("revoke all on database {database} from public"))
-        .execute(&mut *admin)
+    catalog::revoke_database_from_public(&mut *admin, &names.database)
         .await
         .context("closing the database to other roles")?;
     drop(admin);
 
-    let mut conn = PgConnection::connect_with(&cluster.admin_options(&names.database))
+    let mut conn = PgConnection::connect_with(&cluster.admin_options(names.database.as_str()))
         .await
         .context("connecting to the new database")?;
-    let template_owner = quote_ident(&template.role);
-    sqlx::query(&format!("reassign owned by {template_owner} to {role}"))
-        .execute(&mut conn)
+    catalog::reassign_owned(&mut conn, &template.role, &names.role)
         .await
         .context("handing the schema to the tenant role")?;
-    sqlx::query(&format!(
-        "revoke all on schema public from {template_owner}"
-    ))
-    .execute(&mut conn)
-    .await
-    .context("closing the schema to the template owner")?;
+    catalog::revoke_public_schema(&mut conn, &template.role)
+        .await
+        .context("closing the schema to the template owner")?;
     conn.close().await.ok();
     Ok(())
 }
 
 /// A non-superuser admin (CREATEROLE) must be a member of a role to create a database
 /// owned by it; superusers need nothing.
-async fn grant_membership_if_needed(admin: &mut PgConnection, role: &str) -> anyhow::Result<()> {
-    let superuser: bool =
-        sqlx::query_scalar("select rolsuper from pg_roles where rolname = current_user")
-            .fetch_one(&mut *admin)
-            .await
-            .context("checking the admin role")?;
+async fn grant_membership_if_needed(admin: &mut PgConnection, role: &Ident) -> anyhow::Result<()> {
+    let superuser = catalog::is_superuser(&mut *admin)
+        .await
+        .context("checking the admin role")?;
     if !superuser {
-        sqlx::query(&format!("grant {role} to current_user"))
-            .execute(&mut *admin)
+        catalog::grant_role_to_current_user(&mut *admin, role)
             .await
             .context("granting the admin membership of the tenant role")?;
     }
@@ -164,15 +142,10 @@ async fn grant_membership_if_needed(admin: &mut PgConnection, role: &str) -> any
 /// Drops the tenant's database (closing its connections) and role, if they exist.
 pub async fn drop_tenant_database(cluster: &Cluster, names: &Names) -> anyhow::Result<()> {
     let mut admin = cluster.admin.acquire().await.context("admin connection")?;
-    sqlx::query(&format!(
-        "drop database if exists {} with (force)",
-        quote_ident(&names.database)
-    ))
-    .execute(&mut *admin)
-    .await
-    .context("dropping the tenant database")?;
-    sqlx::query(&format!("drop role if exists {}", quote_ident(&names.role)))
-        .execute(&mut *admin)
+    catalog::drop_database_if_exists(&mut *admin, &names.database)
+        .await
+        .context("dropping the tenant database")?;
+    catalog::drop_role_if_exists(&mut *admin, &names.role)
         .await
         .context("dropping the tenant role")?;
     Ok(())
@@ -183,51 +156,31 @@ pub async fn drop_tenant_database(cluster: &Cluster, names: &Names) -> anyhow::R
 pub async fn ensure_template(cluster: &Cluster, prefix: &str) -> anyhow::Result<()> {
     let template = template_names(prefix);
     let mut admin = cluster.admin.acquire().await.context("admin connection")?;
-    let role = quote_ident(&template.role);
-    match sqlx::query(&format!("create role {role} nologin"))
-        .execute(&mut *admin)
+    catalog::create_nologin_role_if_missing(&mut *admin, &template.role)
         .await
-    {
-        Ok(_) => {}
-        Err(err) if is_sqlstate(&err, DUPLICATE_OBJECT) || is_sqlstate(&err, "23505") => {}
-        Err(err) => return Err(err).context("creating the template owner role"),
-    }
-    grant_membership_if_needed(&mut admin, &role).await?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&template.database)
-            .fetch_one(&mut *admin)
-            .await?;
-    let database = quote_ident(&template.database);
-    if !exists {
-        match sqlx::query(&format!("create database {database} template template0"))
-            .execute(&mut *admin)
+        .context("creating the template owner role")?;
+    grant_membership_if_needed(&mut admin, &template.role).await?;
+    if !catalog::database_exists(&mut *admin, &template.database).await?
+        && catalog::create_empty_database_if_missing(&mut *admin, &template.database)
             .await
-        {
-            Ok(_) => tracing::info!(
-                cluster = cluster.name,
-                database = template.database,
-                "created the tenant template"
-            ),
-            Err(err) if is_sqlstate(&err, DUPLICATE_DATABASE) => {}
-            Err(err) => return Err(err).context("creating the template database"),
-        }
+            .context("creating the template database")?
+    {
+        tracing::info!(
+            cluster = cluster.name,
+            database = template.database.as_str(),
+            "created the tenant template"
+        );
     }
     // The admin owns the template database itself; the owner role owns only what the
     // migrations create inside it. (Were it to own the database, `reassign owned` in a
     // new tenant database would hand the template database to that tenant.)
-    sqlx::query(&format!("alter database {database} owner to current_user"))
-        .execute(&mut *admin)
-        .await?;
-    sqlx::query(&format!("revoke all on database {database} from public"))
-        .execute(&mut *admin)
-        .await?;
+    catalog::own_database(&mut *admin, &template.database).await?;
+    catalog::revoke_database_from_public(&mut *admin, &template.database).await?;
     drop(admin);
-    let mut conn = PgConnection::connect_with(&cluster.admin_options(&template.database))
+    let mut conn = PgConnection::connect_with(&cluster.admin_options(template.database.as_str()))
         .await
         .context("connecting to the template")?;
-    sqlx::query(&format!("grant usage, create on schema public to {role}"))
-        .execute(&mut conn)
+    catalog::grant_public_schema(&mut conn, &template.role)
         .await
         .context("letting the template owner create the schema")?;
     conn.close().await.ok();

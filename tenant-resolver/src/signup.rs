@@ -3,6 +3,7 @@
 //! failure undoes what was created, so no orphan database, role or row remains.
 
 use common::ApiError;
+use common::db::ConstraintExt;
 use common::events::{Envelope, keys, outbox};
 use serde::Serialize;
 use uuid::Uuid;
@@ -12,7 +13,7 @@ use crate::crypto::random_password;
 use crate::db::tenants::{self, NewTenant, Tenant};
 use crate::domain::{Limits, Plan, SignupRequest};
 use crate::owner::OwnerError;
-use crate::provision::{Names, create_tenant_database, drop_tenant_database, is_sqlstate};
+use crate::provision::{Names, create_tenant_database, drop_tenant_database};
 
 /// A tenant as its members and the signup response see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -55,9 +56,6 @@ pub async fn signup(
     request_id: Option<&str>,
 ) -> Result<TenantView, ApiError> {
     let slug = req.slug();
-    if tenants::slug_taken(&state.pool, slug.as_str()).await? {
-        return Err(slug_taken());
-    }
     let cluster_name = tenants::emptiest_cluster(&state.pool, &state.clusters.names())
         .await?
         .ok_or_else(|| anyhow::anyhow!("no cluster is registered"))?;
@@ -81,19 +79,16 @@ pub async fn signup(
             name,
             plan: plan.as_str(),
             cluster: &cluster.name,
-            database_name: &names.database,
-            role_name: &names.role,
+            database_name: names.database.as_str(),
+            role_name: names.role.as_str(),
             role_password: &sealed,
         },
     )
     .await
-    .map_err(|err| {
-        if is_sqlstate(&err, "23505") {
-            slug_taken()
-        } else {
-            err.into()
-        }
-    })?;
+    // The slug's unique constraint is the one check: a taken slug, or a signup that
+    // takes it at the same moment, ends here before anything is created.
+    .on_constraint(tenants::SLUG_KEY, slug_taken)
+    .on_constraint(tenants::DATABASE_KEY, slug_taken)?;
 
     let finished = async {
         create_tenant_database(

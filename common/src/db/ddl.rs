@@ -62,7 +62,7 @@ impl fmt::Debug for Literal<'_> {
 }
 
 /// What may fill a hole of a statement's template.
-pub trait Part {
+pub trait Part: Sync {
     fn write_to(&self, sql: &mut String);
 }
 

@@ -5,7 +5,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// A tenant as the registry records it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: Uuid,
     pub slug: String,
@@ -24,9 +24,6 @@ pub struct Tenant {
     pub delete_after: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, slug, name, plan, status, cluster, database_name, role_name, role_password, \
-     schema_version, last_migration_error, created_at, updated_at, suspended_at, delete_after";
-
 pub struct NewTenant<'a> {
     pub id: Uuid,
     pub slug: &'a str,
@@ -38,64 +35,74 @@ pub struct NewTenant<'a> {
     pub role_password: &'a [u8],
 }
 
-/// Inserts a tenant in `provisioning`; the slug's unique constraint settles races.
+/// The constraint a second tenant with a taken slug violates.
+pub const SLUG_KEY: &str = "tenants_slug_key";
+/// The constraint a second tenant with a taken database name on a cluster violates (the
+/// name is made from the slug, so this too means the slug is taken).
+pub const DATABASE_KEY: &str = "tenants_database_key";
+
+/// Inserts a tenant in `provisioning`; [`SLUG_KEY`] (and [`DATABASE_KEY`]) settle races.
 pub async fn insert_provisioning(db: impl PgExecutor<'_>, t: &NewTenant<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into tenants (id, slug, name, plan, status, cluster, database_name, role_name, role_password)
          values ($1, $2, $3, $4, 'provisioning', $5, $6, $7, $8)",
+        t.id,
+        t.slug,
+        t.name,
+        t.plan,
+        t.cluster,
+        t.database_name,
+        t.role_name,
+        t.role_password,
     )
-    .bind(t.id)
-    .bind(t.slug)
-    .bind(t.name)
-    .bind(t.plan)
-    .bind(t.cluster)
-    .bind(t.database_name)
-    .bind(t.role_name)
-    .bind(t.role_password)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn activate(db: impl PgExecutor<'_>, id: Uuid, schema_version: i64) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update tenants set status = 'active', schema_version = $2, migrated_at = now(), updated_at = now()
          where id = $1",
+        id,
+        schema_version,
     )
-    .bind(id)
-    .bind(schema_version)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("delete from tenants where id = $1")
-        .bind(id)
+    sqlx::query!("delete from tenants where id = $1", id)
         .execute(db)
         .await?;
     Ok(())
 }
 
-pub async fn slug_taken(db: impl PgExecutor<'_>, slug: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from tenants where slug = $1)")
-        .bind(slug)
-        .fetch_one(db)
-        .await
-}
-
 pub async fn find_by_slug(db: impl PgExecutor<'_>, slug: &str) -> sqlx::Result<Option<Tenant>> {
-    sqlx::query_as(&format!("select {COLUMNS} from tenants where slug = $1"))
-        .bind(slug)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Tenant,
+        "select id, slug, name, plan, status, cluster, database_name, role_name, role_password,
+                schema_version, last_migration_error, created_at, updated_at, suspended_at,
+                delete_after
+         from tenants where slug = $1",
+        slug,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Tenant>> {
-    sqlx::query_as(&format!("select {COLUMNS} from tenants where id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Tenant,
+        "select id, slug, name, plan, status, cluster, database_name, role_name, role_password,
+                schema_version, last_migration_error, created_at, updated_at, suspended_at,
+                delete_after
+         from tenants where id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// The configured cluster with the fewest tenants (ties: by name).
@@ -103,20 +110,20 @@ pub async fn emptiest_cluster(
     db: impl PgExecutor<'_>,
     configured: &[String],
 ) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select c.name from clusters c left join tenants t on t.cluster = c.name
          where c.name = any($1)
          group by c.name
          order by count(t.id), c.name
          limit 1",
+        configured,
     )
-    .bind(configured)
     .fetch_optional(db)
     .await
 }
 
 /// What a migration run needs of a tenant.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct MigrationTarget {
     pub id: Uuid,
     pub slug: String,
@@ -130,7 +137,8 @@ pub struct MigrationTarget {
 /// Tenants whose databases are migrated: active and suspended ones. Failed ones first,
 /// then oldest, so a re-run resumes where it hurt.
 pub async fn migration_targets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<MigrationTarget>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MigrationTarget,
         "select id, slug, cluster, database_name, role_name, role_password, schema_version from tenants
          where status in ('active', 'suspended')
          order by last_migration_error is null, created_at",
@@ -145,14 +153,14 @@ pub async fn record_migration(
     schema_version: i64,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update tenants set schema_version = $2, last_migration_error = $3,
-             migrated_at = case when $3 is null then now() else migrated_at end
+             migrated_at = case when $3::text is null then now() else migrated_at end
          where id = $1",
+        id,
+        schema_version,
+        error,
     )
-    .bind(id)
-    .bind(schema_version)
-    .bind(error)
     .execute(db)
     .await?;
     Ok(())
@@ -165,15 +173,18 @@ pub async fn set_suspended(db: &PgPool, id: Uuid, suspended: bool) -> sqlx::Resu
     } else {
         ("suspended", "active")
     };
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        Tenant,
         "update tenants set status = $3, updated_at = now(),
              suspended_at = case when $3 = 'suspended' then now() else null end
          where id = $1 and status in ($2, $3)
-         returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(from)
-    .bind(to)
+         returning id, slug, name, plan, status, cluster, database_name, role_name,
+                   role_password, schema_version, last_migration_error, created_at,
+                   updated_at, suspended_at, delete_after",
+        id,
+        from,
+        to,
+    )
     .fetch_optional(db)
     .await
 }
@@ -184,13 +195,16 @@ pub async fn mark_deleting(
     id: Uuid,
     after: DateTime<Utc>,
 ) -> sqlx::Result<Option<Tenant>> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        Tenant,
         "update tenants set status = 'deleting', delete_after = $2, updated_at = now()
          where id = $1 and status <> 'provisioning'
-         returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(after)
+         returning id, slug, name, plan, status, cluster, database_name, role_name,
+                   role_password, schema_version, last_migration_error, created_at,
+                   updated_at, suspended_at, delete_after",
+        id,
+        after,
+    )
     .fetch_optional(db)
     .await
 }
@@ -200,12 +214,16 @@ pub async fn due_for_removal(
     db: &PgPool,
     stale_provisioning: chrono::Duration,
 ) -> sqlx::Result<Vec<Tenant>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from tenants
+    sqlx::query_as!(
+        Tenant,
+        "select id, slug, name, plan, status, cluster, database_name, role_name, role_password,
+                schema_version, last_migration_error, created_at, updated_at, suspended_at,
+                delete_after
+         from tenants
          where (status = 'deleting' and delete_after <= now())
-            or (status = 'provisioning' and created_at < now() - make_interval(secs => $1))"
-    ))
-    .bind(stale_provisioning.num_seconds() as f64)
+            or (status = 'provisioning' and created_at < now() - make_interval(secs => $1))",
+        stale_provisioning.num_seconds() as f64,
+    )
     .fetch_all(db)
     .await
 }

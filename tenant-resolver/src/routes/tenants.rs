@@ -12,7 +12,7 @@ use common::extract::ValidJson;
 use serde::Serialize;
 
 use crate::AppState;
-use crate::db::tenants;
+use crate::db::{catalog, tenants};
 use crate::domain::SignupRequest;
 use crate::signup::{TenantView, signup as create};
 
@@ -81,10 +81,7 @@ pub async fn current(
         .clusters
         .get(&tenant.cluster)
         .ok_or_else(|| anyhow::anyhow!("cluster {} is not configured", tenant.cluster))?;
-    let storage_bytes: i64 = sqlx::query_scalar("select pg_database_size($1)")
-        .bind(&tenant.database_name)
-        .fetch_one(&cluster.admin)
-        .await?;
+    let storage_bytes = catalog::database_size(&cluster.admin, &tenant.database_name).await?;
     Ok(Json(CurrentTenant {
         tenant: TenantView::new(&tenant, &state.config.tenant_url_template),
         usage: Usage { storage_bytes },

@@ -211,10 +211,11 @@ impl TestApp {
 
     /// Names of this test's databases (without the template) on the cluster.
     pub async fn databases(&self) -> Vec<String> {
-        sqlx::query_scalar(
-            "select datname from pg_database where left(datname, length($1)) = $1 and datname <> $1 || 'template' order by 1",
+        sqlx::query_scalar!(
+            "select datname from pg_database
+             where left(datname, length($1)) = $1 and datname <> $1 || 'template' order by 1",
+            self.prefix,
         )
-        .bind(&self.prefix)
         .fetch_all(&self.db.pool)
         .await
         .unwrap()
@@ -222,17 +223,19 @@ impl TestApp {
 
     /// Names of this test's roles (without the template owner).
     pub async fn roles(&self) -> Vec<String> {
-        sqlx::query_scalar(
-            "select rolname from pg_roles where left(rolname, length($1)) = $1 and rolname <> $1 || 'template_owner' order by 1",
+        sqlx::query_scalar!(
+            r#"select rolname as "rolname!" from pg_roles
+               where left(rolname, length($1)) = $1 and rolname <> $1 || 'template_owner'
+               order by 1"#,
+            self.prefix,
         )
-        .bind(&self.prefix)
         .fetch_all(&self.db.pool)
         .await
         .unwrap()
     }
 
     pub async fn registry_count(&self) -> i64 {
-        sqlx::query_scalar("select count(*) from tenants")
+        sqlx::query_scalar!(r#"select count(*) as "count!" from tenants"#)
             .fetch_one(&self.db.pool)
             .await
             .unwrap()

@@ -143,7 +143,7 @@ async fn a_delete_with_grace_stops_resolving_at_once_and_keeps_the_data_until_du
         "kept during the grace period"
     );
 
-    sqlx::query("update tenants set delete_after = now() - interval '1 second'")
+    sqlx::query!("update tenants set delete_after = now() - interval '1 second'")
         .execute(&app.db.pool)
         .await
         .unwrap();
@@ -156,7 +156,7 @@ async fn a_delete_with_grace_stops_resolving_at_once_and_keeps_the_data_until_du
 async fn signups_abandoned_mid_way_are_swept() {
     let app = spawn_app().await;
     app.create_tenant("acme").await;
-    sqlx::query(
+    sqlx::query!(
         "update tenants set status = 'provisioning', created_at = now() - interval '1 hour'",
     )
     .execute(&app.db.pool)

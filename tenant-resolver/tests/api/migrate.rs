@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::db::ddl::{self, Ident};
 use futures::StreamExt;
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
@@ -49,6 +50,18 @@ async fn provision(state: &AppState, n: usize) -> Vec<String> {
     slugs
 }
 
+/// The schema version and last error the registry recorded for a tenant.
+async fn recorded_migration(app: &TestApp, slug: &str) -> (i64, Option<String>) {
+    let row = sqlx::query!(
+        "select schema_version, last_migration_error from tenants where slug = $1",
+        slug,
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    (row.schema_version, row.last_migration_error)
+}
+
 async fn admin_connection(app: &TestApp, slug: &str) -> sqlx::PgConnection {
     let url = format!(
         "{}/{}{}",
@@ -67,7 +80,7 @@ async fn one_broken_tenant_of_200_is_recorded_and_the_rest_migrate_then_a_rerun_
     let (migrator, dir) = migrator_with_probe().await;
     let broken = "tenant-057";
     let mut conn = admin_connection(&app, broken).await;
-    sqlx::query("create table migrate_probe (something_else text)")
+    sqlx::query!("create table migrate_probe (something_else text)")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -83,24 +96,20 @@ async fn one_broken_tenant_of_200_is_recorded_and_the_rest_migrate_then_a_rerun_
         "{}",
         first.failed[0].error
     );
-    let (version, error): (i64, Option<String>) =
-        sqlx::query_as("select schema_version, last_migration_error from tenants where slug = $1")
-            .bind(broken)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let (version, error) = recorded_migration(&app, broken).await;
     assert!(version < PROBE_VERSION);
     assert!(error.unwrap().contains("migrate_probe"));
-    let current: i64 = sqlx::query_scalar(
-        "select count(*) from tenants where schema_version = $1 and last_migration_error is null",
+    let current = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from tenants
+           where schema_version = $1 and last_migration_error is null"#,
+        PROBE_VERSION,
     )
-    .bind(PROBE_VERSION)
     .fetch_one(&app.db.pool)
     .await
     .unwrap();
     assert_eq!(current, 199);
 
-    sqlx::query("drop table migrate_probe")
+    sqlx::query!("drop table migrate_probe")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -111,12 +120,7 @@ async fn one_broken_tenant_of_200_is_recorded_and_the_rest_migrate_then_a_rerun_
         (second.migrated, second.already_current, second.failed.len()),
         (1, 199, 0)
     );
-    let (version, error): (i64, Option<String>) =
-        sqlx::query_as("select schema_version, last_migration_error from tenants where slug = $1")
-            .bind(broken)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let (version, error) = recorded_migration(&app, broken).await;
     assert_eq!((version, error), (PROBE_VERSION, None));
     std::fs::remove_dir_all(dir).ok();
 }
@@ -131,12 +135,12 @@ async fn the_template_is_migrated_too_so_new_tenants_are_born_current() {
     provision(&state, 1).await;
 
     let mut conn = admin_connection(&app, "tenant-000").await;
-    let probe: Option<String> = sqlx::query_scalar("select to_regclass('migrate_probe')::text")
+    let probe = sqlx::query_scalar!("select to_regclass('migrate_probe')::text as probe")
         .fetch_one(&mut conn)
         .await
         .unwrap();
     assert_eq!(probe.as_deref(), Some("migrate_probe"));
-    let version: i64 = sqlx::query_scalar("select schema_version from tenants")
+    let version = sqlx::query_scalar!("select schema_version from tenants")
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
@@ -216,9 +220,8 @@ async fn a_tenant_whose_password_no_longer_works_is_recorded_not_fatal() {
     let state = app.state().await;
     provision(&state, 3).await;
     let mut conn = admin_connection(&app, "tenant-001").await;
-    let role = format!("{}tenant_001", app.prefix);
-    sqlx::query(&format!("alter role \"{role}\" nologin"))
-        .execute(&mut conn)
+    let role = Ident::new(format!("{}tenant_001", app.prefix)).unwrap();
+    ddl::execute(&mut conn, "alter role {} nologin", &[&role])
         .await
         .unwrap();
 

@@ -9,7 +9,7 @@ use tenant_resolver::routes::DatabaseView;
 use crate::helpers::{OwnerMode, TestApp, signup_body, spawn_app, spawn_app_with};
 
 async fn database_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("select count(*) from pg_database")
+    sqlx::query_scalar!(r#"select count(*) as "count!" from pg_database"#)
         .fetch_one(&app.db.pool)
         .await
         .unwrap()
@@ -42,12 +42,13 @@ async fn signup_creates_a_database_and_role_owned_by_the_tenant() {
     let expected = format!("{}acme", app.prefix);
     assert_eq!(app.databases().await, vec![expected.clone()]);
     assert_eq!(app.roles().await, vec![expected.clone()]);
-    let owner: String =
-        sqlx::query_scalar("select pg_get_userbyid(datdba) from pg_database where datname = $1")
-            .bind(&expected)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let owner = sqlx::query_scalar!(
+        r#"select pg_get_userbyid(datdba) as "owner!" from pg_database where datname = $1"#,
+        expected,
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
     assert_eq!(owner, expected, "the tenant role owns its database");
     let owners = app.users.owners();
     assert_eq!(owners.len(), 1);
@@ -74,12 +75,12 @@ async fn a_tenant_role_uses_its_own_database_and_is_denied_another() {
         .connect()
         .await
         .expect("own database");
-    let rows: i64 = sqlx::query_scalar("select count(*) from outbox")
+    let rows = sqlx::query_scalar!(r#"select count(*) as "count!" from outbox"#)
         .fetch_one(&mut own)
         .await
         .unwrap();
     assert_eq!(rows, 0, "the tenant role owns the migrated schema");
-    sqlx::query("create table notes (id int)")
+    sqlx::query!("create table notes (id int)")
         .execute(&mut own)
         .await
         .expect("can create in its own schema");
@@ -168,6 +169,26 @@ async fn a_taken_slug_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn signups_racing_for_one_slug_make_one_tenant_and_conflicts() {
+    let app = spawn_app().await;
+    let body = signup_body("acme");
+
+    let responses = futures::future::join_all((0..4).map(|_| app.signup(&body))).await;
+
+    let mut created = 0;
+    for resp in responses {
+        if resp.status() == 201 {
+            created += 1;
+        } else {
+            expect_problem(resp, 409).await;
+        }
+    }
+    assert_eq!(created, 1, "exactly one signup wins the slug");
+    assert_eq!(app.registry_count().await, 1);
+    assert_eq!(app.databases().await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_failure_after_the_database_was_created_leaves_nothing_behind() {
     let app = spawn_app().await;
     app.users.set_mode(OwnerMode::Fail);
@@ -219,10 +240,14 @@ async fn new_tenants_go_to_the_cluster_with_the_fewest_tenants() {
     for slug in ["one", "two", "three", "four"] {
         app.create_tenant(slug).await;
     }
-    let placement: Vec<(String, i64)> =
-        sqlx::query_as("select cluster, count(*) from tenants group by cluster order by cluster")
-            .fetch_all(&app.db.pool)
-            .await
-            .unwrap();
+    let placement: Vec<(String, i64)> = sqlx::query!(
+        r#"select cluster, count(*) as "tenants!" from tenants group by cluster order by cluster"#
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|row| (row.cluster, row.tenants))
+    .collect();
     assert_eq!(placement, [("east".to_owned(), 2), ("west".to_owned(), 2)]);
 }
