@@ -7,10 +7,18 @@
 //!
 //! 1. creates one throw-away database per schema (`registry`, `users`, `tenant`,
 //!    `shortener`) and applies that folder of `migrations/` to it;
-//! 2. for each crate, compiles it (`cargo check --all-targets`) online against its own
-//!    schema's database, so a query that no longer matches the schema fails to compile;
+//! 2. compiles the crates of [`CRATES`] (`cargo check --all-targets`), each online against
+//!    its own schema's database, so a query that no longer matches the schema fails to
+//!    compile;
 //! 3. `prepare` writes the descriptions to `.sqlx/`; `check` writes them to a scratch
 //!    folder and fails when `.sqlx/` differs (missing, stale or changed descriptions).
+//!
+//! The `query!` macros read one `DATABASE_URL` for the whole build, but a crate is also
+//! compiled as a dependency of others (every service under `xtask`), and each must see
+//! its own schema then too. So the one `cargo check` runs with this tool as its
+//! `RUSTC_WORKSPACE_WRAPPER`: for each workspace crate it compiles, the wrapper sets
+//! `DATABASE_URL` to that crate's schema (by `CARGO_PKG_NAME`), or leaves the crate
+//! offline when it is not in [`CRATES`], where a query macro then fails to compile.
 //!
 //! It is its own package rather than a task of `xtask` because `xtask` builds every
 //! service: with a changed query and stale `.sqlx/`, that build fails before the task that
@@ -30,8 +38,11 @@ use sqlx::postgres::PgConnection;
 
 /// Each crate that holds queries, and the migrations folder (schema) it queries.
 ///
-/// `common` holds only queries of the tables every schema has (the outbox), so it is
-/// checked against the tenant schema and holds for all four.
+/// `common` holds only queries of the tables every schema has (the outbox) and of
+/// PostgreSQL's catalogue, so it is checked against the tenant schema and holds for all
+/// four. `xtask`'s benchmarks and tests read tenant databases (and the catalogue); what
+/// they read of another schema they ask of that service's data layer
+/// (`url_shortener::db::links::visits_written`).
 const CRATES: &[(&str, &str)] = &[
     ("common", "tenant"),
     ("tenant-resolver", "registry"),
@@ -56,7 +67,13 @@ enum Task {
     Check,
 }
 
+/// Set for the `cargo check` this tool runs: `crate=url` pairs, separated by spaces.
+const SCHEMA_URLS: &str = "NEXUS_SQL_SCHEMA_URLS";
+
 fn main() -> ExitCode {
+    if std::env::var_os(SCHEMA_URLS).is_some() {
+        return wrap_rustc();
+    }
     let task = Cli::parse().task;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -117,20 +134,27 @@ fn compile_all(
     for (krate, _) in CRATES {
         touch_sources(&root.join(krate))?;
     }
+    let mut urls = Vec::new();
+    let mut check = cargo();
+    check
+        .current_dir(root)
+        .args(["check", "--quiet", "--locked", "--all-targets"]);
     for (krate, schema) in CRATES {
-        let url = format!("{server}/{}", schemas[schema]);
         println!("• {krate}: checking its queries against the {schema} schema");
-        let status = cargo()
-            .current_dir(root)
-            .args(["check", "--quiet", "--locked", "--all-targets", "-p", krate])
-            .env("SQLX_OFFLINE", "false")
-            .env("DATABASE_URL", &url)
-            .env("SQLX_OFFLINE_DIR", &out)
-            .status()
-            .context("running cargo check")?;
-        if !status.success() {
-            bail!("{krate}: its queries do not compile against the {schema} schema (above)");
-        }
+        urls.push(format!("{krate}={server}/{}", schemas[schema]));
+        check.args(["-p", krate]);
+    }
+    let wrapper = std::env::current_exe().context("locating this tool")?;
+    let status = check
+        .env("RUSTC_WORKSPACE_WRAPPER", wrapper)
+        .env(SCHEMA_URLS, urls.join(" "))
+        .env("SQLX_OFFLINE", "true")
+        .env_remove("DATABASE_URL")
+        .env("SQLX_OFFLINE_DIR", &out)
+        .status()
+        .context("running cargo check")?;
+    if !status.success() {
+        bail!("queries do not compile against their crate's schema (above)");
     }
     match task {
         Task::Prepare => {
@@ -215,6 +239,38 @@ async fn drop_db(server: &str, name: &str) -> anyhow::Result<()> {
         .execute(&mut admin)
         .await?;
     Ok(())
+}
+
+/// Runs as `RUSTC_WORKSPACE_WRAPPER` (`<this tool> <rustc> <args>…`): compiles one crate
+/// with `DATABASE_URL` set to its own schema's database, online, when it is one of
+/// [`CRATES`]; other crates compile as `cargo check` was started (offline).
+fn wrap_rustc() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let Some(rustc) = args.next() else {
+        eprintln!("error: {SCHEMA_URLS} is set but no rustc was given to wrap");
+        return ExitCode::FAILURE;
+    };
+    let mut command = Command::new(rustc);
+    command.args(args);
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+    let urls = std::env::var(SCHEMA_URLS).unwrap_or_default();
+    if let Some(url) = urls
+        .split(' ')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(krate, url)| (krate == package).then_some(url))
+    {
+        command
+            .env("DATABASE_URL", url)
+            .env("SQLX_OFFLINE", "false");
+    }
+    match command.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("error: running rustc: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Marks every Rust source of a crate as modified now.
