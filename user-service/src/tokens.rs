@@ -13,6 +13,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::db::{refresh_tokens, revocations};
 
 /// The login / refresh response of the contract.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -58,31 +59,24 @@ pub async fn issue(
     // A revocation voids tokens issued before its second, rounded up; a token issued in
     // that same second (a demoted member signing straight in again) is dated at its end,
     // or it would stay void for its whole life.
-    let revoked_until: Option<i64> = sqlx::query_scalar(
-        "select ceil(extract(epoch from max(revoked_before)))::bigint from access_revocations
-         where tenant_id = $1 and user_id = $2 and revoked_before > now() - interval '2 seconds'",
-    )
-    .bind(grant.tenant_id)
-    .bind(grant.user_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let revoked_until =
+        revocations::recent_until(&mut *conn, grant.tenant_id, grant.user_id).await?;
     if let Some(until) = revoked_until.filter(|until| *until > claims.iat) {
         claims.exp += until - claims.iat;
         claims.iat = until;
     }
     let access_token = state.keys.signing().sign(&claims)?;
     let refresh_token = new_refresh_token();
-    sqlx::query(
-        "insert into refresh_tokens (id, family_id, user_id, tenant_id, token_hash, expires_at)
-         values ($1, $2, $3, $4, $5, $6)",
+    refresh_tokens::insert(
+        &mut *conn,
+        &refresh_tokens::NewRefresh {
+            family_id: family.unwrap_or_else(Uuid::now_v7),
+            user_id: grant.user_id,
+            tenant_id: grant.tenant_id,
+            token_hash: &hash_token(&refresh_token),
+            expires_at: Utc::now() + Duration::days(i64::from(state.config.refresh_token_ttl_days)),
+        },
     )
-    .bind(Uuid::now_v7())
-    .bind(family.unwrap_or_else(Uuid::now_v7))
-    .bind(grant.user_id)
-    .bind(grant.tenant_id)
-    .bind(hash_token(&refresh_token))
-    .bind(Utc::now() + Duration::days(i64::from(state.config.refresh_token_ttl_days)))
-    .execute(&mut *conn)
     .await?;
     Ok(TokenPair {
         access_token,
@@ -90,45 +84,4 @@ pub async fn issue(
         token_type: "Bearer",
         expires_in: ACCESS_TOKEN_TTL_SECS,
     })
-}
-
-pub async fn revoke_family(conn: &mut PgConnection, family: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
-        "update refresh_tokens set revoked_at = now() where family_id = $1 and revoked_at is null",
-    )
-    .bind(family)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Ends a member's access tokens issued until now, in one tenant: the gateway polls
-/// these (`/internal/revocations`) and refuses such tokens within a second or so.
-pub async fn revoke_access(conn: &mut PgConnection, user: Uuid, tenant: Uuid) -> sqlx::Result<()> {
-    sqlx::query("delete from access_revocations where created_at < now() - interval '1 day'")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("insert into access_revocations (tenant_id, user_id) values ($1, $2)")
-        .bind(tenant)
-        .bind(user)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Revokes every refresh token of a user (in one tenant, or everywhere).
-pub async fn revoke_user(
-    conn: &mut PgConnection,
-    user: Uuid,
-    tenant: Option<Uuid>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "update refresh_tokens set revoked_at = now()
-         where user_id = $1 and ($2::uuid is null or tenant_id = $2) and revoked_at is null",
-    )
-    .bind(user)
-    .bind(tenant)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

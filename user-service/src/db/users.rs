@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// The unique index a second account with an email (in any letter case) violates.
+pub const EMAIL_KEY: &str = "users_email_key";
+
+#[derive(Debug, Clone)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -13,20 +16,35 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// A user as other services see them (mentions, assignees).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+}
+
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Option<User>> {
-    sqlx::query_as("select id, email, name, password_hash, created_at from users where lower(email) = lower($1)")
-        .bind(email)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        User,
+        "select id, email, name, password_hash, created_at from users where lower(email) = lower($1)",
+        email,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
-    sqlx::query_as("select id, email, name, password_hash, created_at from users where id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        User,
+        "select id, email, name, password_hash, created_at from users where id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
 }
 
+/// Adds a user; a taken email violates [`EMAIL_KEY`].
 pub async fn insert(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -34,22 +52,26 @@ pub async fn insert(
     name: &str,
     password_hash: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("insert into users (id, email, name, password_hash) values ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(email)
-        .bind(name)
-        .bind(password_hash)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "insert into users (id, email, name, password_hash) values ($1, $2, $3, $4)",
+        id,
+        email,
+        name,
+        password_hash,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn set_name(db: impl PgExecutor<'_>, id: Uuid, name: &str) -> sqlx::Result<()> {
-    sqlx::query("update users set name = $2, updated_at = now() where id = $1")
-        .bind(id)
-        .bind(name)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update users set name = $2, updated_at = now() where id = $1",
+        id,
+        name,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -58,10 +80,32 @@ pub async fn set_password(
     id: Uuid,
     password_hash: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("update users set password_hash = $2, updated_at = now() where id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update users set password_hash = $2, updated_at = now() where id = $1",
+        id,
+        password_hash,
+    )
+    .execute(db)
+    .await?;
     Ok(())
+}
+
+/// The users among `ids` (only active members of `tenant`, when given), by id.
+pub async fn summaries(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    tenant: Option<Uuid>,
+) -> sqlx::Result<Vec<Summary>> {
+    sqlx::query_as!(
+        Summary,
+        "select u.id, u.name, u.email from users u
+         where u.id = any($1) and ($2::uuid is null or exists(
+             select 1 from memberships m
+             where m.user_id = u.id and m.tenant_id = $2 and m.status = 'active'))
+         order by u.id",
+        ids,
+        tenant,
+    )
+    .fetch_all(db)
+    .await
 }

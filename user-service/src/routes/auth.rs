@@ -15,7 +15,7 @@ use common::{ApiError, FieldError};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::db::{members, users};
+use crate::db::{invites, members, refresh_tokens, users};
 use crate::tokens::{self, Grant, TokenPair, hash_token};
 use crate::{AppState, emit, password};
 
@@ -113,16 +113,6 @@ impl Validate for RefreshRequest {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct StoredRefresh {
-    family_id: Uuid,
-    user_id: Uuid,
-    tenant_id: Uuid,
-    expired: bool,
-    rotated: bool,
-    revoked: bool,
-}
-
 fn invalid_refresh() -> ApiError {
     ApiError::Unauthorized("The refresh token is invalid or expired; log in again.".into())
 }
@@ -138,15 +128,9 @@ pub async fn refresh(
 ) -> Result<Json<TokenPair>, ApiError> {
     let hash = hash_token(&req.refresh_token);
     let mut tx = state.pool.begin().await?;
-    let stored: Option<StoredRefresh> = sqlx::query_as(
-        "select family_id, user_id, tenant_id, expires_at <= now() as expired,
-                rotated_at is not null as rotated, revoked_at is not null as revoked
-         from refresh_tokens where token_hash = $1 for update",
-    )
-    .bind(&hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let stored = stored.ok_or_else(invalid_refresh)?;
+    let stored = refresh_tokens::lock(&mut *tx, &hash)
+        .await?
+        .ok_or_else(invalid_refresh)?;
     if tenant.as_ref().is_some_and(|t| t.id != stored.tenant_id) {
         return Err(ApiError::Forbidden(
             "This token belongs to another organisation.".into(),
@@ -159,21 +143,18 @@ pub async fn refresh(
         if let Some(successor) = state.recent_refreshes.get(&hash) {
             return Ok(Json(successor));
         }
-        tokens::revoke_family(&mut tx, stored.family_id).await?;
+        refresh_tokens::revoke_family(&mut tx, stored.family_id).await?;
         tx.commit().await?;
         tracing::warn!(user = %stored.user_id, family = %stored.family_id, "refresh token reuse; family revoked");
         return Err(invalid_refresh());
     }
     let Some((role, slug)) = members::active(&mut *tx, stored.tenant_id, stored.user_id).await?
     else {
-        tokens::revoke_family(&mut tx, stored.family_id).await?;
+        refresh_tokens::revoke_family(&mut tx, stored.family_id).await?;
         tx.commit().await?;
         return Err(invalid_refresh());
     };
-    sqlx::query("update refresh_tokens set rotated_at = now() where token_hash = $1")
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+    refresh_tokens::mark_rotated(&mut *tx, &hash).await?;
     let grant = Grant {
         user_id: stored.user_id,
         tenant_id: stored.tenant_id,
@@ -194,13 +175,9 @@ pub async fn logout(
     ValidJson(req): ValidJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let family: Option<Uuid> =
-        sqlx::query_scalar("select family_id from refresh_tokens where token_hash = $1")
-            .bind(hash_token(&req.refresh_token))
-            .fetch_optional(&mut *tx)
-            .await?;
+    let family = refresh_tokens::family_of(&mut *tx, &hash_token(&req.refresh_token)).await?;
     if let Some(family) = family {
-        tokens::revoke_family(&mut tx, family).await?;
+        refresh_tokens::revoke_family(&mut tx, family).await?;
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -241,14 +218,6 @@ impl Validate for AcceptInvite {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct PendingInvite {
-    id: Uuid,
-    email: String,
-    role: String,
-    tenant_slug: String,
-}
-
 /// Join the host's tenant with an invite: new people set a name and password, people
 /// with an account just join. Answers a token pair, like login.
 #[utoipa::path(post, path = "/api/v1/auth/accept-invite", tag = "auth", request_body = AcceptInvite,
@@ -259,19 +228,11 @@ pub async fn accept_invite(
     ValidJson(req): ValidJson<AcceptInvite>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let invite: PendingInvite = sqlx::query_as(
-        "select id, email, role, tenant_slug from invites
-         where token_hash = $1 and tenant_id = $2 and accepted_at is null and revoked_at is null
-           and expires_at > now()
-         for update",
-    )
-    .bind(hash_token(&req.token))
-    .bind(tenant.id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| {
-        ApiError::NotFound("This invite does not exist, was used, or has expired.".into())
-    })?;
+    let invite = invites::lock_pending(&mut *tx, tenant.id, &hash_token(&req.token))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound("This invite does not exist, was used, or has expired.".into())
+        })?;
     let role: Role = invite.role.parse().map_err(anyhow::Error::msg)?;
     let user_id = match users::find_by_email(&mut *tx, &invite.email).await? {
         Some(user) => user.id,
@@ -289,10 +250,7 @@ pub async fn accept_invite(
         }
     };
     members::upsert(&mut *tx, tenant.id, &invite.tenant_slug, user_id, role).await?;
-    sqlx::query("update invites set accepted_at = now() where id = $1")
-        .bind(invite.id)
-        .execute(&mut *tx)
-        .await?;
+    invites::mark_accepted(&mut *tx, invite.id).await?;
     emit(
         &mut tx,
         keys::USER_CREATED,

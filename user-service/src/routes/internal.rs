@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::auth::Role;
+use common::db::ConstraintExt;
 use common::error::Problem;
 use common::events::keys;
 use common::extract::{FieldErrors, Query, ValidJson, Validate};
@@ -14,7 +15,9 @@ use common::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::{members, users};
+use crate::db::members;
+use crate::db::revocations::{self, Revocation};
+use crate::db::users::{self, Summary};
 use crate::routes::users::name_ok;
 use crate::{AppState, emit, password};
 
@@ -30,14 +33,6 @@ pub struct After {
     /// The `cursor` of the previous answer; without it, the revocations of the last 20
     /// minutes (longer than any access token lives).
     after: Option<i64>,
-}
-
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Revocation {
-    pub tenant_id: Uuid,
-    pub user_id: Uuid,
-    /// Access tokens of this member issued before this moment (Unix seconds) are void.
-    pub revoked_before: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -56,34 +51,14 @@ pub async fn revocations(
     State(state): State<AppState>,
     Query(query): Query<After>,
 ) -> Result<Json<Revocations>, ApiError> {
-    let rows: Vec<(i64, Uuid, Uuid, i64)> = sqlx::query_as(
-        "select seq, tenant_id, user_id, ceil(extract(epoch from revoked_before))::bigint
-         from access_revocations
-         where case when $1::bigint is null then created_at > now() - interval '20 minutes'
-                    else seq > $1 end
-         order by seq limit 1000",
-    )
-    .bind(query.after)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows = revocations::after(&state.pool, query.after).await?;
     let cursor = match (rows.last(), query.after) {
-        (Some((seq, ..)), _) => *seq,
+        (Some((seq, _)), _) => *seq,
         (None, Some(after)) => after,
-        (None, None) => {
-            sqlx::query_scalar("select coalesce(max(seq), 0) from access_revocations")
-                .fetch_one(&state.pool)
-                .await?
-        }
+        (None, None) => revocations::latest_cursor(&state.pool).await?,
     };
     Ok(Json(Revocations {
-        items: rows
-            .into_iter()
-            .map(|(_, tenant_id, user_id, revoked_before)| Revocation {
-                tenant_id,
-                user_id,
-                revoked_before,
-            })
-            .collect(),
+        items: rows.into_iter().map(|(_, revocation)| revocation).collect(),
         cursor,
     }))
 }
@@ -155,14 +130,9 @@ pub async fn create_owner(
             let id = Uuid::now_v7();
             users::insert(&mut *tx, id, req.email.trim(), req.name.trim(), &hash)
                 .await
-                .map_err(
-                    |e| match e.as_database_error().and_then(|d| d.constraint()) {
-                        Some("users_email_key") => {
-                            ApiError::validation("email", "is already registered")
-                        }
-                        _ => e.into(),
-                    },
-                )?;
+                .on_constraint(users::EMAIL_KEY, || {
+                    ApiError::validation("email", "is already registered")
+                })?;
             id
         }
         (None, None) => unreachable!("a hash is made whenever there is no user"),
@@ -188,13 +158,6 @@ pub struct Ids {
     tenant_id: Option<Uuid>,
 }
 
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Summary {
-    pub id: Uuid,
-    pub name: String,
-    pub email: String,
-}
-
 /// Names of users by id, for other services (mentions, assignees).
 #[utoipa::path(get, path = "/internal/users", tag = "internal",
     params(("ids" = String, Query), ("tenant_id" = Option<Uuid>, Query)),
@@ -217,16 +180,7 @@ pub async fn summaries(
     if ids.len() > 200 {
         return Err(ApiError::validation("ids", "at most 200 ids"));
     }
-    let found = sqlx::query_as(
-        "select u.id, u.name, u.email from users u
-         where u.id = any($1) and ($2::uuid is null or exists(
-             select 1 from memberships m
-             where m.user_id = u.id and m.tenant_id = $2 and m.status = 'active'))
-         order by u.id",
-    )
-    .bind(&ids)
-    .bind(q.tenant_id)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(found))
+    Ok(Json(
+        users::summaries(&state.pool, &ids, q.tenant_id).await?,
+    ))
 }

@@ -6,8 +6,9 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use common::auth::{AuthUser, Perm, Role};
+use common::db::ConstraintExt;
 use common::error::Problem;
 use common::extract::{FieldErrors, ValidJson, Validate};
 use common::{ApiError, FieldError};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::db::invites::{self, Invite};
 use crate::db::members;
 use crate::tokens::hash_token;
 
@@ -50,15 +52,6 @@ impl Validate for NewInvite {
             );
         errors.finish()
     }
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Invite {
-    pub id: Uuid,
-    pub email: String,
-    pub role: String,
-    pub expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -124,11 +117,7 @@ pub async fn create(
     }
     let limit = user_limit(&state, &user.tenant_slug).await?;
     let mut tx = state.pool.begin().await?;
-    // One invite at a time per tenant, so two cannot both take the last seat.
-    sqlx::query("select pg_advisory_xact_lock(hashtext($1::text))")
-        .bind(user.tenant_id)
-        .execute(&mut *tx)
-        .await?;
+    invites::lock_seats(&mut *tx, user.tenant_id).await?;
     if let Some(limit) = limit
         && members::seats_used(&mut *tx, user.tenant_id).await? >= limit
     {
@@ -139,25 +128,20 @@ pub async fn create(
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
-    let invite: Invite = sqlx::query_as(
-        "insert into invites (id, tenant_id, tenant_slug, email, role, token_hash, invited_by, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)
-         returning id, email, role, expires_at, created_at",
-    )
-    .bind(Uuid::now_v7())
-    .bind(user.tenant_id)
-    .bind(&user.tenant_slug)
-    .bind(req.email.trim())
-    .bind(req.role.as_str())
-    .bind(hash_token(&token))
-    .bind(user.user_id)
-    .bind(Utc::now() + Duration::hours(i64::from(state.config.invite_ttl_hours)))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("invites_pending_key") => ApiError::Conflict("This address already has a pending invite.".into()),
-        _ => e.into(),
-    })?;
+    let new = invites::NewInvite {
+        tenant_id: user.tenant_id,
+        tenant_slug: &user.tenant_slug,
+        email: req.email.trim(),
+        role: req.role.as_str(),
+        token_hash: &hash_token(&token),
+        invited_by: user.user_id,
+        expires_at: Utc::now() + Duration::hours(i64::from(state.config.invite_ttl_hours)),
+    };
+    let invite = invites::insert(&mut *tx, &new)
+        .await
+        .on_constraint(invites::PENDING_KEY, || {
+            ApiError::Conflict("This address already has a pending invite.".into())
+        })?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(CreatedInvite { invite, token })))
 }
@@ -169,15 +153,7 @@ pub async fn list(
     user: AuthUser,
 ) -> Result<Json<Vec<Invite>>, ApiError> {
     user.require(Perm::UsersInvite)?;
-    let invites = sqlx::query_as(
-        "select id, email, role, expires_at, created_at from invites
-         where tenant_id = $1 and accepted_at is null and revoked_at is null and expires_at > now()
-         order by created_at",
-    )
-    .bind(user.tenant_id)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(invites))
+    Ok(Json(invites::pending(&state.pool, user.tenant_id).await?))
 }
 
 /// Withdraw a pending invite.
@@ -188,15 +164,7 @@ pub async fn revoke(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     user.require(Perm::UsersInvite)?;
-    let done = sqlx::query(
-        "update invites set revoked_at = now()
-         where id = $1 and tenant_id = $2 and accepted_at is null and revoked_at is null",
-    )
-    .bind(id)
-    .bind(user.tenant_id)
-    .execute(&state.pool)
-    .await?;
-    if done.rows_affected() == 0 {
+    if !invites::revoke(&state.pool, user.tenant_id, id).await? {
         return Err(ApiError::NotFound("No such pending invite.".into()));
     }
     Ok(StatusCode::NO_CONTENT)

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::members::{self, Member};
-use crate::db::users;
-use crate::{AppState, emit, password, tokens};
+use crate::db::{refresh_tokens, revocations, users};
+use crate::{AppState, emit, password};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -138,7 +138,7 @@ pub async fn change_password(
     let hash = password::hash(req.new_password).await?;
     let mut tx = state.pool.begin().await?;
     users::set_password(&mut *tx, user.user_id, &hash).await?;
-    tokens::revoke_user(&mut tx, user.user_id, None).await?;
+    refresh_tokens::revoke_user(&mut tx, user.user_id, None).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -252,7 +252,7 @@ pub async fn change_role(
     let old = guard_change(&mut tx, &user, id, Some(req.role)).await?;
     if old != req.role {
         members::set_role(&mut *tx, user.tenant_id, id, req.role).await?;
-        tokens::revoke_access(&mut tx, id, user.tenant_id).await?;
+        revocations::record(&mut tx, id, user.tenant_id).await?;
         emit(
             &mut tx,
             keys::USER_PERMISSION_CHANGED,
@@ -281,8 +281,8 @@ pub async fn remove(
     let mut tx = state.pool.begin().await?;
     guard_change(&mut tx, &user, id, None).await?;
     members::remove(&mut *tx, user.tenant_id, id).await?;
-    tokens::revoke_user(&mut tx, id, Some(user.tenant_id)).await?;
-    tokens::revoke_access(&mut tx, id, user.tenant_id).await?;
+    refresh_tokens::revoke_user(&mut tx, id, Some(user.tenant_id)).await?;
+    revocations::record(&mut tx, id, user.tenant_id).await?;
     emit(
         &mut tx,
         keys::USER_UPDATED,

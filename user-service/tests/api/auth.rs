@@ -43,7 +43,7 @@ fn service_key(app: &TestApp) -> SigningKey {
 async fn stored_hashes_are_argon2id_with_owasp_parameters() {
     let app = spawn_app().await;
     app.owner(&Tenant::new("acme"), "olive@acme.test").await;
-    let hash: String = sqlx::query_scalar("select password_hash from users")
+    let hash = sqlx::query_scalar!("select password_hash from users")
         .fetch_one(&app.db.pool)
         .await
         .unwrap();

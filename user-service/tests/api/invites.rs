@@ -141,3 +141,64 @@ async fn nobody_invites_above_their_own_role() {
         .unwrap();
     expect_problem(owner_invite, 400).await;
 }
+
+#[tokio::test]
+async fn a_second_pending_invite_to_one_address_is_a_conflict() {
+    let app = spawn_app().await;
+    let acme = Tenant::new("acme");
+    app.owner(&acme, "olive@acme.test").await;
+    let owner = app.access(&acme, "olive@acme.test").await;
+    let invite = |email: &'static str| {
+        app.on(&acme, Method::POST, "/api/v1/invites")
+            .bearer_auth(owner.clone())
+            .json(&json!({"email": email, "role": "viewer"}))
+            .send()
+    };
+
+    assert_eq!(invite("new@x.test").await.unwrap().status(), 201);
+    let body = expect_problem(invite("NEW@x.test").await.unwrap(), 409).await;
+
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already has a pending invite"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn invites_racing_for_the_last_seat_take_it_once() {
+    let app = spawn_app().await;
+    app.resolver.user_limit.store(2, Ordering::SeqCst);
+    let acme = Tenant::new("acme");
+    app.owner(&acme, "olive@acme.test").await;
+    let owner = app.access(&acme, "olive@acme.test").await;
+    let invite = |email: &'static str| {
+        app.on(&acme, Method::POST, "/api/v1/invites")
+            .bearer_auth(owner.clone())
+            .json(&json!({"email": email, "role": "viewer"}))
+            .send()
+    };
+
+    let (a, b, c, d) = tokio::join!(
+        invite("a@x.test"),
+        invite("b@x.test"),
+        invite("c@x.test"),
+        invite("d@x.test")
+    );
+
+    let statuses: Vec<u16> = [a, b, c, d]
+        .into_iter()
+        .map(|resp| resp.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [201, 409].contains(s)),
+        "{statuses:?}"
+    );
+}

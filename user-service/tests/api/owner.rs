@@ -43,7 +43,34 @@ async fn an_existing_email_becomes_owner_only_with_its_password() {
         first,
         "one person, two organisations"
     );
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
+    let users = sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+#[tokio::test]
+async fn owners_racing_with_one_new_email_make_one_account() {
+    let app = spawn_app().await;
+    let tenants = ["acme", "globex", "initech", "umbrella"].map(Tenant::new);
+
+    let (a, b, c, d) = tokio::join!(
+        app.create_owner(&tenants[0], "olive@acme.test"),
+        app.create_owner(&tenants[1], "olive@acme.test"),
+        app.create_owner(&tenants[2], "olive@acme.test"),
+        app.create_owner(&tenants[3], "olive@acme.test")
+    );
+
+    // The first insert wins; one that loses on the email's unique index is refused
+    // naming the email, and one that comes after joins the account with its password.
+    for resp in [a, b, c, d] {
+        if resp.status() != 201 {
+            let body = expect_problem(resp, 400).await;
+            assert_eq!(body["errors"][0]["field"], "email", "{body}");
+        }
+    }
+    let users = sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
         .fetch_one(&app.db.pool)
         .await
         .unwrap();

@@ -91,7 +91,7 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     let acme = Tenant::new("acme");
     app.owner(&acme, "olive@acme.test").await;
     let pair = app.tokens(&acme, "olive@acme.test", PASSWORD).await;
-    let stored: Vec<Vec<u8>> = sqlx::query_scalar("select token_hash from refresh_tokens")
+    let stored = sqlx::query_scalar!("select token_hash from refresh_tokens")
         .fetch_all(&app.db.pool)
         .await
         .unwrap();
