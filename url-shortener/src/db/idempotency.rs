@@ -4,10 +4,15 @@
 use axum::http::StatusCode;
 use common::ApiError;
 use common::auth::AuthUser;
+use common::db::ConstraintExt;
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
 pub use common::extract::idempotency_key as key;
+
+/// The primary key (`tenant_id, user_id, key`; PostgreSQL's default name for it) a
+/// second create with the same key violates.
+pub const KEY: &str = "idempotency_keys_pkey";
 
 /// The answer an earlier create with this key gave, if any.
 pub async fn replay(
@@ -15,26 +20,26 @@ pub async fn replay(
     user: &AuthUser,
     key: &str,
 ) -> Result<Option<(StatusCode, Value)>, ApiError> {
-    let found: Option<(i32, Value)> = sqlx::query_as(
+    let found = sqlx::query!(
         "select status, body from idempotency_keys
          where tenant_id = $1 and user_id = $2 and key = $3",
+        user.tenant_id,
+        user.user_id,
+        key,
     )
-    .bind(user.tenant_id)
-    .bind(user.user_id)
-    .bind(key)
     .fetch_optional(db)
     .await?;
-    Ok(found.map(|(status, body)| {
-        let status = u16::try_from(status)
+    Ok(found.map(|row| {
+        let status = u16::try_from(row.status)
             .ok()
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::OK);
-        (status, body)
+        (status, row.body)
     }))
 }
 
 /// Keeps the answer under the key. A concurrent create with the same key fails here on
-/// the primary key (409), and its caller's retry replays.
+/// [`KEY`] (409), and its caller's retry replays.
 pub async fn remember(
     tx: &mut Transaction<'_, Postgres>,
     user: &AuthUser,
@@ -42,22 +47,19 @@ pub async fn remember(
     status: StatusCode,
     body: &Value,
 ) -> Result<(), ApiError> {
-    sqlx::query(
+    sqlx::query!(
         "insert into idempotency_keys (tenant_id, user_id, key, status, body)
          values ($1, $2, $3, $4, $5)",
+        user.tenant_id,
+        user.user_id,
+        key,
+        i32::from(status.as_u16()),
+        body,
     )
-    .bind(user.tenant_id)
-    .bind(user.user_id)
-    .bind(key)
-    .bind(i32::from(status.as_u16()))
-    .bind(body)
     .execute(&mut **tx)
     .await
-    .map_err(|err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(
-            "A request with this Idempotency-Key is being handled; retry it.".into(),
-        ),
-        _ => err.into(),
+    .on_constraint(KEY, || {
+        ApiError::Conflict("A request with this Idempotency-Key is being handled; retry it.".into())
     })?;
     Ok(())
 }

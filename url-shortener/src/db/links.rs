@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::domain::{Target, TargetKind};
 
 /// One row of `links`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct LinkRow {
     pub code: String,
     pub tenant_id: Uuid,
@@ -34,9 +34,6 @@ impl LinkRow {
     }
 }
 
-const COLUMNS: &str = "code, tenant_id, tenant_slug, created_by, target_type, target_id, \
-    password_hash, expires_at, max_visits, visits, disabled, created_at, updated_at, version";
-
 /// What a new link is made of.
 pub struct NewLink<'a> {
     pub code: &'a str,
@@ -54,32 +51,41 @@ pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     link: &NewLink<'_>,
 ) -> sqlx::Result<Option<LinkRow>> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        LinkRow,
         "insert into links (code, tenant_id, tenant_slug, created_by, target_type, target_id,
                             password_hash, expires_at, max_visits)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          on conflict (code) do nothing
-         returning {COLUMNS}"
-    ))
-    .bind(link.code)
-    .bind(link.tenant_id)
-    .bind(link.tenant_slug)
-    .bind(link.created_by)
-    .bind(link.target.kind.as_str())
-    .bind(link.target.id)
-    .bind(link.password_hash)
-    .bind(link.expires_at)
-    .bind(link.max_visits)
+         returning code, tenant_id, tenant_slug, created_by, target_type, target_id,
+                   password_hash, expires_at, max_visits, visits, disabled, created_at,
+                   updated_at, version",
+        link.code,
+        link.tenant_id,
+        link.tenant_slug,
+        link.created_by,
+        link.target.kind.as_str(),
+        link.target.id,
+        link.password_hash,
+        link.expires_at,
+        link.max_visits,
+    )
     .fetch_optional(&mut **tx)
     .await
 }
 
 /// Any tenant's link by code (the public redirect).
 pub async fn by_code(db: impl PgExecutor<'_>, code: &str) -> sqlx::Result<Option<LinkRow>> {
-    sqlx::query_as(&format!("select {COLUMNS} from links where code = $1"))
-        .bind(code)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        LinkRow,
+        "select code, tenant_id, tenant_slug, created_by, target_type, target_id, password_hash,
+                expires_at, max_visits, visits, disabled, created_at, updated_at, version
+         from links
+         where code = $1",
+        code,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// A link of `tenant` by code; another tenant's code is simply not found.
@@ -88,11 +94,15 @@ pub async fn of_tenant(
     tenant: Uuid,
     code: &str,
 ) -> sqlx::Result<Option<LinkRow>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from links where tenant_id = $1 and code = $2"
-    ))
-    .bind(tenant)
-    .bind(code)
+    sqlx::query_as!(
+        LinkRow,
+        "select code, tenant_id, tenant_slug, created_by, target_type, target_id, password_hash,
+                expires_at, max_visits, visits, disabled, created_at, updated_at, version
+         from links
+         where tenant_id = $1 and code = $2",
+        tenant,
+        code,
+    )
     .fetch_optional(db)
     .await
 }
@@ -109,19 +119,22 @@ pub async fn list(
     cursor: Option<&Cursor>,
     limit: i64,
 ) -> sqlx::Result<Vec<LinkRow>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from links
+    sqlx::query_as!(
+        LinkRow,
+        "select code, tenant_id, tenant_slug, created_by, target_type, target_id, password_hash,
+                expires_at, max_visits, visits, disabled, created_at, updated_at, version
+         from links
          where tenant_id = $1
            and ($2::uuid is null or created_by = $2)
-           and ($3::timestamptz is null or (created_at, code) < ($3, $4))
+           and ($3::timestamptz is null or (created_at, code) < ($3, $4::text))
          order by created_at desc, code desc
-         limit $5"
-    ))
-    .bind(tenant)
-    .bind(creator)
-    .bind(cursor.map(|c| c.0))
-    .bind(cursor.map(|c| c.1.as_str()))
-    .bind(limit)
+         limit $5",
+        tenant,
+        creator,
+        cursor.map(|c| c.0),
+        cursor.map(|c| c.1.as_str()),
+        limit,
+    )
     .fetch_all(db)
     .await
 }
@@ -144,7 +157,8 @@ pub async fn update(
     changes: &Changes,
     expected: Option<i32>,
 ) -> sqlx::Result<Option<LinkRow>> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        LinkRow,
         "update links set
              expires_at = coalesce($3, expires_at),
              password_hash = case when $4 then $5 else password_hash end,
@@ -155,27 +169,31 @@ pub async fn update(
              updated_at = now(),
              version = version + 1
          where tenant_id = $1 and code = $2 and ($9::integer is null or version = $9)
-         returning {COLUMNS}"
-    ))
-    .bind(tenant)
-    .bind(code)
-    .bind(changes.expires_at)
-    .bind(changes.password_hash.is_some())
-    .bind(changes.password_hash.clone().flatten())
-    .bind(changes.max_visits.is_some())
-    .bind(changes.max_visits.flatten())
-    .bind(changes.disabled)
-    .bind(expected)
+         returning code, tenant_id, tenant_slug, created_by, target_type, target_id,
+                   password_hash, expires_at, max_visits, visits, disabled, created_at,
+                   updated_at, version",
+        tenant,
+        code,
+        changes.expires_at,
+        changes.password_hash.is_some(),
+        changes.password_hash.as_ref().and_then(Option::as_deref),
+        changes.max_visits.is_some(),
+        changes.max_visits.flatten(),
+        changes.disabled,
+        expected,
+    )
     .fetch_optional(db)
     .await
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, tenant: Uuid, code: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("delete from links where tenant_id = $1 and code = $2")
-        .bind(tenant)
-        .bind(code)
-        .execute(db)
-        .await?;
+    let done = sqlx::query!(
+        "delete from links where tenant_id = $1 and code = $2",
+        tenant,
+        code,
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -185,11 +203,19 @@ pub async fn mark_expired_event(
     tx: &mut Transaction<'_, Postgres>,
     code: &str,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update links set expired_event_at = now() where code = $1 and expired_event_at is null",
+        code,
     )
-    .bind(code)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The visits of a link written to the database so far (the redirect counts in memory
+/// first and writes in batches); `None` for an unknown code.
+pub async fn visits_written(db: impl PgExecutor<'_>, code: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!("select visits from links where code = $1", code)
+        .fetch_optional(db)
+        .await
 }

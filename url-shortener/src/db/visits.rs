@@ -19,13 +19,13 @@ pub async fn record(
     let mut tx = pool.begin().await?;
     let (codes, visits): (Vec<&str>, Vec<i64>) =
         counts.iter().map(|(c, n)| (c.as_str(), *n)).unzip();
-    sqlx::query(
+    sqlx::query!(
         "update links set visits = links.visits + batch.visits
          from unnest($1::text[], $2::bigint[]) as batch(code, visits)
          where links.code = batch.code",
+        &codes as &[&str],
+        &visits,
     )
-    .bind(&codes)
-    .bind(&visits)
     .execute(&mut *tx)
     .await?;
     for message in unconfirmed {

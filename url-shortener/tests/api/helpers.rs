@@ -266,11 +266,10 @@ impl TestApp {
 
     /// The visits of `code` written to the database so far.
     pub async fn visits_written(&self, code: &str) -> i64 {
-        sqlx::query_scalar("select visits from links where code = $1")
-            .bind(code)
-            .fetch_one(&self.db.pool)
+        url_shortener::db::links::visits_written(&self.db.pool, code)
             .await
             .unwrap()
+            .expect("the link exists")
     }
 
     /// A tap on this instance's exchange, bound to `binding`.

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 
 #[tokio::test]
 async fn creating_a_link_answers_its_code_and_short_url_and_emits_url_created() {
@@ -44,11 +44,14 @@ async fn a_password_is_stored_as_an_argon2id_hash_and_never_shown() {
 
     assert_eq!(link["protected"], true);
     assert!(!link.to_string().contains("open sesame") && link.get("password_hash").is_none());
-    let stored: String = sqlx::query_scalar("select password_hash from links where code = $1")
-        .bind(link["code"].as_str().unwrap())
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let stored = sqlx::query_scalar!(
+        "select password_hash from links where code = $1",
+        link["code"].as_str().unwrap(),
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+    .unwrap();
     assert!(stored.starts_with("$argon2id$"), "{stored}");
 }
 
@@ -418,11 +421,71 @@ async fn a_retried_create_with_the_same_idempotency_key_makes_one_link() {
     assert_eq!(again.headers()["location"], location);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["code"], first["code"]);
-    let links: i64 = sqlx::query_scalar("select count(*) from links")
+    assert_eq!(link_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_create_that_meets_its_key_being_written_is_409_and_keeps_nothing() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let task = app.task_of(&user);
+    // Another request's answer under the same key, written but not yet committed: the
+    // create below finds no answer to replay, and its own insert waits on this one.
+    let mut other = app.db.pool.begin().await.unwrap();
+    sqlx::query!(
+        "insert into idempotency_keys (tenant_id, user_id, key, status, body)
+         values ($1, $2, 'race-1', 201, '{}')",
+        user.tenant,
+        user.id,
+    )
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    let create = app
+        .call(&user, Method::POST, "/api/v1/links")
+        .header("idempotency-key", "race-1")
+        .json(&json!({"target": {"type": "task", "id": task}}))
+        .send();
+    let create = tokio::spawn(create);
+    wait_for_a_lock_wait(&app).await;
+
+    other.commit().await.unwrap();
+
+    expect_problem(create.await.unwrap().unwrap(), 409).await;
+    assert_eq!(
+        link_count(&app).await,
+        0,
+        "the losing create's link is rolled back"
+    );
+}
+
+/// Waits (at most 10 s) until a session of the app's database waits for a lock.
+async fn wait_for_a_lock_wait(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from pg_stat_activity
+               where datname = current_database() and wait_event_type = 'Lock'"#
+        )
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
-    assert_eq!(links, 1);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the create never waited for the key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn link_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar!(r#"select count(*) as "count!" from links"#)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -20,10 +20,12 @@ async fn messages_via(app: &TestApp, via: &str) -> u64 {
 
 /// `url.accessed` messages waiting in the outbox.
 async fn outboxed(app: &TestApp) -> i64 {
-    sqlx::query_scalar("select count(*) from outbox where routing_key = 'url.accessed'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from outbox where routing_key = 'url.accessed'"#
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
