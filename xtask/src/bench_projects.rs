@@ -14,6 +14,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use common::auth::{Claims, Role, SigningKey};
+use common::db::ddl::{self, Ident};
 use common::testkit::{TestServer, postgres_url, unique};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -256,12 +257,11 @@ async fn run(
 ) -> anyhow::Result<ProjectsReport> {
     println!("• creating {count} tenant databases");
     let mut admin = admin().await?;
-    let template = format!("{prefix}_template");
-    sqlx::query(&format!("create database {template}"))
-        .execute(&mut admin)
-        .await?;
+    let template = Ident::new(format!("{prefix}_template"))?;
+    ddl::execute(&mut admin, "create database {}", &[&template]).await?;
     {
-        let mut conn = PgConnection::connect(&format!("{}/{template}", postgres_url())).await?;
+        let url = format!("{}/{}", postgres_url(), template.as_str());
+        let mut conn = PgConnection::connect(&url).await?;
         TENANT_MIGRATOR.run(&mut conn).await?;
     }
     let key = SigningKey::generate("bench")?;
@@ -269,9 +269,12 @@ async fn run(
     let mut databases = HashMap::new();
     for i in 0..count {
         let db = format!("{prefix}_{i}");
-        sqlx::query(&format!("create database {db} template {template}"))
-            .execute(&mut admin)
-            .await?;
+        ddl::execute(
+            &mut admin,
+            "create database {} template {}",
+            &[&Ident::new(db.as_str())?, &template],
+        )
+        .await?;
         let id = Uuid::now_v7();
         databases.insert(id, db.clone());
         let token = key.sign(&Claims::new(Uuid::now_v7(), id, "bench", Role::Owner))?;
@@ -359,17 +362,20 @@ async fn run(
 
     let first = &tenants[0];
     let mut conn = PgConnection::connect(&format!("{}/{}", postgres_url(), first.db)).await?;
-    let column: String = sqlx::query_scalar(
-        "select id::text from board_columns where project_id = $1::uuid order by position limit 1",
+    let project: Uuid = first.project.parse()?;
+    let column = sqlx::query_scalar!(
+        r#"select id::text as "id!" from board_columns where project_id = $1
+           order by position limit 1"#,
+        project,
     )
-    .bind(&first.project)
     .fetch_one(&mut conn)
     .await?;
-    let task_count: i64 =
-        sqlx::query_scalar("select count(*) from tasks where project_id = $1::uuid")
-            .bind(&first.project)
-            .fetch_one(&mut conn)
-            .await?;
+    let task_count = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from tasks where project_id = $1"#,
+        project,
+    )
+    .fetch_one(&mut conn)
+    .await?;
     drop(conn);
     let user = Uuid::now_v7().to_string();
     let task_count = task_count.to_string();

@@ -11,6 +11,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use common::auth::{Claims, Role, SigningKey};
+use common::db::ddl::{self, Ident};
 use common::grant::{GrantKey, ShareGrant, SharedTarget};
 use serde::Serialize;
 use sqlx::Connection;
@@ -321,20 +322,22 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
         )?);
         nginx_runs.push(measured(&nginx_url, &nginx_workers, seconds, connections)?);
     }
-    let visits_written: i64 = {
+    let visits_written = {
         let mut db = sqlx::PgConnection::connect(&format!("{postgres}/{database}")).await?;
-        sqlx::query_scalar("select visits from links where code = $1")
-            .bind(&code)
-            .fetch_one(&mut db)
+        url_shortener::db::links::visits_written(&mut db, &code)
             .await?
+            .context("the benchmark's link is gone")?
     };
     drop(processes);
     std::fs::remove_dir_all(&dir).ok();
     let mut admin = admin().await?;
-    sqlx::query(&format!("drop database if exists {database} with (force)"))
-        .execute(&mut admin)
-        .await
-        .ok();
+    ddl::execute(
+        &mut admin,
+        "drop database if exists {} with (force)",
+        &[&Ident::new(database)?],
+    )
+    .await
+    .ok();
     let (direct, gateway, nginx) = (
         median_measured(&direct),
         median_measured(&gateway),

@@ -8,11 +8,7 @@ async fn a_tiny_tenants_run_reports_figures_and_leaves_no_databases() {
         <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{server}/postgres"))
             .await
             .expect("PostgreSQL");
-    let count = "select count(*) from pg_database where datname ~ '^b[0-9a-f]{8}_'";
-    let before: i64 = sqlx::query_scalar(count)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+    let before = bench_databases(&mut admin).await;
 
     let report = xtask::bench::tenants_scenario(3, 2)
         .await
@@ -26,9 +22,16 @@ async fn a_tiny_tenants_run_reports_figures_and_leaves_no_databases() {
     ] {
         assert!(value.is_finite() && value > 0.0, "{name} = {value}");
     }
-    let after: i64 = sqlx::query_scalar(count)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+    let after = bench_databases(&mut admin).await;
     assert_eq!(after, before, "the bench drops what it created");
+}
+
+/// How many databases are named like the benchmark's (`b`, 8 hex digits, `_`).
+async fn bench_databases(admin: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from pg_database where datname ~ '^b[0-9a-f]{8}_'"#
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap()
 }
