@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
-use common::db::ddl::{self, Ident};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use tenant_resolver::domain::SignupRequest;
@@ -109,12 +108,7 @@ pub async fn tenants_scenario(tenants: usize, rounds: usize) -> anyhow::Result<T
     state.pool.close().await;
     common::testkit::drop_databases_and_roles(&prefix);
     let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
-    ddl::execute(
-        &mut admin,
-        "drop database if exists {} with (force)",
-        &[&Ident::new(registry)?],
-    )
-    .await?;
+    common::testkit::drop_database(&mut admin, &registry).await?;
     result
 }
 
@@ -129,14 +123,9 @@ async fn run_tenants(
     let (mut bare, mut signup) = (Vec::new(), Vec::new());
     println!("• signup vs bare CREATE DATABASE, {rounds} alternating rounds");
     for round in 0..rounds {
-        let name = Ident::new(format!("{prefix}bare{round}"))?;
+        let name = format!("{prefix}bare{round}");
         let start = Instant::now();
-        ddl::execute(
-            &mut admin,
-            "create database {} template template0",
-            &[&name],
-        )
-        .await?;
+        common::testkit::create_database(&mut admin, &name, Some("template0")).await?;
         // Kept until the end: DROP DATABASE forces a checkpoint that would slow the
         // signup measured next.
         bare.push(ms(start.elapsed()));

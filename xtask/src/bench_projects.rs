@@ -14,8 +14,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use common::auth::{Claims, Role, SigningKey};
-use common::db::ddl::{self, Ident};
-use common::testkit::{TestServer, postgres_url, unique};
+use common::testkit::{TestServer, create_database, postgres_url, unique};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::migrate::Migrator;
@@ -257,11 +256,10 @@ async fn run(
 ) -> anyhow::Result<ProjectsReport> {
     println!("• creating {count} tenant databases");
     let mut admin = admin().await?;
-    let template = Ident::new(format!("{prefix}_template"))?;
-    ddl::execute(&mut admin, "create database {}", &[&template]).await?;
+    let template = format!("{prefix}_template");
+    create_database(&mut admin, &template, None).await?;
     {
-        let url = format!("{}/{}", postgres_url(), template.as_str());
-        let mut conn = PgConnection::connect(&url).await?;
+        let mut conn = PgConnection::connect(&format!("{}/{template}", postgres_url())).await?;
         TENANT_MIGRATOR.run(&mut conn).await?;
     }
     let key = SigningKey::generate("bench")?;
@@ -269,12 +267,7 @@ async fn run(
     let mut databases = HashMap::new();
     for i in 0..count {
         let db = format!("{prefix}_{i}");
-        ddl::execute(
-            &mut admin,
-            "create database {} template {}",
-            &[&Ident::new(db.as_str())?, &template],
-        )
-        .await?;
+        create_database(&mut admin, &db, Some(&template)).await?;
         let id = Uuid::now_v7();
         databases.insert(id, db.clone());
         let token = key.sign(&Claims::new(Uuid::now_v7(), id, "bench", Role::Owner))?;

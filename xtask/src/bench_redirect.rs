@@ -11,7 +11,6 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use common::auth::{Claims, Role, SigningKey};
-use common::db::ddl::{self, Ident};
 use common::grant::{GrantKey, ShareGrant, SharedTarget};
 use serde::Serialize;
 use sqlx::Connection;
@@ -331,13 +330,9 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
     drop(processes);
     std::fs::remove_dir_all(&dir).ok();
     let mut admin = admin().await?;
-    ddl::execute(
-        &mut admin,
-        "drop database if exists {} with (force)",
-        &[&Ident::new(database)?],
-    )
-    .await
-    .ok();
+    common::testkit::drop_database(&mut admin, &database)
+        .await
+        .ok();
     let (direct, gateway, nginx) = (
         median_measured(&direct),
         median_measured(&gateway),

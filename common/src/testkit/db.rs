@@ -1,5 +1,10 @@
 //! Throw-away PostgreSQL databases, one per test, and the clean-up of what a test
 //! provisioned on the server.
+//!
+//! Their names are computed at run time, so the statements on them are built by
+//! `common::db::ddl` from fixed templates and quoted identifiers; this file holds the
+//! test kit's (and the benchmarks') templates, and nothing else outside tenant-resolver's
+//! `db::catalog` does.
 
 use std::future::Future;
 
@@ -28,7 +33,7 @@ impl TestDb {
                     "PostgreSQL does not answer at {server} (set NEXUS_TEST_POSTGRES_URL): {err}"
                 )
             });
-        ddl::execute(&mut admin, "create database {}", &[&ident(&name)])
+        create_database(&mut admin, &name, None)
             .await
             .expect("creating test database");
         let url = format!("{server}/{name}");
@@ -74,16 +79,36 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = ident(&self.name);
+        let name = self.name.clone();
         admin_blocking(move |mut admin| async move {
-            let _ = ddl::execute(
-                &mut admin,
-                "drop database if exists {} with (force)",
-                &[&name],
-            )
-            .await;
+            let _ = drop_database(&mut admin, &name).await;
         });
     }
+}
+
+/// Creates the database `name`, a copy of `template` (PostgreSQL's default, `template1`,
+/// when `None`): for tests and benchmarks that make databases of computed names.
+pub async fn create_database(
+    admin: &mut PgConnection,
+    name: &str,
+    template: Option<&str>,
+) -> anyhow::Result<()> {
+    let name = Ident::new(name)?;
+    match template {
+        Some(template) => {
+            let template = Ident::new(template)?;
+            ddl::execute(admin, "create database {} template {}", &[&name, &template]).await?;
+        }
+        None => ddl::execute(admin, "create database {}", &[&name]).await?,
+    }
+    Ok(())
+}
+
+/// Drops the database `name`, closing its connections, if it exists.
+pub async fn drop_database(admin: &mut PgConnection, name: &str) -> anyhow::Result<()> {
+    let name = Ident::new(name)?;
+    ddl::execute(admin, "drop database if exists {} with (force)", &[&name]).await?;
+    Ok(())
 }
 
 /// A test database's name as an identifier (always one: [`unique`] makes it).

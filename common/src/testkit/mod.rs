@@ -23,7 +23,9 @@ pub use asserts::{
     assert_json_endpoints_reject_malformed_bodies, assert_not_ready_because, assert_ops_routes,
     counter_total, expect_problem,
 };
-pub use db::{TestDb, assert_tables_exist, drop_databases_and_roles};
+pub use db::{
+    TestDb, assert_tables_exist, create_database, drop_database, drop_databases_and_roles,
+};
 pub use events::{EventTap, envelopes};
 pub use mongo::mongo_database;
 pub use process::{assert_stops_cleanly_on_sigterm, parse_config};
