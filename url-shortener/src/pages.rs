@@ -91,6 +91,20 @@ pub fn too_many(retry_after: u64) -> Response {
     response
 }
 
+/// 503: every password hashing worker was busy for longer than the queue wait.
+pub fn busy(retry_after: u64) -> Response {
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        "<h1>Try again in a moment</h1><p>Too many passwords are being checked right now. \
+         Go back and send yours again in a few seconds.</p>",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
 /// `scheme://host[:port]` of `url`.
 fn origin(url: &str) -> &str {
     let host = url.find("://").map_or(0, |i| i + 3);
