@@ -144,12 +144,20 @@ pub struct InternalArgs {
 }
 
 impl InternalArgs {
-    /// Logs a warning when the development token is in use.
+    /// Logs a warning when the development token is in use, and an error when the token
+    /// cannot travel as a bearer token (`common::auth::bearer_token` would refuse it).
     pub fn warn_if_default(&self) {
         use secrecy::ExposeSecret;
-        if self.internal_token.expose_secret() == DEV_INTERNAL_TOKEN {
+        let token = self.internal_token.expose_secret();
+        if token == DEV_INTERNAL_TOKEN {
             tracing::warn!(
                 "INTERNAL_TOKEN is the development default; set a secret one in production"
+            );
+        }
+        if !crate::auth::is_token68(token) {
+            tracing::error!(
+                "INTERNAL_TOKEN has characters a bearer token cannot carry (use letters, \
+                 digits and - . _ ~ + /); internal calls with it will be refused"
             );
         }
     }

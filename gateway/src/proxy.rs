@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use common::ApiError;
+use common::auth::bearer_token;
 use common::telemetry::{self, REQUEST_ID_HEADER};
 
 use crate::AppState;
@@ -206,7 +207,7 @@ pub(crate) async fn admit<'s>(
 
     let subject = match route.auth {
         AuthMode::Jwt => {
-            let token = ask.authorization.and_then(bearer).ok_or_else(|| {
+            let token = ask.authorization.and_then(bearer_token).ok_or_else(|| {
                 ApiError::Unauthorized("A bearer access token is required.".into()).into_response()
             })?;
             let claims = state
@@ -331,15 +332,6 @@ pub(crate) fn ip_header(ip: IpAddr) -> HeaderValue {
     write!(cursor, "{ip}").expect("an address fits in 45 bytes");
     let len = usize::try_from(cursor.position()).expect("small");
     HeaderValue::from_bytes(&buf[..len]).expect("an address is a header value")
-}
-
-/// The token of an `Authorization: Bearer <token>` value.
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 pub(crate) fn unreachable(upstream: &str, why: Unreachable) -> ApiError {
