@@ -143,7 +143,8 @@ pub(crate) struct Ask<'a> {
     pub host: &'a str,
     pub authorization: Option<&'a str>,
     pub declared_length: Option<usize>,
-    pub peer: IpAddr,
+    /// The client's address (`common::client`): the per-address rate limit's key.
+    pub client: IpAddr,
 }
 
 /// A request the edge let through: where it goes and what it carries there and back.
@@ -227,7 +228,7 @@ pub(crate) async fn admit<'s>(
                 user: claims.sub,
             })
         }
-        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.peer)),
+        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.client)),
         AuthMode::Public | AuthMode::Grant => None,
     };
     let rate = match subject {
@@ -262,6 +263,7 @@ async fn forward(
 ) -> Result<Response, Response> {
     let route = routes::find(req.uri().path())
         .ok_or_else(|| ApiError::NotFound("No resource at this path.".into()).into_response())?;
+    let client = (state.config.server.trusted_proxies).client_of(peer.ip(), req.headers());
     let host_header = req
         .headers()
         .get(header::HOST)
@@ -279,7 +281,7 @@ async fn forward(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok()),
-        peer: peer.ip(),
+        client,
     };
     let Admitted {
         tenant,
@@ -304,7 +306,8 @@ async fn forward(
         headers.insert("x-tenant-id", tenant.id_header.clone());
         headers.insert("x-tenant-slug", tenant.slug_header.clone());
     }
-    headers.insert("x-forwarded-for", ip_header(peer.ip()));
+    // The client alone: the services trust the gateway and need no chain to walk.
+    headers.insert("x-forwarded-for", ip_header(client));
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers.insert("x-forwarded-host", host_header);
     parts.headers = headers;
