@@ -15,6 +15,7 @@ pub mod grant;
 pub mod internal;
 pub mod lane;
 pub mod metrics;
+pub mod pages;
 pub mod password;
 pub mod readiness;
 pub mod server;
