@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use clap::Args;
 use secrecy::SecretString;
 
+use crate::client::TrustedProxies;
 use crate::telemetry::LogFormat;
 
 /// HTTP server and logging settings every service has.
@@ -28,12 +29,30 @@ pub struct ServerArgs {
     /// Seconds to drain in-flight requests and workers after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Peers whose X-Forwarded-For is believed (comma-separated CIDRs or addresses; `none`
+    /// trusts nobody). The client is the first hop, from the right, that is not one of them.
+    /// At the gateway, list only the load balancers in front of it.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = crate::client::DEFAULT_TRUSTED_PROXIES)]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServerArgs {
     pub fn shutdown_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.shutdown_grace_secs)
     }
+}
+
+/// Password hashing settings of services that hash passwords (`common::password`).
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// Threads that hash passwords, each keeping its own 19 MiB of argon2 memory (0: one
+    /// per available core). Bounds hashing memory to this many times 19 MiB.
+    #[arg(long, env = "PASSWORD_HASH_WORKERS", default_value_t = 0)]
+    pub password_hash_workers: usize,
+    /// Milliseconds a password check may wait for a free hashing thread; past that the
+    /// request is answered 503 with Retry-After.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE_MS", default_value_t = 3000)]
+    pub password_hash_queue_ms: u64,
 }
 
 /// PostgreSQL pool settings.
@@ -125,12 +144,20 @@ pub struct InternalArgs {
 }
 
 impl InternalArgs {
-    /// Logs a warning when the development token is in use.
+    /// Logs a warning when the development token is in use, and an error when the token
+    /// cannot travel as a bearer token (`common::auth::bearer_token` would refuse it).
     pub fn warn_if_default(&self) {
         use secrecy::ExposeSecret;
-        if self.internal_token.expose_secret() == DEV_INTERNAL_TOKEN {
+        let token = self.internal_token.expose_secret();
+        if token == DEV_INTERNAL_TOKEN {
             tracing::warn!(
                 "INTERNAL_TOKEN is the development default; set a secret one in production"
+            );
+        }
+        if !crate::auth::is_token68(token) {
+            tracing::error!(
+                "INTERNAL_TOKEN has characters a bearer token cannot carry (use letters, \
+                 digits and - . _ ~ + /); internal calls with it will be refused"
             );
         }
     }

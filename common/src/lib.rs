@@ -5,6 +5,7 @@
 //! same event envelope and outbox. See `docs/DESIGN.md` for the contracts they implement.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod grant;
 pub mod internal;
 pub mod lane;
 pub mod metrics;
+pub mod pages;
+pub mod password;
 pub mod readiness;
 pub mod server;
 pub mod shutdown;

@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use common::ApiError;
+use common::auth::bearer_token;
 use common::telemetry::{self, REQUEST_ID_HEADER};
 
 use crate::AppState;
@@ -142,7 +143,8 @@ pub(crate) struct Ask<'a> {
     pub host: &'a str,
     pub authorization: Option<&'a str>,
     pub declared_length: Option<usize>,
-    pub peer: IpAddr,
+    /// The client's address (`common::client`): the per-address rate limit's key.
+    pub client: IpAddr,
 }
 
 /// A request the edge let through: where it goes and what it carries there and back.
@@ -206,7 +208,7 @@ pub(crate) async fn admit<'s>(
 
     let subject = match route.auth {
         AuthMode::Jwt => {
-            let token = ask.authorization.and_then(bearer).ok_or_else(|| {
+            let token = ask.authorization.and_then(bearer_token).ok_or_else(|| {
                 ApiError::Unauthorized("A bearer access token is required.".into()).into_response()
             })?;
             let claims = state
@@ -226,7 +228,7 @@ pub(crate) async fn admit<'s>(
                 user: claims.sub,
             })
         }
-        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.peer)),
+        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.client)),
         AuthMode::Public | AuthMode::Grant => None,
     };
     let rate = match subject {
@@ -261,6 +263,7 @@ async fn forward(
 ) -> Result<Response, Response> {
     let route = routes::find(req.uri().path())
         .ok_or_else(|| ApiError::NotFound("No resource at this path.".into()).into_response())?;
+    let client = (state.config.server.trusted_proxies).client_of(peer.ip(), req.headers());
     let host_header = req
         .headers()
         .get(header::HOST)
@@ -278,7 +281,7 @@ async fn forward(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok()),
-        peer: peer.ip(),
+        client,
     };
     let Admitted {
         tenant,
@@ -303,7 +306,8 @@ async fn forward(
         headers.insert("x-tenant-id", tenant.id_header.clone());
         headers.insert("x-tenant-slug", tenant.slug_header.clone());
     }
-    headers.insert("x-forwarded-for", ip_header(peer.ip()));
+    // The client alone: the services trust the gateway and need no chain to walk.
+    headers.insert("x-forwarded-for", ip_header(client));
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     headers.insert("x-forwarded-host", host_header);
     parts.headers = headers;
@@ -331,15 +335,6 @@ pub(crate) fn ip_header(ip: IpAddr) -> HeaderValue {
     write!(cursor, "{ip}").expect("an address fits in 45 bytes");
     let len = usize::try_from(cursor.position()).expect("small");
     HeaderValue::from_bytes(&buf[..len]).expect("an address is a header value")
-}
-
-/// The token of an `Authorization: Bearer <token>` value.
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 pub(crate) fn unreachable(upstream: &str, why: Unreachable) -> ApiError {

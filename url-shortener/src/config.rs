@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::{AmqpArgs, AuthArgs, DbArgs, ServerArgs};
+use common::config::{AmqpArgs, AuthArgs, DbArgs, PasswordArgs, ServerArgs};
 use common::grant::GrantArgs;
 use secrecy::SecretString;
 
@@ -28,6 +28,8 @@ pub struct Config {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub grant: GrantArgs,
+    #[command(flatten)]
+    pub password: PasswordArgs,
     /// Base URL(s) of project-service. url-shortener asks the first whether a link's
     /// target exists in the caller's tenant (with the caller's own credentials); the
     /// gateway takes several, comma-separated.

@@ -145,7 +145,10 @@ fn hot<'a>(req: &httparse::Request<'_, 'a>) -> Option<Ask<'a>> {
         } else if is(REQUEST_ID_HEADER) {
             ask.request_id.get_or_insert(value);
         } else if is("x-forwarded-for") {
-            ask.visit[0].get_or_insert(value);
+            // Several fields are one list: the router's path joins them.
+            if ask.visit[0].replace(value).is_some() {
+                return None;
+            }
         } else if is("user-agent") {
             ask.visit[1].get_or_insert(value);
         } else if is("referer") {

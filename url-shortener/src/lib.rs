@@ -9,7 +9,6 @@ pub mod db;
 pub mod domain;
 mod lane;
 mod pages;
-pub mod password;
 pub mod routes;
 pub mod targets;
 pub mod throttle;
@@ -23,6 +22,7 @@ use axum::extract::FromRef;
 use common::auth::JwtVerifier;
 use common::events::{Broker, outbox::Relay};
 use common::grant::GrantKey;
+use common::password::Hasher;
 use common::readiness::Readiness;
 use common::server::Service;
 use secrecy::ExposeSecret;
@@ -51,6 +51,8 @@ pub struct AppState {
     pub cache: Arc<cache::LinkCache>,
     pub throttle: Arc<throttle::PasswordThrottle>,
     pub visits: visits::VisitSink,
+    /// Hashes and checks link passwords on a bounded set of workers.
+    pub hasher: Hasher,
 }
 
 #[derive(OpenApi)]
@@ -149,6 +151,7 @@ pub async fn run_until(
         )),
         throttle,
         visits: sink,
+        hasher: Hasher::from_args(&config.password),
         config: Arc::new(config),
         pool,
         broker,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use chrono::{DateTime, Utc};
+use common::client::{FORWARDED_FOR, TrustedProxies};
 use common::events::{Broker, Message, keys};
 use rand::RngCore;
 use secrecy::ExposeSecret;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db;
-use crate::domain::visitor::{AgentClass, first_hop, referrer_host, visitor_digest_on};
+use crate::domain::visitor::{AgentClass, referrer_host, visitor_digest_on};
 
 /// One successful redirect, as the request left it: header values are shared with the
 /// request (no copy on the redirect path), and the address and agent stay in memory only
@@ -35,6 +36,8 @@ pub struct Visit {
     pub tenant_id: Uuid,
     pub at: DateTime<Utc>,
     pub peer: IpAddr,
+    /// Every `X-Forwarded-For` field, as one list; the flusher finds the client in it by
+    /// `common::client`'s rule.
     pub forwarded_for: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
     pub referer: Option<HeaderValue>,
@@ -48,7 +51,7 @@ impl Visit {
             tenant_id,
             at: Utc::now(),
             peer,
-            forwarded_for: headers.get("x-forwarded-for").cloned(),
+            forwarded_for: forwarded_for(headers),
             user_agent: headers.get(header::USER_AGENT).cloned(),
             referer: headers.get(header::REFERER).cloned(),
         }
@@ -74,6 +77,22 @@ impl Visit {
             referer: value(referer),
         }
     }
+}
+
+/// The `X-Forwarded-For` fields as one value: shared with the request when there is one
+/// field (the usual case), joined when there are more.
+fn forwarded_for(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut fields = headers.get_all(FORWARDED_FOR).iter();
+    let first = fields.next()?;
+    let rest: Vec<&[u8]> = fields.map(HeaderValue::as_bytes).collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let joined = std::iter::once(first.as_bytes())
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join(&b", "[..]);
+    HeaderValue::from_bytes(&joined).ok()
 }
 
 fn text(value: Option<&HeaderValue>) -> Option<&str> {
@@ -102,6 +121,7 @@ pub struct Flusher {
     interval: Duration,
     batch_size: usize,
     salt: Arc<[u8]>,
+    trusted: TrustedProxies,
 }
 
 /// How long a flush waits for the broker's confirms before it leaves the batch's events
@@ -131,6 +151,7 @@ pub fn channel(pool: PgPool, broker: Broker, config: &Config) -> (VisitSink, Flu
         interval: Duration::from_millis(config.visit_flush_interval_ms.max(1)),
         batch_size: config.visit_batch_size.max(1),
         salt,
+        trusted: config.server.trusted_proxies.clone(),
     };
     (VisitSink(tx), flusher)
 }
@@ -171,8 +192,9 @@ impl Flusher {
     async fn write(&mut self, batch: &mut Vec<Visit>) {
         let visits = std::mem::take(batch);
         let salt = Arc::clone(&self.salt);
+        let trusted = self.trusted.clone();
         let (counts, messages, count) =
-            match tokio::task::spawn_blocking(move || prepare(&salt, visits)).await {
+            match tokio::task::spawn_blocking(move || prepare(&salt, &trusted, visits)).await {
                 Ok((prepared, emptied)) => {
                     *batch = emptied;
                     prepared
@@ -245,22 +267,30 @@ impl Flusher {
 /// with its own id), and how many visits it holds. The visits are dropped here (off the
 /// async threads) and the emptied vector is handed back, so the flusher gathers the next
 /// batch into the same memory instead of regrowing a new one.
-fn prepare(salt: &[u8], mut batch: Vec<Visit>) -> (Prepared, Vec<Visit>) {
-    let prepared = encode(salt, &batch);
+fn prepare(salt: &[u8], trusted: &TrustedProxies, mut batch: Vec<Visit>) -> (Prepared, Vec<Visit>) {
+    let prepared = encode(salt, trusted, &batch);
     batch.clear();
     (prepared, batch)
+}
+
+/// `ip` written into `buf` (no allocation per visit).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").expect("an address fits in 45 bytes");
+    let len = usize::try_from(cursor.position()).expect("small");
+    std::str::from_utf8(&buf[..len]).expect("an address is ASCII")
 }
 
 /// What a batch becomes: counts per code, messages, and how many visits they hold.
 type Prepared = (Vec<(String, i64)>, Vec<Message>, usize);
 
-fn encode(salt: &[u8], batch: &[Visit]) -> Prepared {
+fn encode(salt: &[u8], trusted: &TrustedProxies, batch: &[Visit]) -> Prepared {
     let mut counts: HashMap<&str, i64> = HashMap::new();
     // Agents repeat (a batch holds few distinct ones), and classing one scans for every
-    // bot marker; peers are the gateway's few addresses (the client is in
-    // `X-Forwarded-For`); the day's text changes once a day.
+    // bot marker; the day's text changes once a day.
     let mut classes: HashMap<&str, AgentClass> = HashMap::new();
-    let mut peers: HashMap<IpAddr, String> = HashMap::new();
+    let mut address = [0u8; 45];
     let mut day = (chrono::NaiveDate::MIN, String::new());
     let mut messages = Vec::new();
     let made = Utc::now();
@@ -279,12 +309,11 @@ fn encode(salt: &[u8], batch: &[Visit]) -> Prepared {
             if day.0 != date {
                 day = (date, date.to_string());
             }
-            let ip = match first_hop(text(visit.forwarded_for.as_ref()), visit.peer) {
-                Some(hop) => hop,
-                None => peers
-                    .entry(visit.peer)
-                    .or_insert_with(|| visit.peer.to_string()),
-            };
+            let client = trusted.client(
+                visit.peer,
+                visit.forwarded_for.as_ref().map(HeaderValue::as_bytes),
+            );
+            let ip = ip_text(client, &mut address);
             if json.len() > 1 {
                 json.push(b',');
             }
@@ -520,7 +549,7 @@ mod tests {
             ),
             visit(&b, "10.0.0.2", &[("user-agent", firefox)]),
         ];
-        let (mut counts, messages, count) = encode(b"salt", &batch);
+        let (mut counts, messages, count) = encode(b"salt", &TrustedProxies::default(), &batch);
         counts.sort();
         assert_eq!(counts, [("aaaaaaaa".into(), 2), ("bbbbbbbb".into(), 2)]);
         assert_eq!((count, messages.len()), (4, 1));
@@ -550,5 +579,54 @@ mod tests {
         // Without a forwarded hop the peer is the visitor, each peer its own.
         assert_eq!(field(3, "visitor_hash"), hash("10.0.0.2", firefox));
         assert_eq!(field(1, "visitor_hash"), hash("10.0.0.1", "curl/8.5"));
+    }
+
+    #[test]
+    fn the_visitor_is_the_client_by_the_shared_rule() {
+        let code: Arc<str> = Arc::from("aaaaaaaa");
+        let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let mut two_fields = HeaderMap::new();
+        two_fields.insert("user-agent", HeaderValue::from_static(ua));
+        two_fields.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        two_fields.append("x-forwarded-for", HeaderValue::from_static("203.0.113.8"));
+        let batch = vec![
+            visit(
+                &code,
+                "198.51.100.9",
+                &[("user-agent", ua), ("x-forwarded-for", "203.0.113.5")],
+            ),
+            visit(
+                &code,
+                "10.0.0.1",
+                &[
+                    ("user-agent", ua),
+                    ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+                ],
+            ),
+            Visit::new(
+                Arc::clone(&code),
+                Uuid::now_v7(),
+                "10.0.0.1".parse().unwrap(),
+                &two_fields,
+            ),
+        ];
+        let (_, messages, _) = encode(b"salt", &trusted, &batch);
+        let events: Vec<Envelope> = serde_json::from_slice(&messages[0].body).unwrap();
+        let hash = |i: usize, ip: &str| {
+            crate::domain::visitor::visitor_hash(b"salt", batch[i].at.date_naive(), ip, ua)
+        };
+        let seen = |i: usize| events[i].data["visitor_hash"].clone();
+        assert_eq!(
+            seen(0),
+            hash(0, "198.51.100.9"),
+            "an untrusted peer is the visitor"
+        );
+        assert_eq!(seen(1), hash(1, "203.0.113.7"), "the hop the proxy saw");
+        assert_eq!(
+            seen(2),
+            hash(2, "203.0.113.8"),
+            "the last field is the nearest hop"
+        );
     }
 }

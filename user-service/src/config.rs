@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use common::config::{AmqpArgs, DbArgs, InternalArgs, ServerArgs, secret};
+use common::config::{AmqpArgs, DbArgs, InternalArgs, PasswordArgs, ServerArgs, secret};
 use secrecy::SecretString;
 
 /// user-service: users, credentials, tokens, roles and invites.
@@ -61,4 +61,6 @@ pub struct Config {
     pub amqp: AmqpArgs,
     #[command(flatten)]
     pub internal: InternalArgs,
+    #[command(flatten)]
+    pub password: PasswordArgs,
 }

@@ -18,8 +18,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::FromRef;
 use common::auth::JwtVerifier;
+use common::client::TrustedProxies;
 use common::events::{Broker, Envelope, outbox::Relay};
 use common::internal::InternalToken;
+use common::password::Hasher;
 use common::readiness::Readiness;
 use common::server::Service;
 use secrecy::ExposeSecret;
@@ -48,6 +50,10 @@ pub struct AppState {
     /// Verifies this service's own tokens against its own key ring.
     pub verifier: Arc<JwtVerifier>,
     pub throttle: Arc<throttle::LoginThrottle>,
+    /// Whose `X-Forwarded-For` names the client (the login throttle's address).
+    pub trusted_proxies: TrustedProxies,
+    /// Hashes and checks passwords on a bounded set of workers.
+    pub hasher: Hasher,
     /// Successors handed out for a refresh token, kept for the grace window so a retried
     /// request gets the same pair instead of tripping reuse detection.
     pub recent_refreshes: moka::sync::Cache<Vec<u8>, tokens::TokenPair>,
@@ -66,8 +72,6 @@ impl AppState {
         .await?;
         let keys = keys::KeyRing::load(&config.signing_keys_dir, config.generate_signing_key)?;
         let verifier = JwtVerifier::from_jwks(&keys.jwks()?)?;
-        // Made now, so the first login does not pay for it (and leak that by its timing).
-        password::dummy_hash();
         let throttle = throttle::LoginThrottle::new(
             Duration::from_secs(config.login_throttle_window_secs),
             throttle::Limits {
@@ -86,6 +90,8 @@ impl AppState {
             keys: Arc::new(keys),
             verifier: Arc::new(verifier),
             throttle: Arc::new(throttle),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            hasher: Hasher::from_args(&config.password),
             recent_refreshes: moka::sync::Cache::builder()
                 .time_to_live(Duration::from_secs(config.refresh_grace_secs))
                 .max_capacity(100_000)

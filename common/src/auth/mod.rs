@@ -114,7 +114,7 @@ where
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(user.clone());
         }
-        let token = bearer_token(parts)
+        let token = bearer_of(parts)
             .ok_or_else(|| ApiError::Unauthorized("A bearer access token is required.".into()))?;
         let verifier = Arc::<JwtVerifier>::from_ref(state);
         let claims = verifier.verify(token).await.map_err(ApiError::from)?;
@@ -142,11 +142,76 @@ where
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// The bearer token of a request's `Authorization` field, by [`bearer_token`].
+pub fn bearer_of(parts: &Parts) -> Option<&str> {
+    bearer_token(parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` value `Bearer <token>`: the one parser for access
+/// tokens (services and the gateway) and the internal token alike.
+///
+/// RFC 9110 §11.4 with RFC 6750 §2.1, strictly: the scheme `Bearer` in any letter case
+/// (auth schemes are case-insensitive, RFC 9110 §11.1), one or more spaces, then a
+/// token68 (letters, digits, `- . _ ~ + /`, `=` only as trailing padding) and nothing
+/// else. Whitespace around the whole value is not part of it (RFC 9110 §5.5). Anything
+/// else is no token: another scheme, a missing or empty token, spaces or commas inside it
+/// (no auth-params, no second credential).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let value = authorization.trim_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once(' ')?;
+    let token = rest.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && is_token68(token)).then_some(token)
+}
+
+/// Whether `text` is a token68 (RFC 9110 §11.2), the syntax of a bearer token.
+pub fn is_token68(text: &str) -> bool {
+    let body = text.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bearer_token, is_token68};
+
+    #[test]
+    fn a_bearer_token_is_the_scheme_in_any_case_spaces_and_a_token68() {
+        let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln-_";
+        for value in [
+            format!("Bearer {jwt}"),
+            format!("bearer {jwt}"),
+            format!("BEARER  {jwt}"),
+            format!(" Bearer {jwt}\t"),
+        ] {
+            assert_eq!(bearer_token(&value), Some(jwt), "{value:?}");
+        }
+        assert_eq!(bearer_token("Bearer abc+/="), Some("abc+/="));
+    }
+
+    #[test]
+    fn anything_else_is_no_bearer_token() {
+        for value in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearer  ",
+            "Basic dXNlcjpwYXNz",
+            "Bearerabc",
+            "Bearer\tabc",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer abc, Basic xyz",
+            "Bearer realm=\"x\"",
+            "Bearer =abc",
+            "Bearer a=b",
+            "Bearer ===",
+            "Bearer é",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+        assert!(is_token68("nexus-dev-internal-token"));
+        assert!(!is_token68("has space"));
+    }
 }

@@ -8,5 +8,6 @@ pub fn server_args() -> ServerArgs {
         request_timeout_secs: 2,
         body_limit_bytes: 4 * 1024,
         shutdown_grace_secs: 5,
+        trusted_proxies: Default::default(),
     }
 }

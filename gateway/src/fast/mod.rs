@@ -26,7 +26,7 @@
 //! `Transfer-Encoding`, never reaches the lane's framing.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{Buf, Bytes, BytesMut};
+use common::client::FORWARDED_FOR;
 use common::telemetry::{self, REQUEST_ID_HEADER};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
@@ -88,6 +89,8 @@ pub async fn connection(
         app: &app,
         peer,
         peer_field: proxy::ip_header(peer.ip()),
+        peer_trusted: state.config.server.trusted_proxies.trusts(peer.ip()),
+        forwarded: None,
         upstream_timer: Timer::new(),
         out: Vec::with_capacity(4096),
         answer: BytesMut::with_capacity(8 * 1024),
@@ -176,6 +179,11 @@ struct Lane<'s> {
     peer: SocketAddr,
     /// The peer's address as `X-Forwarded-For` carries it (written once per connection).
     peer_field: HeaderValue,
+    /// Whether the peer is a trusted proxy (`TRUSTED_PROXIES`): only then is a request's
+    /// `X-Forwarded-For` read, so a direct client costs nothing more.
+    peer_trusted: bool,
+    /// The client a trusted peer's request names, when it is not the peer.
+    forwarded: Option<(IpAddr, HeaderValue)>,
     /// Bounds the wait for each upstream answer's head.
     upstream_timer: Timer,
     /// The head (and body) being written, to the upstream or the client.
@@ -199,6 +207,7 @@ impl Lane<'_> {
             return self.through_router(client, req, facts, body).await;
         };
         let started = Instant::now();
+        self.forwarded = self.peer_trusted.then(|| self.client_of(req));
         let request_id = telemetry::request_id_or_new(facts.request_id);
         let mut seen = Seen::default();
         let id = request_id.to_str().unwrap_or_default().to_owned();
@@ -209,7 +218,7 @@ impl Lane<'_> {
                 host: facts.host,
                 authorization: facts.authorization,
                 declared_length: Some(facts.content_length),
-                peer: self.peer.ip(),
+                client: self.forwarded.as_ref().map_or(self.peer.ip(), |f| f.0),
             };
             match proxy::admit(state, route, &ask, &mut seen).await {
                 Ok(admitted) => {
@@ -235,6 +244,17 @@ impl Lane<'_> {
         next
     }
 
+    /// The client a trusted peer's request names in `X-Forwarded-For` (`common::client`).
+    fn client_of(&self, req: &httparse::Request<'_, '_>) -> (IpAddr, HeaderValue) {
+        let fields = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(FORWARDED_FOR))
+            .map(|h| h.value);
+        let client = (self.state.config.server.trusted_proxies).client(self.peer.ip(), fields);
+        (client, proxy::ip_header(client))
+    }
+
     /// Sends an admitted request upstream and copies the answer back.
     #[allow(clippy::too_many_arguments)]
     async fn exchange(
@@ -254,7 +274,10 @@ impl Lane<'_> {
             facts,
             admitted,
             request_id,
-            self.peer_field.as_bytes(),
+            self.forwarded
+                .as_ref()
+                .map_or(&self.peer_field, |f| &f.1)
+                .as_bytes(),
         );
         self.out.extend_from_slice(body);
         let upstreams = &self.state.upstreams;

@@ -49,7 +49,8 @@ async fn lane_served_more(app: &crate::helpers::TestApp, lane: &str, before: u64
 
 #[tokio::test]
 async fn both_paths_strip_spoofed_identity_and_set_the_same_headers() {
-    let app = spawn_app().await;
+    // The test client (127.0.0.1) is a client here, not a trusted proxy.
+    let app = spawn_app_with(&[("TRUSTED_PROXIES", "10.0.0.0/8")]).await;
     let token = app.fleet.token(ACME, Role::Owner);
     // Plain first (the lane), then with an `Origin` (the lane hands it to hyper).
     for (lane, origin) in [
@@ -201,6 +202,35 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> R
         }
     }
     answer
+}
+
+#[tokio::test]
+async fn both_paths_forward_the_client_a_trusted_proxy_names() {
+    // Loopback is trusted by default: the test client plays a load balancer.
+    let app = spawn_app().await;
+    let token = app.fleet.token(ACME, Role::Member);
+    for origin in [None, Some("http://elsewhere.example")] {
+        for (forwarded, client) in [
+            ("6.6.6.6, 203.0.113.9", "203.0.113.9"),
+            ("203.0.113.9, 10.1.2.3", "203.0.113.9"),
+            ("10.1.2.3, 192.168.0.4", "10.1.2.3"),
+            ("203.0.113.9, junk", "127.0.0.1"),
+            ("2001:db8::5", "2001:db8::5"),
+        ] {
+            let mut req = app
+                .at("acme.localhost", Method::GET, "/api/v1/projects")
+                .bearer_auth(&token)
+                .header("x-forwarded-for", forwarded);
+            if let Some(origin) = origin {
+                req = req.header("origin", origin);
+            }
+            let echo: Value = req.send().await.unwrap().json().await.unwrap();
+            assert_eq!(
+                echo["headers"]["x-forwarded-for"], client,
+                "{forwarded} (origin {origin:?})"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -109,7 +109,8 @@ async fn missing_expired_and_forged_tokens_are_401() {
 
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_an_upstream() {
-    let app = spawn_app().await;
+    // The test client (127.0.0.1) is a client here, not a trusted proxy.
+    let app = spawn_app_with(&[("TRUSTED_PROXIES", "10.0.0.0/8")]).await;
     let token = app.fleet.token(ACME, Role::Member);
 
     let resp = app
@@ -237,6 +238,52 @@ async fn public_routes_are_rate_limited_per_address_with_headers() {
     assert_eq!(resp.headers()["ratelimit-limit"], "3");
     assert_eq!(resp.headers()["ratelimit-remaining"], "0");
     expect_problem(resp, 429).await;
+}
+
+/// Three logins through `lane` (the fast lane, or the general path for a CORS request),
+/// each naming `forwarded(i)` in `X-Forwarded-For`: their statuses.
+async fn three_logins(
+    app: &crate::helpers::TestApp,
+    cors: bool,
+    forwarded: impl Fn(usize) -> String,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let mut req = app
+            .at(ACME_HOST, Method::POST, "/api/v1/auth/login")
+            .header("x-forwarded-for", forwarded(i))
+            .body("{}");
+        if cors {
+            req = req.header("origin", "http://elsewhere.example");
+        }
+        statuses.push(req.send().await.unwrap().status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_clients_are_limited_each_by_their_own_address() {
+    // Loopback is trusted by default: the test client plays a load balancer.
+    let app = spawn_app_with(&[("RATE_LIMIT_IP_PER_MIN", "2")]).await;
+    for (cors, client) in [(false, "203.0.113.1"), (true, "203.0.113.2")] {
+        let same = three_logins(&app, cors, |_| format!("6.6.6.6, {client}")).await;
+        assert_eq!(same, [200, 200, 429], "cors {cors}");
+    }
+    let another = three_logins(&app, false, |_| "203.0.113.3".to_owned()).await;
+    assert_eq!(another, [200, 200, 429], "a budget of its own");
+}
+
+#[tokio::test]
+async fn a_direct_client_cannot_dodge_the_address_limit_with_a_new_forwarded_for() {
+    for cors in [false, true] {
+        let app = spawn_app_with(&[
+            ("RATE_LIMIT_IP_PER_MIN", "2"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+        ])
+        .await;
+        let fresh = three_logins(&app, cors, |i| format!("198.51.100.{i}")).await;
+        assert_eq!(fresh, [200, 200, 429], "cors {cors}");
+    }
 }
 
 #[tokio::test]

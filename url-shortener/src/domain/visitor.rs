@@ -1,8 +1,7 @@
 //! What a visit records about its visitor, and nothing more: the referrer's host, whether
 //! the agent looks like a bot, and a salted hash standing for the visitor. No raw IP or
-//! user agent is stored or published.
-
-use std::net::IpAddr;
+//! user agent is stored or published. Who the visitor is (the address) is
+//! `common::client`'s rule, applied by the flusher (`crate::visits`).
 
 use sha2::{Digest, Sha256};
 
@@ -58,33 +57,6 @@ impl AgentClass {
             Self::Browser => "browser",
             Self::Bot => "bot",
         }
-    }
-}
-
-/// The client's address: the first hop of the gateway's `X-Forwarded-For` (the gateway
-/// overwrites any client-sent value) when the peer is one that may say so, else the peer.
-pub fn client_ip(forwarded_for: Option<&str>, peer: IpAddr) -> String {
-    first_hop(forwarded_for, peer).map_or_else(|| peer.to_string(), str::to_owned)
-}
-
-/// The first hop of `X-Forwarded-For`, if it names one and `peer` is a proxy it is taken
-/// from ([`speaks_for_clients`]).
-pub fn first_hop(forwarded_for: Option<&str>, peer: IpAddr) -> Option<&str> {
-    forwarded_for
-        .filter(|_| speaks_for_clients(peer))
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// Whether `X-Forwarded-For` from `peer` is believed: from loopback and private-network
-/// addresses, where the gateway runs beside the services. A client that reaches
-/// url-shortener from anywhere else, around the gateway, is its peer address whatever it
-/// sends, so it cannot pick a fresh address per password attempt.
-pub fn speaks_for_clients(peer: IpAddr) -> bool {
-    match peer.to_canonical() {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
     }
 }
 
@@ -153,41 +125,6 @@ mod tests {
             Some("mail.example.com")
         );
         assert_eq!(referrer_host("android-app://com.slack"), None);
-    }
-
-    #[test]
-    fn the_first_forwarded_hop_is_the_client() {
-        let peer: IpAddr = "10.0.0.9".parse().unwrap();
-        assert_eq!(
-            client_ip(Some("203.0.113.5, 10.0.0.1"), peer),
-            "203.0.113.5"
-        );
-        assert_eq!(client_ip(Some(" "), peer), "10.0.0.9");
-        assert_eq!(client_ip(None, peer), "10.0.0.9");
-        for proxy in [
-            "127.0.0.1",
-            "172.18.0.4",
-            "192.168.1.2",
-            "::1",
-            "fd00::7",
-            "::ffff:10.1.2.3",
-        ] {
-            let proxy: IpAddr = proxy.parse().unwrap();
-            assert_eq!(
-                client_ip(Some("203.0.113.5"), proxy),
-                "203.0.113.5",
-                "{proxy}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_public_peer_is_the_client_whatever_it_forwards() {
-        for peer in ["198.51.100.7", "2001:db8::1", "::ffff:198.51.100.7"] {
-            let peer: IpAddr = peer.parse().unwrap();
-            assert_eq!(client_ip(Some("203.0.113.5"), peer), peer.to_string());
-            assert_eq!(first_hop(Some("203.0.113.5"), peer), None);
-        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::db::idempotency;
 use crate::db::links::{self as db, Changes, LinkRow, NewLink};
 use crate::domain::{Code, CreateLink, Target, UpdateLink};
-use crate::{AppState, password, targets};
+use crate::{AppState, targets};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -111,7 +111,7 @@ pub async fn create(
     )
     .await?;
     let password_hash = match body.password.clone() {
-        Some(p) => Some(password::hash(p).await?),
+        Some(p) => Some(state.hasher.hash(&p).await?),
         None => None,
     };
     let expires_at = body.expiry(Utc::now());
@@ -319,7 +319,7 @@ pub async fn update(
         return Err(stale());
     }
     let password_hash = match body.password.clone() {
-        Some(Some(p)) => Some(Some(password::hash(p).await?)),
+        Some(Some(p)) => Some(Some(state.hasher.hash(&p).await?)),
         Some(None) => Some(None),
         None => None,
     };

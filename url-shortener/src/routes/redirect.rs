@@ -27,9 +27,8 @@ use serde::Deserialize;
 
 use crate::cache::{CachedLink, Gone};
 use crate::domain::Code;
-use crate::domain::visitor::client_ip;
 use crate::visits::Visit;
-use crate::{AppState, db, pages, password};
+use crate::{AppState, db, pages};
 
 /// The redirect routes share the state behind one `Arc`: extracting `State` then costs
 /// one reference count, not a clone of every handle in [`AppState`].
@@ -291,9 +290,8 @@ pub async fn unlock(
     let Some(stored) = link.password_hash.clone() else {
         return redirect(&state, &link, &headers, peer, StatusCode::SEE_OTHER, json);
     };
-    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let ip = client_ip(forwarded_for, peer.ip());
-    if let Err(retry_after) = state.throttle.charge(&ip, &link.code) {
+    let client = (state.config.server.trusted_proxies).client_of(peer.ip(), &headers);
+    if let Err(retry_after) = state.throttle.charge(&client.to_string(), &link.code) {
         return answer(
             json,
             || pages::too_many(retry_after),
@@ -313,14 +311,17 @@ pub async fn unlock(
             );
         }
     };
-    match password::verify(offered, stored).await {
+    match state.hasher.verify(&offered, Some(&stored)).await {
         Ok(true) => redirect(&state, &link, &headers, peer, StatusCode::SEE_OTHER, json),
         Ok(false) => answer(
             json,
             || pages::password_form(&link.code, true, link.location_prefix()),
             || ApiError::Unauthorized("That password is not right.".into()),
         ),
-        Err(err) => ApiError::Internal(err).into_response(),
+        Err(err @ ApiError::Unavailable { retry_after, .. }) => {
+            answer(json, || pages::busy(retry_after), || err)
+        }
+        Err(err) => err.into_response(),
     }
 }
 

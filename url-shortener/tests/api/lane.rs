@@ -160,3 +160,38 @@ async fn a_link_dropped_from_the_cache_is_loaded_again_by_the_lane() {
         "both opens were the lane's, the second after the entry expired"
     );
 }
+
+#[tokio::test]
+async fn an_open_with_two_forwarded_for_fields_is_left_to_the_router() {
+    let app = spawn_app().await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(app.open(code, "10.6.0.1").await.status(), 302);
+    let (by_lane, by_router) = (
+        responses_counted(&app, "302", Some("fast")).await,
+        responses_counted(&app, "302", Some("router")).await,
+    );
+
+    // Two fields are one list, which the router joins before the client is found in it.
+    let sent = format!(
+        "GET /s/{code} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 6.6.6.6\r\n\
+         X-Forwarded-For: 203.0.113.8\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.server.addr)
+        .await
+        .unwrap();
+    stream.write_all(sent.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
+        .await
+        .expect("the connection is closed after the answer")
+        .unwrap();
+
+    assert!(raw.starts_with("HTTP/1.1 302"), "{raw}");
+    assert_eq!(responses_counted(&app, "302", Some("fast")).await, by_lane);
+    assert_eq!(
+        responses_counted(&app, "302", Some("router")).await,
+        by_router + 1
+    );
+}

@@ -4,7 +4,7 @@ use common::auth::Role;
 use common::testkit::expect_problem;
 use serde_json::json;
 
-use crate::helpers::{grant_key, grant_of, location, spawn_app};
+use crate::helpers::{grant_key, grant_of, location, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_protected_link_shows_a_password_form_instead_of_redirecting() {
@@ -89,6 +89,32 @@ async fn the_sixth_wrong_attempt_from_one_address_is_throttled() {
     );
     let elsewhere = app.unlock(code, "open sesame", "198.51.100.8").await;
     assert_eq!(elsewhere.status(), 303, "another address is not locked out");
+}
+
+#[tokio::test]
+async fn a_direct_client_cannot_buy_attempts_with_a_new_forwarded_for() {
+    // The test client connects from 127.0.0.1, which this list does not trust.
+    let app = spawn_app_with(&[("TRUSTED_PROXIES", "10.0.0.0/8")]).await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({"password": "open sesame"})).await;
+    let code = link["code"].as_str().unwrap();
+
+    let mut statuses = Vec::new();
+    for attempt in 1..=6 {
+        let forwarded = format!("198.51.100.{attempt}");
+        statuses.push(
+            app.unlock(code, "guess", &forwarded)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 429],
+        "one budget per peer"
+    );
 }
 
 #[tokio::test]

@@ -1,12 +1,11 @@
 //! `POST /api/v1/auth/{login,refresh,logout,accept-invite}` on a tenant host.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::auth::Role;
+use common::client::ClientAddr;
 use common::error::Problem;
 use common::events::keys;
 use common::extract::{FieldErrors, ValidJson, Validate};
@@ -60,11 +59,10 @@ fn bad_credentials() -> ApiError {
 pub async fn login(
     State(state): State<AppState>,
     tenant: TenantCtx,
-    headers: HeaderMap,
-    peer: ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ValidJson(req): ValidJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let ip = super::client_ip(&headers, Some(&peer));
+    let ip = client.to_string();
     state
         .throttle
         .check(&req.email, &ip)
@@ -77,8 +75,8 @@ pub async fn login(
         Some(u) => members::role(&state.pool, tenant.id, u.id).await?,
         None => None,
     };
-    let verified =
-        password::verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.as_str());
+    let verified = state.hasher.verify(&req.password, stored).await?;
     let (Some(user), Some(role), true) = (user, role, verified) else {
         state.throttle.record_failure(&req.email, &ip);
         return Err(bad_credentials());
@@ -244,7 +242,7 @@ pub async fn accept_invite(
                 ]));
             };
             let id = Uuid::now_v7();
-            let hash = password::hash(password.clone()).await?;
+            let hash = state.hasher.hash(password).await?;
             users::insert(&mut *tx, id, &invite.email, name.trim(), &hash).await?;
             id
         }

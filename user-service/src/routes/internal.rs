@@ -113,7 +113,11 @@ pub async fn create_owner(
     let existing = users::find_by_email(&state.pool, &req.email).await?;
     let new_hash = match &existing {
         Some(user) => {
-            if !password::verify(req.password.clone(), Some(user.password_hash.clone())).await? {
+            if !state
+                .hasher
+                .verify(&req.password, Some(&user.password_hash))
+                .await?
+            {
                 return Err(ApiError::validation(
                     "email",
                     "is already registered; use that account's password to add an organisation to it",
@@ -121,7 +125,7 @@ pub async fn create_owner(
             }
             None
         }
-        None => Some(password::hash(req.password.clone()).await?),
+        None => Some(state.hasher.hash(&req.password).await?),
     };
     let mut tx = state.pool.begin().await?;
     let user_id = match (&existing, new_hash) {

@@ -7,11 +7,7 @@ pub mod invites;
 pub mod jwks;
 pub mod users;
 
-use std::net::SocketAddr;
-
 use axum::Router;
-use axum::extract::ConnectInfo;
-use axum::http::HeaderMap;
 
 use crate::AppState;
 
@@ -22,17 +18,4 @@ pub fn router() -> Router<AppState> {
         .merge(invites::router())
         .merge(jwks::router())
         .merge(internal::router())
-}
-
-/// The client's address: the first `X-Forwarded-For` entry the gateway set (it drops
-/// client-sent ones), else the peer.
-pub fn client_ip(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .or_else(|| peer.map(|c| c.0.ip().to_string()))
-        .unwrap_or_else(|| "unknown".to_owned())
 }

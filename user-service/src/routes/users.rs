@@ -132,10 +132,14 @@ pub async fn change_password(
     let stored = users::find(&state.pool, user.user_id)
         .await?
         .ok_or_else(not_a_member)?;
-    if !password::verify(req.current_password, Some(stored.password_hash)).await? {
+    if !state
+        .hasher
+        .verify(&req.current_password, Some(&stored.password_hash))
+        .await?
+    {
         return Err(ApiError::Forbidden("The current password is wrong.".into()));
     }
-    let hash = password::hash(req.new_password).await?;
+    let hash = state.hasher.hash(&req.new_password).await?;
     let mut tx = state.pool.begin().await?;
     users::set_password(&mut *tx, user.user_id, &hash).await?;
     refresh_tokens::revoke_user(&mut tx, user.user_id, None).await?;

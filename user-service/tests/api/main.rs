@@ -1,9 +1,11 @@
 //! user-service API tests against the real PostgreSQL and RabbitMQ.
 
 mod auth;
+mod hashing;
 mod health;
 mod helpers;
 mod invites;
 mod owner;
 mod refresh;
+mod throttle;
 mod users;
