@@ -233,7 +233,7 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
             .enable_all()
             .build()
     };
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState::new(config)?);
     let app = router_of(Arc::clone(&state));
@@ -246,6 +246,7 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
     let others = (1..workers)
         .map(|i| {
             let (listener, app, shutdown) = (listener.try_clone()?, app.clone(), shutdown.clone());
+            let server = server.clone();
             let state = Arc::clone(&state);
             let runtime = runtime()?;
             std::thread::Builder::new()
@@ -253,8 +254,15 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
                 .spawn(move || {
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        common::lane::serve(listener, app, state, shutdown, grace, fast::connection)
-                            .await
+                        common::lane::serve(
+                            listener,
+                            app,
+                            state,
+                            shutdown,
+                            &server,
+                            fast::connection,
+                        )
+                        .await
                     })
                 })
                 .map_err(anyhow::Error::from)
@@ -268,7 +276,7 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
         });
         background(&state, &shutdown);
         let listener = TcpListener::from_std(listener)?;
-        common::lane::serve(listener, app, state, shutdown, grace, fast::connection).await
+        common::lane::serve(listener, app, state, shutdown, &server, fast::connection).await
     });
     for worker in others {
         worker
@@ -304,9 +312,9 @@ pub async fn run_until(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let state = Arc::new(AppState::new(config)?);
     background(&state, &shutdown);
     let app = router_of(Arc::clone(&state));
-    common::lane::serve(listener, app, state, shutdown, grace, fast::connection).await
+    common::lane::serve(listener, app, state, shutdown, &server, fast::connection).await
 }

@@ -8,5 +8,7 @@ pub fn server_args() -> ServerArgs {
         request_timeout_secs: 2,
         body_limit_bytes: 4 * 1024,
         shutdown_grace_secs: 5,
+        max_head_bytes: 16 * 1024,
+        header_read_timeout_secs: 10,
     }
 }

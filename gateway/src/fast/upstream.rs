@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::request::{Coding, Facts};
-use super::{MAX_HEAD, field, status_line};
+use super::{field, status_line};
 use crate::limits::RateLimit;
 use crate::proxy::{self, Admitted};
 use crate::upstreams::{Instance, Unreachable};
@@ -24,6 +24,8 @@ const POOLED_PER_INSTANCE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Header fields an upstream answer may have (as hyper's client allows).
 const MAX_ANSWER_HEADERS: usize = 100;
+/// The largest upstream answer head the lane reads.
+const MAX_ANSWER_HEAD: usize = 16 * 1024;
 
 /// The head sent upstream: the client's request line and fields, less the hop-by-hop
 /// ones, `Host` and the ones only the gateway sets; then the gateway's own.
@@ -268,7 +270,7 @@ async fn round_trip(
                     answer.advance(parsed.head_len);
                 }
                 Ok(Some(parsed)) => return Ok((stream, parsed)),
-                Ok(None) if answer.len() > MAX_HEAD => {
+                Ok(None) if answer.len() > MAX_ANSWER_HEAD => {
                     return Err(Attempt::Broken("the answer's head is too large".into()));
                 }
                 Ok(None) => break,

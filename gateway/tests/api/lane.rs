@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{ACME, GLOBEX, big_body, spawn_app, spawn_app_with};
+use crate::raw::read_answer;
 
 async fn metrics(app: &crate::helpers::TestApp) -> String {
     reqwest::Client::new()
@@ -118,89 +119,6 @@ async fn both_paths_strip_spoofed_identity_and_set_the_same_headers() {
         assert_ne!(id, "bad id\twith tab");
         assert_eq!(echo["headers"]["x-request-id"], id.as_str());
     }
-}
-
-/// One answer read off a raw connection: status, headers (lower-case), body de-chunked.
-struct RawAnswer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl RawAnswer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one answer from `stream`, keeping what follows it in `buf`.
-async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> RawAnswer {
-    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
-        buf.reserve(16 * 1024);
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(buf))
-            .await
-            .expect("an answer within 10 s")
-            .unwrap();
-        assert!(n > 0, "the gateway closed the connection");
-    }
-    let (status, headers, head_len) = loop {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut fields);
-        if let httparse::Status::Complete(len) = res.parse(buf).unwrap() {
-            let headers = res
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect::<Vec<_>>();
-            break (res.code.unwrap(), headers, len);
-        }
-        fill(stream, buf).await;
-    };
-    buf.drain(..head_len);
-    let mut answer = RawAnswer {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head {
-        return answer;
-    }
-    if let Some(length) = answer.header("content-length") {
-        let length: usize = length.parse().unwrap();
-        while buf.len() < length {
-            fill(stream, buf).await;
-        }
-        answer.body = buf.drain(..length).collect();
-    } else {
-        assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
-        loop {
-            let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                fill(stream, buf).await;
-                continue;
-            };
-            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap(), 16).unwrap();
-            while buf.len() < line_end + 2 + size + 2 {
-                fill(stream, buf).await;
-            }
-            answer
-                .body
-                .extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
-            buf.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                break;
-            }
-        }
-    }
-    answer
 }
 
 #[tokio::test]

@@ -5,3 +5,5 @@ mod health;
 mod helpers;
 mod lane;
 mod proxy;
+mod raw;
+mod rfc9112;
