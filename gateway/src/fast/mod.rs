@@ -286,7 +286,7 @@ impl Lane<'_> {
         self.out.extend_from_slice(body);
         let upstreams = &self.state.upstreams;
         let started = Instant::now();
-        let idempotent = matches!(facts.method, "GET" | "HEAD" | "PUT" | "DELETE");
+        let idempotent = upstream::idempotent(facts.method);
         let asked = self
             .upstream_timer
             .within(

@@ -193,9 +193,26 @@ fn still_open(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Writes `request` to an instance and reads the answer's head into `answer`. A pooled
-/// connection that turns out closed is replaced by a new one, once, when the request is
-/// idempotent or nothing of it can have reached the upstream.
+/// Whether a request may be sent again after a connection failed under it: the
+/// idempotent methods of RFC 9110 §9.2.2 (the lane sees no OPTIONS or TRACE). A proxy
+/// must not repeat any other request that may have reached the upstream (§9.2.2).
+pub(super) fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
+/// Writes `request` to an instance and reads the answer's head into `answer`.
+///
+/// Pooled connections are reused whatever the method, each checked first
+/// ([`still_open`]: the upstream may have closed it while it sat idle). When a reused
+/// connection fails all the same (the upstream's close was still on its way), the
+/// request goes once more on a new connection only if nothing of it can have been acted
+/// on: its first write was refused (nothing reached the upstream), or it is
+/// [`idempotent`] and no byte of an answer came. A POST or PATCH that was written is
+/// never sent twice: its failure is a 502. A new connection's failure, a partial
+/// answer and a timeout are never retried.
 pub(super) async fn ask(
     instance: &Instance,
     request: &[u8],
@@ -213,6 +230,7 @@ pub(super) async fn ask(
     if let Some(stream) = reused {
         match round_trip(stream, request, answer).await {
             Ok(done) => return Ok(done),
+            Err(Attempt::Unsent(_)) => {}
             Err(Attempt::Unanswered(_)) if idempotent => {}
             Err(Attempt::Unanswered(why) | Attempt::Broken(why)) => {
                 return Err(Unreachable::Failed(why));
@@ -224,14 +242,18 @@ pub(super) async fn ask(
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
         .map_err(|err| Unreachable::Failed(format!("connecting to {authority}: {err}")))?;
     let _ = stream.set_nodelay(true);
-    round_trip(stream, request, answer)
-        .await
-        .map_err(|(Attempt::Unanswered(why) | Attempt::Broken(why))| Unreachable::Failed(why))
+    round_trip(stream, request, answer).await.map_err(
+        |(Attempt::Unsent(why) | Attempt::Unanswered(why) | Attempt::Broken(why))| {
+            Unreachable::Failed(why)
+        },
+    )
 }
 
 /// How an attempt failed.
 enum Attempt {
-    /// Nothing came back: the connection was closed or refused the request.
+    /// The connection refused the request's first write: none of it was sent.
+    Unsent(String),
+    /// Sent (in part or whole), and the connection closed or failed before any answer.
     Unanswered(String),
     /// Something came back, but not a valid answer.
     Broken(String),
@@ -244,8 +266,13 @@ async fn round_trip(
 ) -> Result<(TcpStream, Answer), Attempt> {
     use tokio::io::AsyncReadExt;
     answer.clear();
+    let first = match stream.write(request).await {
+        Ok(0) => return Err(Attempt::Unsent("the connection took no bytes".into())),
+        Ok(n) => n,
+        Err(err) => return Err(Attempt::Unsent(err.to_string())),
+    };
     stream
-        .write_all(request)
+        .write_all(&request[first..])
         .await
         .map_err(|err| Attempt::Unanswered(err.to_string()))?;
     loop {
@@ -528,6 +555,39 @@ mod tests {
         }
         let bare = b"0\r\n\r\n";
         assert_eq!(Chunked::default().feed(bare), Ok(Some(5)));
+    }
+
+    #[tokio::test]
+    async fn a_request_the_connection_refuses_at_once_is_unsent_and_one_it_took_is_not() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Reset by the upstream before the request: the first write is refused.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        peer.set_zero_linger().unwrap();
+        drop(peer);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut answer = BytesMut::new();
+        let attempt = round_trip(stream, b"POST / HTTP/1.1\r\n\r\n", &mut answer).await;
+        assert!(
+            matches!(attempt, Err(Attempt::Unsent(_))),
+            "reset: not unsent"
+        );
+        // Read, then closed without an answer: it may have been acted on.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let _ = peer.read(&mut buf).await;
+        });
+        let attempt = round_trip(stream, b"POST / HTTP/1.1\r\n\r\n", &mut answer).await;
+        assert!(
+            matches!(attempt, Err(Attempt::Unanswered(_))),
+            "read: not unanswered"
+        );
+        assert!(idempotent("GET") && idempotent("DELETE") && !idempotent("POST"));
+        assert!(!idempotent("PATCH") && !idempotent("LOCK"));
     }
 
     #[test]

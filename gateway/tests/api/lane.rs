@@ -284,3 +284,85 @@ async fn pooled_connections_the_upstream_closed_are_replaced_not_failed() {
         "one connection per answer"
     );
 }
+
+/// An upstream that answers the first request on each connection (keeping it open) and
+/// reads the second whole, then closes without an answer, as one that restarts or
+/// times the connection out at that moment does. It notes each request's method.
+async fn closing_upstream() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for answered in [true, false] {
+                    let head_end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |l| l.trim().parse().unwrap());
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + length);
+                    let method = head
+                        .split(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    log.lock().unwrap().push(method);
+                    if answered {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+                        if conn.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn a_written_request_is_sent_again_only_when_its_method_is_idempotent() {
+    let (upstream, seen) = closing_upstream().await;
+    let app = spawn_app_with(&[("PROJECT_SERVICE_URL", upstream.as_str())]).await;
+    let token = app.fleet.token(ACME, Role::Owner);
+    let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let mut statuses = Vec::new();
+    // GET: a new upstream connection, kept. POST: on it, read and dropped: a 502, never
+    // sent twice. GET: a new connection, kept. DELETE: on it, dropped, sent again.
+    for method in ["GET", "POST", "GET", "DELETE"] {
+        let request = format!(
+            "{method} /api/v1/projects HTTP/1.1\r\nHost: acme.localhost\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        statuses.push(read_answer(&mut stream, &mut buf, false).await.status);
+    }
+    assert_eq!(statuses, [200, 502, 200, 200]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET", "POST", "GET", "DELETE", "DELETE"]
+    );
+}
