@@ -85,7 +85,11 @@ fn facts<'a>(req: &httparse::Request<'_, 'a>) -> Option<Facts<'a>> {
             }
             content_length = Some(std::str::from_utf8(value).ok()?.parse::<usize>().ok()?);
         } else if name.eq_ignore_ascii_case("authorization") {
-            authorization = std::str::from_utf8(value).ok();
+            // A second one is for the general path to judge, as it reads them.
+            if authorization.is_some() {
+                return None;
+            }
+            authorization = Some(std::str::from_utf8(value).ok()?);
         } else if name.eq_ignore_ascii_case(REQUEST_ID_HEADER) {
             request_id = Some(value);
         } else if name.eq_ignore_ascii_case("connection") {

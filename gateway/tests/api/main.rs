@@ -1,5 +1,6 @@
 //! gateway tests, in front of a small real HTTP server playing the services.
 
+mod differential;
 mod edge;
 mod health;
 mod helpers;
