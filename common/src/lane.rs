@@ -185,9 +185,10 @@ impl<'a> Deadlines<'a> {
     }
 
     /// Reads what the client sends next into `buf`. Between requests (`Head` with an
-    /// empty buffer) the wait is the idle timeout (none: as long as it takes); a head must be whole within the head timeout
-    /// of when it began (its first byte came, or the lane began on what was left in the
-    /// buffer), counted across reads; each read of a body within the head timeout.
+    /// empty buffer) the wait is the idle timeout (none: as long as it takes). A head
+    /// must be whole within the head timeout of when it began, counted across reads: its
+    /// first read came (the lane found it partial right after), or the lane began on what
+    /// was left in the buffer. Each read of a body must come within the head timeout.
     pub async fn read_more(
         &mut self,
         stream: &mut TcpStream,

@@ -30,7 +30,7 @@ use common::readiness::Readiness;
 use common::server::Service;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::predicate::Predicate;
 use utoipa::OpenApi;
 
 pub use config::Config;
@@ -173,8 +173,25 @@ fn compression() -> tower_http::compression::CompressionLayer<impl Predicate> {
             .get(header::CONTENT_TYPE)
             .is_some_and(|ct| is_compressible_type(ct.as_bytes()))
     };
-    tower_http::compression::CompressionLayer::new()
-        .compress_when(SizeAbove::new(COMPRESS_MIN_BYTES).and(json_or_text))
+    tower_http::compression::CompressionLayer::new().compress_when(LargeEnough.and(json_or_text))
+}
+
+/// At least [`COMPRESS_MIN_BYTES`] by the answer's `Content-Length`, else by its body's
+/// known size (unknown: large enough). The length comes first so that a HEAD answer
+/// (an empty body, the GET's length) is said to be compressed exactly when its GET is.
+#[derive(Clone, Copy)]
+struct LargeEnough;
+
+impl Predicate for LargeEnough {
+    fn should_compress<B: axum::body::HttpBody>(&self, response: &axum::http::Response<B>) -> bool {
+        let declared = response
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        declared
+            .or_else(|| response.body().size_hint().exact())
+            .is_none_or(|size| size >= u64::from(COMPRESS_MIN_BYTES))
+    }
 }
 
 /// CORS for the configured origins (outermost, so preflights never reach an upstream).

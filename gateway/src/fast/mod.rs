@@ -20,10 +20,13 @@
 //! goes to hyper ([`hand_over`]), with the bytes read so far, before anything has been
 //! answered, and the connection stays there: h2c (prior knowledge) clients, HTTP/1.0,
 //! `Expect`, `Upgrade`, chunked request bodies, bodies over [`MAX_BUFFERED_BODY`]
-//! (streamed by hyper) and heads over [`MAX_HEAD`] or with more than [`MAX_HEADERS`]
-//! fields (hyper answers those with its own errors). Request smuggling is shut out the
-//! same way: a second `Content-Length` or `Host`, or any
-//! `Transfer-Encoding`, never reaches the lane's framing.
+//! (streamed by hyper), heads over `MAX_HEAD_BYTES` or with more than [`MAX_HEADERS`]
+//! fields, and whatever breaks `common::edge`'s Host rules (hyper answers those with its
+//! own errors). Request smuggling is shut out the same way: a second `Content-Length`,
+//! `Host` or `Authorization`, or any `Transfer-Encoding`, never reaches the lane's
+//! framing. A head must be whole within `HEADER_READ_TIMEOUT_SECS` of its start on the
+//! lane as on hyper's path (408); when the gateway stops, the requests already in the
+//! buffer are answered before the connection closes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -314,15 +317,24 @@ impl Lane<'_> {
             started,
             Ok(answer.status),
         );
+        let compress = |length| {
+            facts.coding.is_some()
+                && answer.compressible
+                && (COMPRESS_MIN..=COMPRESS_MAX).contains(&length)
+        };
         let framing = if facts.method == "HEAD" {
             Framing::Empty
         } else {
             answer.framing
         };
         let close = facts.close || matches!(framing, Framing::UntilClose);
+        // A HEAD says what its GET would: compressed, of a length known only by doing it.
+        let head_coded = match answer.framing {
+            Framing::Length(length) if facts.method == "HEAD" && compress(length) => facts.coding,
+            _ => None,
+        };
         if let (Some(coding), Framing::Length(length)) = (facts.coding, framing)
-            && answer.compressible
-            && (COMPRESS_MIN..=COMPRESS_MAX).contains(&length)
+            && compress(length)
         {
             let written = self
                 .compressed(
@@ -340,7 +352,7 @@ impl Lane<'_> {
             Reframe {
                 framing,
                 close,
-                coded: None,
+                coded: head_coded,
             },
         );
         self.answer.advance(answer.head_len);

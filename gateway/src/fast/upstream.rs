@@ -81,7 +81,8 @@ const RATE_LIMIT_PREFIX: &str = "ratelimit-";
 pub(super) struct Reframe {
     pub(super) framing: Framing,
     pub(super) close: bool,
-    /// Compressed by the lane: its own `Content-Length` and `Content-Encoding`.
+    /// Compressed by the lane: its own `Content-Length` and `Content-Encoding` (a HEAD's:
+    /// the encoding without a length, as the GET's would be).
     pub(super) coded: Option<Coding>,
 }
 
@@ -131,9 +132,11 @@ pub(super) fn client_head(
     if let Framing::Chunked = reframe.framing {
         field(out, b"transfer-encoding", b"chunked");
     }
-    if let (Some(coding), Framing::Length(length)) = (reframe.coded, reframe.framing) {
+    if let Some(coding) = reframe.coded {
         field(out, b"content-encoding", coding.name());
-        field(out, b"content-length", length.to_string().as_bytes());
+        if let Framing::Length(length) = reframe.framing {
+            field(out, b"content-length", length.to_string().as_bytes());
+        }
         field(out, b"vary", b"accept-encoding");
     }
     if reframe.close {

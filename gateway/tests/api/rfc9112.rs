@@ -222,6 +222,37 @@ async fn head_answers_carry_the_length_of_the_get_answer_on_every_path() {
 }
 
 #[tokio::test]
+async fn a_head_whose_get_would_be_compressed_says_so_on_both_paths() {
+    let query = "x".repeat(2000);
+    for lane in ["true", "false"] {
+        let app = spawn_app_with(&[("FAST_LANE", lane)]).await;
+        let token = app.fleet.token(ACME, Role::Owner);
+        let fields = format!(
+            "Host: acme.localhost\r\nAuthorization: Bearer {token}\r\nAccept-Encoding: gzip\r\n"
+        );
+        let target = format!("/api/v1/projects?q={query}");
+        let get = format!("GET {target} HTTP/1.1\r\n{fields}\r\n");
+        let (_, got) = send(app.server.addr, get.as_bytes(), false).await;
+        assert_eq!(got.header("content-encoding"), Some("gzip"), "lane {lane}");
+        let head = format!("HEAD {target} HTTP/1.1\r\n{fields}\r\n");
+        let (_, headed) = send(app.server.addr, head.as_bytes(), true).await;
+        assert_eq!(headed.status, 200, "lane {lane}");
+        assert_eq!(
+            headed.header("content-encoding"),
+            Some("gzip"),
+            "lane {lane}"
+        );
+        // The compressed length is known only by compressing: said as the GET says
+        // it, or not at all (RFC 9110 §9.3.2), never the identity length.
+        let length = headed.header("content-length");
+        assert!(
+            length.is_none() || length == got.header("content-length"),
+            "lane {lane}: {length:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn requests_already_sent_when_the_gateway_stops_are_answered_before_it_closes() {
     let app = spawn_app().await;
     let fleet = &app.fleet;
