@@ -19,6 +19,10 @@ pub mod tenants;
 pub mod tokens;
 pub mod upstreams;
 
+/// The fast lane's request-head reader, for `fuzz/` (not an API).
+#[doc(hidden)]
+pub use fast::fuzz_head;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -50,6 +50,9 @@ use tower::ServiceExt;
 mod request;
 mod upstream;
 
+#[doc(hidden)]
+pub use request::fuzz_head;
+
 use common::edge::Edge;
 pub(crate) use common::lane::MAX_HEADERS;
 use common::lane::{Accepted, Awaiting, Deadlines, Waited, hand_over, time_out};

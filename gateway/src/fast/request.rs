@@ -39,6 +39,21 @@ pub(super) fn inspect<'b>(
     }
 }
 
+/// The lane's head reader as the fuzzer drives it: any bytes, a verdict, no panic.
+#[doc(hidden)]
+pub fn fuzz_head(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; super::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match inspect(&mut req, bytes, 16 * 1024) {
+        Inspected::Complete { head_len, facts } => {
+            assert!(head_len <= bytes.len() && facts.content_length <= MAX_BUFFERED_BODY);
+            assert!(facts.target.starts_with('/') && !facts.host.contains(['\r', '\n']));
+            Some((head_len, facts.content_length))
+        }
+        Inspected::Partial | Inspected::Foreign => None,
+    }
+}
+
 /// The fields of a lane request the edge looks at.
 pub(super) struct Facts<'a> {
     pub(super) method: &'a str,
