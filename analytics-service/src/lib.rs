@@ -113,7 +113,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
     after_write: Option<AfterWrite>,
 ) -> anyhow::Result<()> {
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let store = Store::new(database(&config).await?);
     let broker = Broker::new(
         config.amqp.amqp_url.clone(),
@@ -144,7 +144,7 @@ pub async fn run_with(
         broker,
         consumer: status,
     };
-    let served = common::server::serve(listener, router(state), shutdown, grace).await;
+    let served = common::server::serve(listener, router(state), shutdown, &server).await;
     workers.await.ok();
     served
 }

@@ -34,11 +34,31 @@ pub struct ServerArgs {
     /// At the gateway, list only the load balancers in front of it.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = crate::client::DEFAULT_TRUSTED_PROXIES)]
     pub trusted_proxies: TrustedProxies,
+    /// Largest request head (request line and header fields) in bytes; a longer one is
+    /// answered 431.
+    #[arg(long, env = "MAX_HEAD_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u32).range(1024..), |n| n as usize))]
+    pub max_head_bytes: usize,
+    /// Seconds a request head may take from its first byte to its end; a slower one is
+    /// answered 408 and its connection closed (idle keep-alive time is not counted).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
 }
 
 impl ServerArgs {
     pub fn shutdown_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The head limits every listener keeps (see [`crate::edge`]); no idle timeout.
+    pub fn edge(&self) -> crate::edge::Edge {
+        crate::edge::Edge {
+            max_head: self.max_head_bytes,
+            head_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle: None,
+        }
     }
 }
 

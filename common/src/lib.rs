@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod extract;

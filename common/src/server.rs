@@ -1,7 +1,6 @@
 //! The HTTP shell every service shares: operational routes, the standard layer stack,
 //! and a server that drains in-flight requests on shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,36 +106,38 @@ pub fn app_with_docs(
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and drains in-flight
-/// requests for at most `grace`.
+/// requests for at most the shutdown grace. hyper (HTTP/1.1 or h2c) serves each
+/// connection as on the lanes' general path ([`crate::lane::hand_over`]), with the edge
+/// rules of [`crate::edge`] (Host, head size, head time). Idle keep-alive connections are
+/// not cut: the gateway pools them.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
-    grace: Duration,
+    args: &ServerArgs,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    let signal = shutdown.clone();
-    let server = axum::serve(
+    let edge = args.edge();
+    let stop = shutdown.clone();
+    crate::lane::serve_connections(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        stop,
+        args.shutdown_grace(),
+        move |stream, peer| {
+            let _ = stream.set_nodelay(true);
+            let accepted = crate::lane::Accepted {
+                peer,
+                app: app.clone(),
+                shutdown: shutdown.clone(),
+                edge,
+            };
+            crate::lane::hand_over(stream, bytes::BytesMut::new(), None, accepted)
+        },
     )
-    .with_graceful_shutdown(async move { signal.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    match tokio::time::timeout(grace, server).await {
-        Ok(joined) => joined??,
-        Err(_) => tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "drain took too long; stopping"
-        ),
-    }
-    tracing::info!("stopped");
-    Ok(())
+    .await
 }
 
 /// Binds `addr`, naming it in the error (an address in use is a common start-up failure).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     use anyhow::Context;
     TcpListener::bind(addr)
         .await

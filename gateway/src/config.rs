@@ -81,6 +81,10 @@ pub struct Config {
     /// Browser origins allowed to call the API (CORS), comma-separated; empty allows none.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
     pub cors_allowed_origins: String,
+    /// Serve plain HTTP/1.1 proxied requests on the gateway's own loop (the fast lane);
+    /// false sends every connection to hyper and the router (the general path).
+    #[arg(long, env = "FAST_LANE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fast_lane: bool,
     /// Worker threads, each with its own single-threaded runtime (0: one per available core).
     #[arg(long, env = "WORKERS", default_value_t = 0)]
     pub workers: usize,

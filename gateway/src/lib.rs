@@ -19,6 +19,10 @@ pub mod tenants;
 pub mod tokens;
 pub mod upstreams;
 
+/// The fast lane's request-head reader, for `fuzz/` (not an API).
+#[doc(hidden)]
+pub use fast::fuzz_head;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +34,7 @@ use common::readiness::Readiness;
 use common::server::Service;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::predicate::Predicate;
 use utoipa::OpenApi;
 
 pub use config::Config;
@@ -173,8 +177,25 @@ fn compression() -> tower_http::compression::CompressionLayer<impl Predicate> {
             .get(header::CONTENT_TYPE)
             .is_some_and(|ct| is_compressible_type(ct.as_bytes()))
     };
-    tower_http::compression::CompressionLayer::new()
-        .compress_when(SizeAbove::new(COMPRESS_MIN_BYTES).and(json_or_text))
+    tower_http::compression::CompressionLayer::new().compress_when(LargeEnough.and(json_or_text))
+}
+
+/// At least [`COMPRESS_MIN_BYTES`] by the answer's `Content-Length`, else by its body's
+/// known size (unknown: large enough). The length comes first so that a HEAD answer
+/// (an empty body, the GET's length) is said to be compressed exactly when its GET is.
+#[derive(Clone, Copy)]
+struct LargeEnough;
+
+impl Predicate for LargeEnough {
+    fn should_compress<B: axum::body::HttpBody>(&self, response: &axum::http::Response<B>) -> bool {
+        let declared = response
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        declared
+            .or_else(|| response.body().size_hint().exact())
+            .is_none_or(|size| size >= u64::from(COMPRESS_MIN_BYTES))
+    }
 }
 
 /// CORS for the configured origins (outermost, so preflights never reach an upstream).
@@ -233,7 +254,7 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
             .enable_all()
             .build()
     };
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState::new(config)?);
     let app = router_of(Arc::clone(&state));
@@ -246,6 +267,7 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
     let others = (1..workers)
         .map(|i| {
             let (listener, app, shutdown) = (listener.try_clone()?, app.clone(), shutdown.clone());
+            let server = server.clone();
             let state = Arc::clone(&state);
             let runtime = runtime()?;
             std::thread::Builder::new()
@@ -253,8 +275,15 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
                 .spawn(move || {
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        common::lane::serve(listener, app, state, shutdown, grace, fast::connection)
-                            .await
+                        common::lane::serve(
+                            listener,
+                            app,
+                            state,
+                            shutdown,
+                            &server,
+                            fast::connection,
+                        )
+                        .await
                     })
                 })
                 .map_err(anyhow::Error::from)
@@ -268,7 +297,7 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
         });
         background(&state, &shutdown);
         let listener = TcpListener::from_std(listener)?;
-        common::lane::serve(listener, app, state, shutdown, grace, fast::connection).await
+        common::lane::serve(listener, app, state, shutdown, &server, fast::connection).await
     });
     for worker in others {
         worker
@@ -304,9 +333,9 @@ pub async fn run_until(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let state = Arc::new(AppState::new(config)?);
     background(&state, &shutdown);
     let app = router_of(Arc::clone(&state));
-    common::lane::serve(listener, app, state, shutdown, grace, fast::connection).await
+    common::lane::serve(listener, app, state, shutdown, &server, fast::connection).await
 }

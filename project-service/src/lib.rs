@@ -160,7 +160,7 @@ pub async fn run_until(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let state = AppState::new(config)?;
     let relay = tokio::spawn(Arc::clone(&state.outboxes).run(
         Arc::clone(&state.pools),
@@ -168,7 +168,7 @@ pub async fn run_until(
         shutdown.clone(),
     ));
     let pools = Arc::clone(&state.pools);
-    let served = common::server::serve(listener, router(state), shutdown, grace).await;
+    let served = common::server::serve(listener, router(state), shutdown, &server).await;
     relay.await.ok();
     pools.close().await;
     served

@@ -15,22 +15,20 @@
 //! before anything is answered on the connection, and the connection stays there: other
 //! paths and methods, unknown codes, links gone or protected (their pages, problems, 410
 //! events and password forms are the router's), HTTP/1.0, any request body or
-//! `Transfer-Encoding`, `Expect`, `Upgrade`, a repeated `Host` and heads over
-//! [`MAX_HEAD`] or [`MAX_HEADERS`] fields. So the lane never answers what the router would
+//! `Transfer-Encoding`, `Expect`, `Upgrade`, a missing, repeated or malformed `Host` and heads
+//! over `MAX_HEAD_BYTES` or [`MAX_HEADERS`] fields. So the lane never answers what the router would
 //! answer differently, and request framing is hyper's whenever it is not the plain form.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::Router;
 use bytes::{Buf, BytesMut};
 use chrono::{DateTime, Utc};
-use common::lane::{Deadlines, MAX_HEAD, MAX_HEADERS, hand_over};
+use common::lane::{Accepted, Awaiting, Deadlines, MAX_HEADERS, Waited, hand_over, time_out};
 use common::telemetry::{REQUEST_ID_HEADER, is_valid_request_id};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::domain::Code;
@@ -48,26 +46,23 @@ enum Step {
 }
 
 /// Serves one connection (`common::lane::serve` runs it for each).
-pub async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<AppState>,
-    app: Router,
-    shutdown: CancellationToken,
-) {
+pub async fn connection(mut stream: TcpStream, accepted: Accepted, state: Arc<AppState>) {
     // As nginx's `tcp_nodelay on`: an answer is written whole, never held back.
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
-    let mut deadlines = Deadlines::new(&shutdown);
+    let max_head = accepted.edge.max_head;
+    let mut deadlines = Deadlines::new(&accepted.shutdown, accepted.edge);
     let mut clock = Clock::default();
     loop {
         let step = {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => match hot(&req) {
-                    Some(ask) if answer(&state, &ask, peer, &mut out, &mut clock).await => {
+                Ok(httparse::Status::Complete(len)) if len <= max_head => match hot(&req) {
+                    Some(ask)
+                        if answer(&state, &ask, accepted.peer, &mut out, &mut clock).await =>
+                    {
                         Step::Served {
                             len,
                             close: ask.close,
@@ -75,24 +70,34 @@ pub async fn connection(
                     }
                     _ => Step::HandOver,
                 },
-                Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Step::More,
-                Ok(httparse::Status::Partial) | Err(_) => Step::HandOver,
+                Ok(httparse::Status::Partial) if buf.len() < max_head => Step::More,
+                Ok(_) | Err(_) => Step::HandOver,
             }
         };
         match step {
             Step::More => {
-                if shutdown.is_cancelled() && buf.is_empty() {
+                if accepted.shutdown.is_cancelled() && buf.is_empty() {
                     return;
                 }
-                if !matches!(deadlines.read_more(&mut stream, &mut buf).await, Ok(true)) {
-                    return;
+                match deadlines
+                    .read_more(&mut stream, &mut buf, Awaiting::Head)
+                    .await
+                {
+                    Waited::Read => {}
+                    Waited::Closed => return,
+                    Waited::TimedOut => return time_out(&stream),
                 }
             }
-            Step::HandOver => return hand_over(stream, buf, peer, app, shutdown.clone()).await,
+            Step::HandOver => {
+                let started = deadlines.head_started();
+                drop(deadlines);
+                return hand_over(stream, buf, started, accepted).await;
+            }
             Step::Served { len, close } => {
                 if stream.write_all(&out).await.is_err() || close {
                     return;
                 }
+                deadlines.request_read();
                 buf.advance(len);
             }
         }
@@ -128,7 +133,7 @@ fn hot<'a>(req: &httparse::Request<'_, 'a>) -> Option<Ask<'a>> {
         let (name, value) = (header.name, header.value);
         let is = |n: &str| name.eq_ignore_ascii_case(n);
         if is("host") {
-            if host {
+            if host || !common::edge::is_valid_host(value) {
                 return None;
             }
             host = true;

@@ -137,6 +137,7 @@ pub async fn run_until(
         .connect_timeout(Duration::from_secs(2))
         .build()?;
     let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let state = AppState {
         verifier: Arc::new(JwtVerifier::remote(
             http.clone(),
@@ -160,7 +161,7 @@ pub async fn run_until(
     // everything else.
     let state = Arc::new(state);
     let app = app(Arc::clone(&state));
-    common::lane::serve(listener, app, state, shutdown, grace, lane::connection).await?;
+    common::lane::serve(listener, app, state, shutdown, &server, lane::connection).await?;
     // The router, and with it every sink, is gone once the server has drained: the
     // flusher writes what is left and stops.
     if tokio::time::timeout(grace, flusher).await.is_err() {

@@ -176,11 +176,11 @@ pub async fn run_until(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let grace = config.server.shutdown_grace();
+    let server = config.server.clone();
     let state = AppState::build(config).await?;
     let relay =
         tokio::spawn(Relay::new(state.pool.clone(), state.broker.clone()).run(shutdown.clone()));
-    common::server::serve(listener, router(state), shutdown, grace).await?;
+    common::server::serve(listener, router(state), shutdown, &server).await?;
     relay.await?;
     Ok(())
 }

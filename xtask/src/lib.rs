@@ -11,6 +11,7 @@ pub mod bench_summary;
 pub mod deps;
 pub mod docs;
 pub mod fleet;
+pub mod fuzz;
 pub mod services;
 
 use std::path::PathBuf;

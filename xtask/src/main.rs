@@ -62,6 +62,15 @@ enum Task {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Fuzz the lane's request-head reader with libFuzzer (cargo-fuzz, installed if
+    /// missing); findings land in fuzz/artifacts/. Not part of CI.
+    Fuzz {
+        /// Minutes per target.
+        #[arg(long, default_value_t = 1)]
+        minutes: u64,
+        /// Only this target (default: all).
+        target: Option<String>,
+    },
     /// Regenerate the README's config table and .env.example from the services' configs.
     Docs {
         /// Only check that they are current.
@@ -76,6 +85,7 @@ fn main() -> ExitCode {
         Task::Down => fleet::down(),
         Task::Test { args } => test(&args),
         Task::Docs { check } => docs::run(check),
+        Task::Fuzz { minutes, target } => xtask::fuzz::run(target.as_deref(), minutes),
         Task::Bench {
             scenarios,
             tenants,

@@ -9,5 +9,7 @@ pub fn server_args() -> ServerArgs {
         body_limit_bytes: 4 * 1024,
         shutdown_grace_secs: 5,
         trusted_proxies: Default::default(),
+        max_head_bytes: 16 * 1024,
+        header_read_timeout_secs: 10,
     }
 }

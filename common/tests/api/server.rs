@@ -94,12 +94,11 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let url = format!("http://{}/work", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let app = common::server::app(service(Readiness::new()), api, &server_args());
-    let server = tokio::spawn(common::server::serve(
-        listener,
-        app,
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
+    let args = server_args();
+    let shutdown_for_server = shutdown.clone();
+    let server = tokio::spawn(async move {
+        common::server::serve(listener, app, shutdown_for_server, &args).await
+    });
 
     let request = tokio::spawn(async move { reqwest::get(url).await?.text().await });
     tokio::time::sleep(Duration::from_millis(100)).await;

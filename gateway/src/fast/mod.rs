@@ -20,10 +20,13 @@
 //! goes to hyper ([`hand_over`]), with the bytes read so far, before anything has been
 //! answered, and the connection stays there: h2c (prior knowledge) clients, HTTP/1.0,
 //! `Expect`, `Upgrade`, chunked request bodies, bodies over [`MAX_BUFFERED_BODY`]
-//! (streamed by hyper) and heads over [`MAX_HEAD`] or with more than [`MAX_HEADERS`]
-//! fields (hyper answers those with its own errors). Request smuggling is shut out the
-//! same way: a second `Content-Length` or `Host`, or any
-//! `Transfer-Encoding`, never reaches the lane's framing.
+//! (streamed by hyper), heads over `MAX_HEAD_BYTES` or with more than [`MAX_HEADERS`]
+//! fields, and whatever breaks `common::edge`'s Host rules (hyper answers those with its
+//! own errors). Request smuggling is shut out the same way: a second `Content-Length`,
+//! `Host` or `Authorization`, or any `Transfer-Encoding`, never reaches the lane's
+//! framing. A head must be whole within `HEADER_READ_TIMEOUT_SECS` of its start on the
+//! lane as on hyper's path (408); when the gateway stops, the requests already in the
+//! buffer are answered before the connection closes.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -48,8 +51,12 @@ use tower::ServiceExt;
 mod request;
 mod upstream;
 
-use common::lane::{Deadlines, hand_over};
-pub(crate) use common::lane::{MAX_HEAD, MAX_HEADERS};
+#[doc(hidden)]
+pub use request::fuzz_head;
+
+use common::edge::Edge;
+pub(crate) use common::lane::MAX_HEADERS;
+use common::lane::{Accepted, Awaiting, Deadlines, Waited, hand_over, time_out};
 use request::{COMPRESS_MAX, COMPRESS_MIN, Coding, Facts, Inspected, compress, inspect};
 use upstream::{
     Answer, Framing, Reframe, ask, client_head, copy_body, give_back, read_upstream, upstream_head,
@@ -70,20 +77,23 @@ enum Next {
     KeepAlive,
     /// Served (or broken); close the connection.
     Close,
-    /// Not the lane's: hand the connection, with what was read, to the general path.
+    /// Not the lane's after all (nothing answered): hand the connection to hyper.
     HandOver,
 }
 
 /// Serves one connection (`common::lane::serve` runs it for each).
-pub async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<AppState>,
-    app: Router,
-    shutdown: CancellationToken,
-) {
+pub async fn connection(mut stream: TcpStream, accepted: Accepted, state: Arc<AppState>) {
     // As nginx's `tcp_nodelay on`: an answer is written whole, never held back.
     let _ = stream.set_nodelay(true);
+    if !state.config.fast_lane {
+        return hand_over(stream, BytesMut::new(), None, accepted).await;
+    }
+    let Accepted {
+        peer,
+        app,
+        shutdown,
+        edge,
+    } = accepted;
     let mut lane = Lane {
         state: &state,
         app: &app,
@@ -96,34 +106,46 @@ pub async fn connection(
         answer: BytesMut::with_capacity(8 * 1024),
     };
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let mut deadlines = Deadlines::new(&shutdown);
+    let mut deadlines = Deadlines::new(&shutdown, edge);
     loop {
-        if shutdown.is_cancelled() {
+        // Stopping: what the client already sent is answered, nothing more is read.
+        if buf.is_empty() && shutdown.is_cancelled() {
             return;
         }
-        let served = {
+        let (served, awaiting) = {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
-            match inspect(&mut req, &buf) {
-                Inspected::Complete { head_len, facts }
-                    if buf.len() >= head_len + facts.content_length =>
-                {
-                    let body = &buf[head_len..head_len + facts.content_length];
+            match inspect(&mut req, &buf, edge.max_head) {
+                Inspected::Complete {
+                    head_len,
+                    mut facts,
+                } if buf.len() >= head_len + facts.content_length => {
+                    let len = head_len + facts.content_length;
+                    if buf.len() == len && shutdown.is_cancelled() {
+                        facts.close = true;
+                    }
+                    let body = &buf[head_len..len];
                     let next = lane.serve(&mut stream, &req, &facts, body).await;
-                    Some((next, head_len + facts.content_length))
+                    (Some((next, len)), Awaiting::Head)
                 }
-                Inspected::Complete { .. } | Inspected::Partial => None,
+                Inspected::Complete { .. } => (None, Awaiting::Body),
+                Inspected::Partial => (None, Awaiting::Head),
                 Inspected::Foreign => {
-                    return hand_over(stream, buf, peer, app, shutdown.clone()).await;
+                    let started = deadlines.head_started();
+                    drop(lane);
+                    return hand_over(stream, buf, started, rejoin(peer, app, &shutdown, edge))
+                        .await;
                 }
             }
         };
         match served {
-            None => match deadlines.read_more(&mut stream, &mut buf).await {
-                Ok(true) => {}
-                Ok(false) | Err(_) => return,
+            None => match deadlines.read_more(&mut stream, &mut buf, awaiting).await {
+                Waited::Read => {}
+                Waited::Closed => return,
+                Waited::TimedOut => return time_out(&stream),
             },
             Some((Next::KeepAlive, len)) => {
+                deadlines.request_read();
                 buf.advance(len);
                 if buf.capacity() - buf.len() < 4096 {
                     buf.reserve(8 * 1024);
@@ -131,9 +153,20 @@ pub async fn connection(
             }
             Some((Next::Close, _)) => return,
             Some((Next::HandOver, _)) => {
-                return hand_over(stream, buf, peer, app, shutdown.clone()).await;
+                let started = deadlines.head_started();
+                drop(lane);
+                return hand_over(stream, buf, started, rejoin(peer, app, &shutdown, edge)).await;
             }
         }
+    }
+}
+
+fn rejoin(peer: SocketAddr, app: Router, shutdown: &CancellationToken, edge: Edge) -> Accepted {
+    Accepted {
+        peer,
+        app,
+        shutdown: shutdown.clone(),
+        edge,
     }
 }
 
@@ -282,7 +315,7 @@ impl Lane<'_> {
         self.out.extend_from_slice(body);
         let upstreams = &self.state.upstreams;
         let started = Instant::now();
-        let idempotent = matches!(facts.method, "GET" | "HEAD" | "PUT" | "DELETE");
+        let idempotent = upstream::idempotent(facts.method);
         let asked = self
             .upstream_timer
             .within(
@@ -310,15 +343,24 @@ impl Lane<'_> {
             started,
             Ok(answer.status),
         );
+        let compress = |length| {
+            facts.coding.is_some()
+                && answer.compressible
+                && (COMPRESS_MIN..=COMPRESS_MAX).contains(&length)
+        };
         let framing = if facts.method == "HEAD" {
             Framing::Empty
         } else {
             answer.framing
         };
         let close = facts.close || matches!(framing, Framing::UntilClose);
+        // A HEAD says what its GET would: compressed, of a length known only by doing it.
+        let head_coded = match answer.framing {
+            Framing::Length(length) if facts.method == "HEAD" && compress(length) => facts.coding,
+            _ => None,
+        };
         if let (Some(coding), Framing::Length(length)) = (facts.coding, framing)
-            && answer.compressible
-            && (COMPRESS_MIN..=COMPRESS_MAX).contains(&length)
+            && compress(length)
         {
             let written = self
                 .compressed(
@@ -336,7 +378,7 @@ impl Lane<'_> {
             Reframe {
                 framing,
                 close,
-                coded: None,
+                coded: head_coded,
             },
         );
         self.answer.advance(answer.head_len);
@@ -447,12 +489,16 @@ impl Lane<'_> {
         out.clear();
         status_line(out, parts.status);
         for (name, value) in &parts.headers {
-            if !proxy::is_hop_by_hop(name.as_str()) && name != axum::http::header::CONTENT_LENGTH {
+            // A HEAD answer keeps the length the router gave it (the GET's); others
+            // are framed by their body below.
+            let own_length = name == axum::http::header::CONTENT_LENGTH && facts.method != "HEAD";
+            if !proxy::is_hop_by_hop(name.as_str()) && !own_length {
                 field(out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
         let chunked = length.is_none() && !head_only;
         match length {
+            _ if facts.method == "HEAD" => {}
             Some(n) if parts.status != StatusCode::NO_CONTENT => {
                 field(out, b"content-length", n.to_string().as_bytes());
             }

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::request::{Coding, Facts};
-use super::{MAX_HEAD, field, status_line};
+use super::{field, status_line};
 use crate::limits::RateLimit;
 use crate::proxy::{self, Admitted};
 use crate::upstreams::{Instance, Unreachable};
@@ -24,6 +24,8 @@ const POOLED_PER_INSTANCE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Header fields an upstream answer may have (as hyper's client allows).
 const MAX_ANSWER_HEADERS: usize = 100;
+/// The largest upstream answer head the lane reads.
+const MAX_ANSWER_HEAD: usize = 16 * 1024;
 
 /// The head sent upstream: the client's request line and fields, less the hop-by-hop
 /// ones, `Host` and the ones only the gateway sets; then the gateway's own.
@@ -79,7 +81,8 @@ const RATE_LIMIT_PREFIX: &str = "ratelimit-";
 pub(super) struct Reframe {
     pub(super) framing: Framing,
     pub(super) close: bool,
-    /// Compressed by the lane: its own `Content-Length` and `Content-Encoding`.
+    /// Compressed by the lane: its own `Content-Length` and `Content-Encoding` (a HEAD's:
+    /// the encoding without a length, as the GET's would be).
     pub(super) coded: Option<Coding>,
 }
 
@@ -129,9 +132,11 @@ pub(super) fn client_head(
     if let Framing::Chunked = reframe.framing {
         field(out, b"transfer-encoding", b"chunked");
     }
-    if let (Some(coding), Framing::Length(length)) = (reframe.coded, reframe.framing) {
+    if let Some(coding) = reframe.coded {
         field(out, b"content-encoding", coding.name());
-        field(out, b"content-length", length.to_string().as_bytes());
+        if let Framing::Length(length) = reframe.framing {
+            field(out, b"content-length", length.to_string().as_bytes());
+        }
         field(out, b"vary", b"accept-encoding");
     }
     if reframe.close {
@@ -191,9 +196,26 @@ fn still_open(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Writes `request` to an instance and reads the answer's head into `answer`. A pooled
-/// connection that turns out closed is replaced by a new one, once, when the request is
-/// idempotent or nothing of it can have reached the upstream.
+/// Whether a request may be sent again after a connection failed under it: the
+/// idempotent methods of RFC 9110 §9.2.2 (the lane sees no OPTIONS or TRACE). A proxy
+/// must not repeat any other request that may have reached the upstream (§9.2.2).
+pub(super) fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
+/// Writes `request` to an instance and reads the answer's head into `answer`.
+///
+/// Pooled connections are reused whatever the method, each checked first
+/// ([`still_open`]: the upstream may have closed it while it sat idle). When a reused
+/// connection fails all the same (the upstream's close was still on its way), the
+/// request goes once more on a new connection only if nothing of it can have been acted
+/// on: its first write was refused (nothing reached the upstream), or it is
+/// [`idempotent`] and no byte of an answer came. A POST or PATCH that was written is
+/// never sent twice: its failure is a 502. A new connection's failure, a partial
+/// answer and a timeout are never retried.
 pub(super) async fn ask(
     instance: &Instance,
     request: &[u8],
@@ -211,6 +233,7 @@ pub(super) async fn ask(
     if let Some(stream) = reused {
         match round_trip(stream, request, answer).await {
             Ok(done) => return Ok(done),
+            Err(Attempt::Unsent(_)) => {}
             Err(Attempt::Unanswered(_)) if idempotent => {}
             Err(Attempt::Unanswered(why) | Attempt::Broken(why)) => {
                 return Err(Unreachable::Failed(why));
@@ -222,14 +245,18 @@ pub(super) async fn ask(
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
         .map_err(|err| Unreachable::Failed(format!("connecting to {authority}: {err}")))?;
     let _ = stream.set_nodelay(true);
-    round_trip(stream, request, answer)
-        .await
-        .map_err(|(Attempt::Unanswered(why) | Attempt::Broken(why))| Unreachable::Failed(why))
+    round_trip(stream, request, answer).await.map_err(
+        |(Attempt::Unsent(why) | Attempt::Unanswered(why) | Attempt::Broken(why))| {
+            Unreachable::Failed(why)
+        },
+    )
 }
 
 /// How an attempt failed.
 enum Attempt {
-    /// Nothing came back: the connection was closed or refused the request.
+    /// The connection refused the request's first write: none of it was sent.
+    Unsent(String),
+    /// Sent (in part or whole), and the connection closed or failed before any answer.
     Unanswered(String),
     /// Something came back, but not a valid answer.
     Broken(String),
@@ -242,8 +269,13 @@ async fn round_trip(
 ) -> Result<(TcpStream, Answer), Attempt> {
     use tokio::io::AsyncReadExt;
     answer.clear();
+    let first = match stream.write(request).await {
+        Ok(0) => return Err(Attempt::Unsent("the connection took no bytes".into())),
+        Ok(n) => n,
+        Err(err) => return Err(Attempt::Unsent(err.to_string())),
+    };
     stream
-        .write_all(request)
+        .write_all(&request[first..])
         .await
         .map_err(|err| Attempt::Unanswered(err.to_string()))?;
     loop {
@@ -268,7 +300,7 @@ async fn round_trip(
                     answer.advance(parsed.head_len);
                 }
                 Ok(Some(parsed)) => return Ok((stream, parsed)),
-                Ok(None) if answer.len() > MAX_HEAD => {
+                Ok(None) if answer.len() > MAX_ANSWER_HEAD => {
                     return Err(Attempt::Broken("the answer's head is too large".into()));
                 }
                 Ok(None) => break,
@@ -526,6 +558,39 @@ mod tests {
         }
         let bare = b"0\r\n\r\n";
         assert_eq!(Chunked::default().feed(bare), Ok(Some(5)));
+    }
+
+    #[tokio::test]
+    async fn a_request_the_connection_refuses_at_once_is_unsent_and_one_it_took_is_not() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Reset by the upstream before the request: the first write is refused.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        peer.set_zero_linger().unwrap();
+        drop(peer);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut answer = BytesMut::new();
+        let attempt = round_trip(stream, b"POST / HTTP/1.1\r\n\r\n", &mut answer).await;
+        assert!(
+            matches!(attempt, Err(Attempt::Unsent(_))),
+            "reset: not unsent"
+        );
+        // Read, then closed without an answer: it may have been acted on.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let _ = peer.read(&mut buf).await;
+        });
+        let attempt = round_trip(stream, b"POST / HTTP/1.1\r\n\r\n", &mut answer).await;
+        assert!(
+            matches!(attempt, Err(Attempt::Unanswered(_))),
+            "read: not unanswered"
+        );
+        assert!(idempotent("GET") && idempotent("DELETE") && !idempotent("POST"));
+        assert!(!idempotent("PATCH") && !idempotent("LOCK"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{ACME, GLOBEX, big_body, spawn_app, spawn_app_with};
+use crate::raw::read_answer;
 
 async fn metrics(app: &crate::helpers::TestApp) -> String {
     reqwest::Client::new()
@@ -119,89 +120,6 @@ async fn both_paths_strip_spoofed_identity_and_set_the_same_headers() {
         assert_ne!(id, "bad id\twith tab");
         assert_eq!(echo["headers"]["x-request-id"], id.as_str());
     }
-}
-
-/// One answer read off a raw connection: status, headers (lower-case), body de-chunked.
-struct RawAnswer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl RawAnswer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one answer from `stream`, keeping what follows it in `buf`.
-async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> RawAnswer {
-    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
-        buf.reserve(16 * 1024);
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(buf))
-            .await
-            .expect("an answer within 10 s")
-            .unwrap();
-        assert!(n > 0, "the gateway closed the connection");
-    }
-    let (status, headers, head_len) = loop {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut fields);
-        if let httparse::Status::Complete(len) = res.parse(buf).unwrap() {
-            let headers = res
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect::<Vec<_>>();
-            break (res.code.unwrap(), headers, len);
-        }
-        fill(stream, buf).await;
-    };
-    buf.drain(..head_len);
-    let mut answer = RawAnswer {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head {
-        return answer;
-    }
-    if let Some(length) = answer.header("content-length") {
-        let length: usize = length.parse().unwrap();
-        while buf.len() < length {
-            fill(stream, buf).await;
-        }
-        answer.body = buf.drain(..length).collect();
-    } else {
-        assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
-        loop {
-            let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                fill(stream, buf).await;
-                continue;
-            };
-            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap(), 16).unwrap();
-            while buf.len() < line_end + 2 + size + 2 {
-                fill(stream, buf).await;
-            }
-            answer
-                .body
-                .extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
-            buf.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                break;
-            }
-        }
-    }
-    answer
 }
 
 #[tokio::test]
@@ -394,5 +312,87 @@ async fn pooled_connections_the_upstream_closed_are_replaced_not_failed() {
         accepted.load(Ordering::SeqCst),
         15,
         "one connection per answer"
+    );
+}
+
+/// An upstream that answers the first request on each connection (keeping it open) and
+/// reads the second whole, then closes without an answer, as one that restarts or
+/// times the connection out at that moment does. It notes each request's method.
+async fn closing_upstream() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for answered in [true, false] {
+                    let head_end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |l| l.trim().parse().unwrap());
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + length);
+                    let method = head
+                        .split(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    log.lock().unwrap().push(method);
+                    if answered {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+                        if conn.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn a_written_request_is_sent_again_only_when_its_method_is_idempotent() {
+    let (upstream, seen) = closing_upstream().await;
+    let app = spawn_app_with(&[("PROJECT_SERVICE_URL", upstream.as_str())]).await;
+    let token = app.fleet.token(ACME, Role::Owner);
+    let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let mut statuses = Vec::new();
+    // GET: a new upstream connection, kept. POST: on it, read and dropped: a 502, never
+    // sent twice. GET: a new connection, kept. DELETE: on it, dropped, sent again.
+    for method in ["GET", "POST", "GET", "DELETE"] {
+        let request = format!(
+            "{method} /api/v1/projects HTTP/1.1\r\nHost: acme.localhost\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        statuses.push(read_answer(&mut stream, &mut buf, false).await.status);
+    }
+    assert_eq!(statuses, [200, 502, 200, 200]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET", "POST", "GET", "DELETE", "DELETE"]
     );
 }

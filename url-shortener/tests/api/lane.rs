@@ -195,3 +195,86 @@ async fn an_open_with_two_forwarded_for_fields_is_left_to_the_router() {
         by_router + 1
     );
 }
+
+/// Everything the connection answers until it closes (within 10 s).
+async fn all_answers(request: &str, addr: std::net::SocketAddr) -> Vec<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the connection closes")
+        .unwrap();
+    // (A problem's text may say "HTTP/1.1 " too: only status lines count.)
+    answers(&String::from_utf8_lossy(&raw))
+        .into_iter()
+        .map(|(status, _)| status)
+        .filter(|status| status.starts_with(|c: char| c.is_ascii_digit()))
+        .collect()
+}
+
+#[tokio::test]
+async fn opens_that_break_the_edge_rules_are_refused_by_hyper_not_redirected() {
+    let app = spawn_app_with(&[
+        ("MAX_HEAD_BYTES", "4096"),
+        ("HEADER_READ_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(app.open(code, "10.6.3.1").await.status(), 302);
+    let addr = app.server.addr;
+    let open = format!("GET /s/{code} HTTP/1.1\r\n");
+    for (fields, status) in [
+        ("Host: localhost\r\nConnection: close\r\n", "302 Found"),
+        ("Connection: close\r\n", "400 Bad Request"),
+        ("Host: localhost\r\nHost: localhost\r\n", "400 Bad Request"),
+        ("Host: local host\r\n", "400 Bad Request"),
+    ] {
+        let answers = all_answers(&format!("{open}{fields}\r\n"), addr).await;
+        assert_eq!(answers, [status], "{fields}");
+    }
+    let absolute = format!("GET http://localhost/s/{code} HTTP/1.1\r\nHost: elsewhere\r\n\r\n");
+    assert_eq!(all_answers(&absolute, addr).await, ["400 Bad Request"]);
+    let padded = |len: usize| {
+        let start = format!("{open}Host: localhost\r\nConnection: close\r\nX-Pad: ");
+        format!("{start}{}\r\n\r\n", "p".repeat(len - start.len() - 4))
+    };
+    assert_eq!(all_answers(&padded(4096), addr).await, ["302 Found"]);
+    assert_eq!(
+        all_answers(&padded(4097), addr).await,
+        ["431 Request Header Fields Too Large"]
+    );
+
+    // A head that trickles in: 408 a second after its first byte, then the close.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let started = std::time::Instant::now();
+    let head = format!(
+        "{open}Host: localhost\r\n{}\r\n",
+        "X-Slow: 1\r\n".repeat(12)
+    );
+    let writer = tokio::spawn(async move {
+        for line in head.split_inclusive("\r\n") {
+            if write.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        write
+    });
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut raw))
+        .await
+        .expect("the connection closes")
+        .unwrap();
+    let took = started.elapsed();
+    writer.abort();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{raw}");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+}

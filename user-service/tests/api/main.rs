@@ -1,6 +1,7 @@
 //! user-service API tests against the real PostgreSQL and RabbitMQ.
 
 mod auth;
+mod edge;
 mod hashing;
 mod health;
 mod helpers;
