@@ -416,6 +416,25 @@ fn redirect_rows(r: &crate::bench_redirect::RedirectReport) -> Vec<Row> {
             "nginx return 302",
             Some(Goal::AtLeast(0.6)),
         ),
+        row(
+            "redirect",
+            "lane vs hyper, req/s",
+            (r.direct.run.rps, r.direct_without_lane.run.rps),
+            "req/s",
+            "lane off (hyper + router)",
+            Some(Goal::AtLeast(1.1)),
+        ),
+        row(
+            "redirect",
+            "lane vs hyper, CPU per request (lower is better)",
+            (
+                r.direct.cpu_us_per_request,
+                r.direct_without_lane.cpu_us_per_request,
+            ),
+            "µs",
+            "lane off (hyper + router)",
+            None,
+        ),
     ]
 }
 
