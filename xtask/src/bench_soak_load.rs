@@ -722,7 +722,7 @@ impl Mixed {
                         world.run(op, &mut rng, tally, &mut relogins).await;
                     }
                     if relogins.requests > 0 {
-                        tallies.insert("login again (token expiring)", relogins);
+                        tallies.insert("login again (token missing or expiring)", relogins);
                     }
                     tallies
                 })
