@@ -80,6 +80,11 @@ pub struct Config {
     /// instance takes to show here (changes through this instance show at once).
     #[arg(long, env = "LINK_CACHE_TTL_SECS", default_value_t = 30)]
     pub link_cache_ttl_secs: u64,
+    /// Serve plain cached opens of `/s/{code}` on the redirect lane, url-shortener's own
+    /// HTTP/1.1 loop; `false`: hyper and the router serve every connection (what
+    /// `cargo xtask bench redirect` measures the lane against).
+    #[arg(long, env = "REDIRECT_LANE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub redirect_lane: bool,
 }
 
 impl Config {

@@ -158,10 +158,15 @@ pub async fn run_until(
         broker,
     };
     // The redirect lane serves plain cached redirects itself, hyper and the router
-    // everything else.
+    // everything else; without it, hyper and the router serve everything.
     let state = Arc::new(state);
     let app = app(Arc::clone(&state));
-    common::lane::serve(listener, app, state, shutdown, &server, lane::connection).await?;
+    if state.config.redirect_lane {
+        common::lane::serve(listener, app, state, shutdown, &server, lane::connection).await?;
+    } else {
+        drop(state);
+        common::server::serve(listener, app, shutdown, &server).await?;
+    }
     // The router, and with it every sink, is gone once the server has drained: the
     // flusher writes what is left and stops.
     if tokio::time::timeout(grace, flusher).await.is_err() {

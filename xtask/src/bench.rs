@@ -222,12 +222,7 @@ pub fn print_tenants(report: &TenantsReport) {
 }
 
 /// Runs the scenarios in a release build of this binary.
-pub fn run(
-    scenarios: &[String],
-    tenants: usize,
-    rounds: usize,
-    json: Option<&PathBuf>,
-) -> anyhow::Result<()> {
+pub fn run(scenarios: &[String], options: &Options, json: Option<&PathBuf>) -> anyhow::Result<()> {
     let mut cmd = crate::cargo();
     cmd.args([
         "run",
@@ -240,9 +235,11 @@ pub fn run(
     ])
     .args([
         "--tenants",
-        &tenants.to_string(),
+        &options.tenants.to_string(),
         "--rounds",
-        &rounds.to_string(),
+        &options.rounds.to_string(),
+        "--soak-minutes",
+        &options.soak_minutes.to_string(),
     ]);
     if let Some(path) = json {
         cmd.arg("--json").arg(path);
@@ -251,14 +248,26 @@ pub fn run(
     deps::run(&mut cmd, "running the benchmarks (release build)")
 }
 
+/// The sizes a run takes from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Tenants of the growth and migrate-all measures.
+    pub tenants: usize,
+    /// Rounds of signup vs bare create; the throughput scenarios take 3 to 5 of them.
+    pub rounds: usize,
+    /// Minutes of mixed traffic in `soak`.
+    pub soak_minutes: u64,
+}
+
 /// The scenarios in the order a full run takes them; `projects` is accepted for `tasks`.
-pub const SCENARIOS: [&str; 6] = [
+pub const SCENARIOS: [&str; 7] = [
     "tenants",
     "gateway",
     "tasks",
     "analytics",
     "redirect",
     "footprint",
+    "soak",
 ];
 
 /// Tenants the `tasks` scenario spreads its reads over (the figure).
@@ -412,6 +421,25 @@ fn redirect_rows(r: &crate::bench_redirect::RedirectReport) -> Vec<Row> {
             "nginx return 302",
             Some(Goal::AtLeast(0.6)),
         ),
+        row(
+            "redirect",
+            "lane vs hyper, req/s",
+            (r.direct.run.rps, r.direct_without_lane.run.rps),
+            "req/s",
+            "lane off (hyper + router)",
+            Some(Goal::AtLeast(1.1)),
+        ),
+        row(
+            "redirect",
+            "lane vs hyper, CPU per request (lower is better)",
+            (
+                r.direct.cpu_us_per_request,
+                r.direct_without_lane.cpu_us_per_request,
+            ),
+            "µs",
+            "lane off (hyper + router)",
+            None,
+        ),
     ]
 }
 
@@ -431,13 +459,50 @@ fn footprint_rows(r: &crate::bench_footprint::FootprintReport) -> Vec<Row> {
         .collect()
 }
 
+fn soak_rows(r: &crate::bench_soak::SoakReport) -> Vec<Row> {
+    let mut rows = vec![row(
+        "soak",
+        "user-service peak RSS",
+        (
+            r.user_service_peak_mib,
+            crate::bench_soak_rss::USER_SERVICE_PEAK_GOAL_MIB,
+        ),
+        "MiB",
+        "goal",
+        Some(Goal::AtMost(1.0)),
+    )];
+    rows.extend(r.growth.iter().map(|g| {
+        row(
+            "soak",
+            &format!("{} RSS, end vs after the first minute", g.service),
+            (g.end_mib, g.after_first_minute_mib),
+            "MiB",
+            "after the first minute",
+            Some(Goal::AtMost(crate::bench_soak_rss::GROWTH_GOAL)),
+        )
+    }));
+    rows.push(row(
+        "soak",
+        &format!("logins answered 200, {} at a time", r.logins.concurrency),
+        (r.logins.tally.ok as f64, r.logins.logins as f64),
+        "logins",
+        "sent",
+        None,
+    ));
+    rows
+}
+
 /// The release-build side of [`run`].
 pub async fn run_release(
     scenarios: &[String],
-    tenants: usize,
-    rounds: usize,
+    options: &Options,
     json: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
+    let Options {
+        tenants,
+        rounds,
+        soak_minutes,
+    } = *options;
     let scenarios: Vec<&str> = scenarios
         .iter()
         .map(|s| if s == "projects" { "tasks" } else { s.as_str() })
@@ -490,6 +555,12 @@ pub async fn run_release(
         crate::bench_footprint::print_footprint(&report);
         rows.extend(footprint_rows(&report));
         reports.insert("footprint".into(), serde_json::to_value(&report)?);
+    }
+    if wanted("soak") {
+        let report = crate::bench_soak::soak_scenario(soak_minutes).await?;
+        crate::bench_soak::print_soak(&report);
+        rows.extend(soak_rows(&report));
+        reports.insert("soak".into(), serde_json::to_value(&report)?);
     }
     let elapsed = started.elapsed();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);

@@ -37,7 +37,7 @@ pub struct FootprintReport {
 }
 
 /// `VmRSS` and `VmHWM` of a process, in MiB.
-fn memory(pid: u32) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn memory(pid: u32) -> anyhow::Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| -> anyhow::Result<f64> {

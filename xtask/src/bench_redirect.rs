@@ -1,8 +1,10 @@
 //! Scenario `redirect`: cached share-link redirects (`GET /s/{code}` → 302 with a fresh
 //! grant) served by url-shortener directly and through the gateway, against nginx
-//! answering `return 302` with a Location of the same length. The servers run on core 1
-//! and `wrk` on core 0 (`taskset`); the variants alternate A B C A B C … and the
-//! medians are compared. Visits are counted and written as in production (batched into
+//! answering `return 302` with a Location of the same length; and url-shortener's
+//! redirect lane against the same service with the lane off (`REDIRECT_LANE=false`:
+//! hyper and the router answer every open), the side-by-side the lane has to win by 10%
+//! to be kept. The servers run on core 1 and `wrk` on core 0 (`taskset`); the variants
+//! alternate A B C D A B C D … and the medians are compared. Visits are counted and written as in production (batched into
 //! PostgreSQL, events through the outbox to RabbitMQ), so that cost is in the figures.
 //! Besides req/s and latency it reports the server's CPU time per request (user + system,
 //! from `/proc/<pid>/stat`), which other work on a shared machine disturbs far less.
@@ -39,6 +41,8 @@ pub struct RedirectReport {
     pub seconds_per_run: u64,
     pub connections: u32,
     pub direct: Measured,
+    /// url-shortener direct with `REDIRECT_LANE=false`: hyper and the router only.
+    pub direct_without_lane: Measured,
     pub gateway: Measured,
     pub nginx: Measured,
     pub direct_vs_nginx_rps: f64,
@@ -47,6 +51,10 @@ pub struct RedirectReport {
     pub gateway_vs_nginx_rps: f64,
     pub direct_vs_nginx_p99: f64,
     pub gateway_vs_nginx_p99: f64,
+    /// The lane's req/s over hyper's (url-shortener direct, lane on ÷ off).
+    pub lane_vs_hyper_rps: f64,
+    /// hyper's CPU per request over the lane's (above 1: the lane is cheaper).
+    pub lane_vs_hyper_cpu: f64,
     /// Visits the service had written to its database when the runs were over.
     pub visits_written: i64,
 }
@@ -210,6 +218,7 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
             expires_at: i64::MAX,
         });
     let (up, reference, shortener, gw) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let without_lane = free_port()?;
 
     let mut processes = Processes(Vec::new());
     // Stands in for project-service (the target check), the JWKS and tenant-resolver.
@@ -233,9 +242,11 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
     )?);
     let bin = |name: &str| crate::workspace_root().join("target/release").join(name);
     let postgres = common::testkit::postgres_url();
-    processes.0.push(
+    // Two url-shortener processes on the same database and exchange, one with the lane
+    // and one without; each is idle while the other is measured.
+    let url_shortener = |port: u16, lane: bool| -> anyhow::Result<std::process::Child> {
         on_core("1", bin("url-shortener").to_str().context("path")?)
-            .env("BIND_ADDR", format!("127.0.0.1:{shortener}"))
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", format!("{postgres}/{database}"))
             .env("AMQP_URL", common::testkit::amqp_url())
             .env("EVENTS_EXCHANGE", &exchange)
@@ -245,12 +256,25 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
             )
             .env("PROJECT_SERVICE_URL", format!("http://127.0.0.1:{up}"))
             .env("SHARE_GRANT_SECRET", GRANT_SECRET)
+            .env("REDIRECT_LANE", lane.to_string())
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
-            .context("starting url-shortener")?,
-    );
+            .context("starting url-shortener")
+    };
+    processes.0.push(url_shortener(shortener, true)?);
+    let shortener_pid = processes.0[2].id();
+    // The second one after the first has created and migrated the database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while crate::fleet::readyz_status(shortener) != Some(200) {
+        if std::time::Instant::now() > deadline {
+            bail!("url-shortener on {shortener} was not ready within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    processes.0.push(url_shortener(without_lane, false)?);
+    let without_lane_pid = processes.0[3].id();
     let upstream = format!("http://127.0.0.1:{up}");
     processes.0.push(
         on_core("1", bin("gateway").to_str().context("path")?)
@@ -273,7 +297,7 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
             .spawn()
             .context("starting the gateway")?,
     );
-    for port in [up, reference, shortener, gw] {
+    for port in [up, reference, shortener, without_lane, gw] {
         wait_for(port)?;
     }
     let http = reqwest::Client::new();
@@ -295,21 +319,30 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
         .to_owned();
     let connections = 32;
     let direct_url = format!("http://127.0.0.1:{shortener}/s/{code}");
+    let without_lane_url = format!("http://127.0.0.1:{without_lane}/s/{code}");
     let gateway_url = format!("http://127.0.0.1:{gw}/s/{code}");
     let nginx_url = format!("http://127.0.0.1:{reference}/s/{code}");
     println!("• warming up");
-    for url in [&direct_url, &gateway_url, &nginx_url] {
+    for url in [&direct_url, &without_lane_url, &gateway_url, &nginx_url] {
         wrk(url, "localhost", 1, connections)?;
     }
-    let shortener_pid = processes.0[2].id();
-    let gateway_pid = processes.0[3].id();
+    let gateway_pid = processes.0[4].id();
     let nginx_workers = children(processes.0[1].id())?;
     let (mut direct, mut gateway, mut nginx_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut no_lane = Vec::new();
     for round in 1..=rounds {
-        println!("• round {round}/{rounds}: direct, gateway, nginx ({seconds}s each)");
+        println!(
+            "• round {round}/{rounds}: direct, direct without the lane, gateway, nginx ({seconds}s each)"
+        );
         direct.push(measured(
             &direct_url,
             &[shortener_pid],
+            seconds,
+            connections,
+        )?);
+        no_lane.push(measured(
+            &without_lane_url,
+            &[without_lane_pid],
             seconds,
             connections,
         )?);
@@ -333,8 +366,9 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
     common::testkit::drop_database(&mut admin, &database)
         .await
         .ok();
-    let (direct, gateway, nginx) = (
+    let (direct, direct_without_lane, gateway, nginx) = (
         median_measured(&direct),
+        median_measured(&no_lane),
         median_measured(&gateway),
         median_measured(&nginx_runs),
     );
@@ -343,6 +377,7 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
         seconds_per_run: seconds,
         connections,
         direct,
+        direct_without_lane,
         gateway,
         nginx,
         direct_vs_nginx_rps: direct.run.rps / nginx.run.rps,
@@ -350,6 +385,8 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
         gateway_vs_nginx_rps: gateway.run.rps / nginx.run.rps,
         direct_vs_nginx_p99: direct.run.p99_ms / nginx.run.p99_ms,
         gateway_vs_nginx_p99: gateway.run.p99_ms / nginx.run.p99_ms,
+        lane_vs_hyper_rps: direct.run.rps / direct_without_lane.run.rps,
+        lane_vs_hyper_cpu: direct_without_lane.cpu_us_per_request / direct.cpu_us_per_request,
         visits_written,
     })
 }
@@ -360,6 +397,10 @@ pub fn print_redirect(r: &RedirectReport) {
     println!("|---|---|---|---|---|");
     for (name, m) in [
         ("url-shortener direct (cached 302 + grant)", r.direct),
+        (
+            "url-shortener direct, lane off (hyper + router)",
+            r.direct_without_lane,
+        ),
         (
             "through the gateway (gateway + url-shortener CPU)",
             r.gateway,
@@ -380,5 +421,9 @@ pub fn print_redirect(r: &RedirectReport) {
         r.direct_vs_nginx_p99,
         r.gateway_vs_nginx_p99,
         r.visits_written
+    );
+    println!(
+        "redirect lane / hyper (url-shortener direct, lane on ÷ off): req/s {:.2}× (kept if ≥ 1.1) · by CPU per request {:.2}×",
+        r.lane_vs_hyper_rps, r.lane_vs_hyper_cpu
     );
 }

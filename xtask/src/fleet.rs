@@ -193,6 +193,16 @@ impl Fleet {
     /// waits for every `/readyz`. Fails if any default port is already taken (an earlier
     /// `cargo xtask up` still running).
     pub fn start_release(dir: &Path) -> anyhow::Result<Fleet> {
+        Self::start_release_with(dir, |_| Vec::new())
+    }
+
+    /// [`Fleet::start_release`] with settings of each service's own: `settings(name)`
+    /// gives the variables to set for the service `name` (a benchmark's databases,
+    /// raised limits).
+    pub fn start_release_with(
+        dir: &Path,
+        settings: impl Fn(&str) -> Vec<(&'static str, String)>,
+    ) -> anyhow::Result<Fleet> {
         if let Some(busy) = SERVICES
             .iter()
             .find(|s| TcpStream::connect(("127.0.0.1", s.port)).is_ok())
@@ -214,6 +224,7 @@ impl Fleet {
         for service in &SERVICES {
             let log = fs::File::create(dir.join(format!("{}.log", service.name)))?;
             let child = command(&bin_dir, service, "text")
+                .envs(settings(service.name))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

@@ -34,8 +34,8 @@ enum Task {
         args: Vec<String>,
     },
     /// Measure speed as ratios against references run side by side (release build).
-    /// Scenarios: tenants, gateway, tasks (alias projects), analytics, redirect, footprint
-    /// (all when none is named); then one summary table, and on a full run the chart
+    /// Scenarios: tenants, gateway, tasks (alias projects), analytics, redirect, footprint,
+    /// soak (all when none is named); then one summary table, and on a full run the chart
     /// docs/bench-ratios.svg.
     Bench {
         scenarios: Vec<String>,
@@ -47,6 +47,9 @@ enum Task {
         /// scenarios alternate their variants for this many rounds, at least 3, at most 5.
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+        /// Minutes of mixed API traffic in `soak`, after its logins (at least 1).
+        #[arg(long, default_value_t = 3)]
+        soak_minutes: u64,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -59,6 +62,8 @@ enum Task {
         tenants: usize,
         #[arg(long)]
         rounds: usize,
+        #[arg(long)]
+        soak_minutes: u64,
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
@@ -90,20 +95,33 @@ fn main() -> ExitCode {
             scenarios,
             tenants,
             rounds,
+            soak_minutes,
             json,
-        } => xtask::bench::run(&scenarios, tenants, rounds, json.as_ref()),
+        } => xtask::bench::run(
+            &scenarios,
+            &xtask::bench::Options {
+                tenants,
+                rounds,
+                soak_minutes,
+            },
+            json.as_ref(),
+        ),
         Task::BenchRelease {
             scenarios,
             tenants,
             rounds,
+            soak_minutes,
             json,
         } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
                 rt.block_on(xtask::bench::run_release(
                     &scenarios,
-                    tenants,
-                    rounds,
+                    &xtask::bench::Options {
+                        tenants,
+                        rounds,
+                        soak_minutes,
+                    },
                     json.as_ref(),
                 ))
             }),

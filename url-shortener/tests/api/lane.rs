@@ -278,3 +278,37 @@ async fn opens_that_break_the_edge_rules_are_refused_by_hyper_not_redirected() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn with_the_lane_off_the_router_answers_every_open() {
+    let app = spawn_app_with(&[("REDIRECT_LANE", "false")]).await;
+    let user = app.tenant(Role::Member);
+    let link = app.link(&user, json!({})).await;
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(app.open(code, "10.6.2.1").await.status(), 302);
+    let by_router = responses_counted(&app, "302", Some("router")).await;
+
+    // Pipelined plain opens: the ones the lane would take when it is on.
+    let open = format!("GET /s/{code} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut sent = open.repeat(2);
+    sent.push_str(&format!(
+        "GET /s/{code} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ));
+    let mut stream = tokio::net::TcpStream::connect(app.server.addr)
+        .await
+        .unwrap();
+    stream.write_all(sent.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
+        .await
+        .expect("the connection is closed after the last answer")
+        .unwrap();
+
+    let statuses: Vec<String> = answers(&raw).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(statuses, ["302 Found", "302 Found", "302 Found"]);
+    assert_eq!(
+        responses_counted(&app, "302", Some("router")).await,
+        by_router + 3
+    );
+    assert_eq!(responses_counted(&app, "302", Some("fast")).await, 0);
+}
