@@ -5,9 +5,14 @@
 //! start it in-process or as a process alike.
 
 pub mod config;
+pub mod db;
+pub mod domain;
+pub mod events;
 pub mod pools;
 pub mod relay;
 pub mod routes;
+pub mod tenant;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -23,12 +23,14 @@ use common::extract::Json;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::{activity, emit, plan_limits, project_of, tenant_db};
+use super::project_of;
 use crate::AppState;
+use crate::domain::activity::Change;
+use crate::tenant::{Tenant, TenantTx};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Attachment {
@@ -244,13 +246,18 @@ pub async fn upload(
     Path(task): Path<Uuid>,
     form: Multipart,
 ) -> Result<(StatusCode, Json<Attachment>), ApiError> {
-    user.require(Perm::TasksWrite)?;
-    let storage_limit = plan_limits(&state, &user.tenant_slug).await?.storage_bytes;
-    let lease = tenant_db(&state, &user).await?;
-    project_of(&mut *lease.pool.acquire().await?, task).await?;
+    let tenant = Tenant::allow(&state, &user, Perm::TasksWrite)?;
+    let storage_limit = crate::upstream::plan_limits(&state, &user.tenant_slug)
+        .await?
+        .storage_bytes;
+    project_of(&mut *tenant.connect().await?, task).await?;
     let dir = tenant_dir(&state, user.tenant_id);
     let received = receive(form, &dir, state.config.attachment_max_bytes).await?;
-    let stored = store(&state, &user, &lease.pool, task, &received, storage_limit).await;
+    let stored = async {
+        let tx = tenant.begin().await?;
+        store(&state, &user, tx, task, &received, storage_limit).await
+    }
+    .await;
     // After a successful store the temporary file has been renamed away.
     tokio::fs::remove_file(&received.temp).await.ok();
     Ok((StatusCode::CREATED, Json(stored?)))
@@ -259,12 +266,11 @@ pub async fn upload(
 async fn store(
     state: &AppState,
     user: &AuthUser,
-    pool: &PgPool,
+    mut tx: TenantTx<'_>,
     task: Uuid,
     received: &Received,
     storage_limit: Option<i64>,
 ) -> Result<Attachment, ApiError> {
-    let mut tx = pool.begin().await?;
     sqlx::query(LOCK).execute(&mut *tx).await?;
     let project = project_of(&mut tx, task).await?;
     let size = i64::try_from(received.size).unwrap_or(i64::MAX);
@@ -305,26 +311,15 @@ async fn store(
     .bind(&received.sha256)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        user,
-        project,
-        Some(task),
-        "attachment.added",
-        None,
-        Some(json!(attachment)),
-    )
-    .await?;
-    emit(
-        &mut tx,
-        user,
+    tx.record(Change::task(project, task, "attachment.added").after(&attachment))
+        .await?;
+    tx.emit(
         keys::TASK_ATTACHMENT_ADDED,
         json!({"task_id": task, "project_id": project, "attachment_id": attachment.id,
                "size_bytes": size, "content_type": attachment.content_type}),
     )
     .await?;
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok(attachment)
 }
 
@@ -336,9 +331,7 @@ pub async fn list(
     user: AuthUser,
     Path(task): Path<Uuid>,
 ) -> Result<Json<Vec<Attachment>>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     project_of(&mut conn, task).await?;
     Ok(Json(
         sqlx::query_as(&format!(
@@ -368,9 +361,10 @@ pub async fn download(
     user: AuthUser,
     Path((task, id)): Path<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let attachment = find(&mut *lease.pool.acquire().await?, task, id).await?;
+    let attachment = {
+        let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
+        find(&mut conn, task, id).await?
+    };
     let path = stored_path(&state, user.tenant_id, &attachment.sha256);
     let file = tokio::fs::File::open(&path).await.map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
@@ -418,9 +412,7 @@ pub async fn remove(
     user: AuthUser,
     Path((task, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::TasksWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TasksWrite).await?;
     sqlx::query(LOCK).execute(&mut *tx).await?;
     let project = project_of(&mut tx, task).await?;
     let attachment = find(&mut tx, task, id).await?;
@@ -431,16 +423,8 @@ pub async fn remove(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        Some(task),
-        "attachment.deleted",
-        Some(json!(attachment)),
-        None,
-    )
-    .await?;
+    tx.record(Change::task(project, task, "attachment.deleted").before(&attachment))
+        .await?;
     forget_unreferenced(&state, user.tenant_id, &mut tx, &[attachment.sha256]).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

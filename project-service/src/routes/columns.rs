@@ -7,13 +7,13 @@ use common::auth::{AuthUser, Perm};
 use common::error::{FieldError, Problem};
 use common::extract::{FieldErrors, Json, ValidJson, Validate};
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::projects::Column;
-use super::{activity, tenant_db};
 use crate::AppState;
+use crate::domain::activity::Change;
+use crate::tenant::Tenant;
 
 const COLUMN: &str = "select id, name, position, wip_limit, done from board_columns";
 
@@ -103,9 +103,7 @@ pub async fn create(
     Path(project): Path<Uuid>,
     ValidJson(req): ValidJson<NewColumn>,
 ) -> Result<(StatusCode, Json<Column>), ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
     let count = lock_board(&mut tx, project).await?;
     let position = req.position.unwrap_or(count).min(count);
     sqlx::query(
@@ -127,16 +125,8 @@ pub async fn create(
     .bind(req.done)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "column.created",
-        None,
-        Some(json!(column)),
-    )
-    .await?;
+    tx.record(Change::project(project, "column.created").after(&column))
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(column)))
 }
@@ -151,9 +141,7 @@ pub async fn update(
     Path((project, id)): Path<(Uuid, Uuid)>,
     ValidJson(req): ValidJson<ColumnChanges>,
 ) -> Result<Json<Column>, ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
     let count = lock_board(&mut tx, project).await?;
     let before: Column = sqlx::query_as(&format!("{COLUMN} where id = $1 and project_id = $2"))
         .bind(id)
@@ -190,14 +178,10 @@ pub async fn update(
     .bind(position)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "column.updated",
-        Some(json!(before)),
-        Some(json!(after)),
+    tx.record(
+        Change::project(project, "column.updated")
+            .before(&before)
+            .after(&after),
     )
     .await?;
     tx.commit().await?;
@@ -212,9 +196,7 @@ pub async fn remove(
     user: AuthUser,
     Path((project, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
     let count = lock_board(&mut tx, project).await?;
     let column: Column = sqlx::query_as(&format!("{COLUMN} where id = $1 and project_id = $2"))
         .bind(id)
@@ -243,16 +225,8 @@ pub async fn remove(
     .bind(column.position)
     .execute(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "column.removed",
-        Some(json!(column)),
-        None,
-    )
-    .await?;
+    tx.record(Change::project(project, "column.removed").before(&column))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

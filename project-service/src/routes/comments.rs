@@ -15,8 +15,10 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, internal_get, project_of, tenant_db};
+use super::project_of;
 use crate::AppState;
+use crate::domain::activity::Change;
+use crate::tenant::Tenant;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Comment {
@@ -83,31 +85,10 @@ fn mentioned(body: &str) -> Vec<Uuid> {
     ids
 }
 
-#[derive(Deserialize)]
-struct Summary {
-    id: Uuid,
-}
-
 /// Which of `ids` are members of the caller's tenant (user-service decides).
 async fn members(state: &AppState, user: &AuthUser, ids: &[Uuid]) -> Result<Vec<Uuid>, ApiError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let list = ids
-        .iter()
-        .map(Uuid::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let url = format!(
-        "{}/internal/users",
-        state.config.user_service_url.trim_end_matches('/')
-    );
-    let request = state
-        .http
-        .get(url)
-        .query(&[("ids", list), ("tenant_id", user.tenant_id.to_string())]);
-    let found: Vec<Summary> = internal_get(state, request, "Mentions").await?;
-    Ok(found.into_iter().map(|s| s.id).collect())
+    let found = crate::upstream::members(state, user.tenant_id, ids, "Mentions").await?;
+    Ok(found.into_iter().map(|m| m.id).collect())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -156,10 +137,9 @@ pub async fn create(
     Path(task): Path<Uuid>,
     ValidJson(req): ValidJson<NewComment>,
 ) -> Result<(StatusCode, Json<Shown>), ApiError> {
-    user.require(Perm::CommentsWrite)?;
+    let tenant = Tenant::allow(&state, &user, Perm::CommentsWrite)?;
     let mentions = members(&state, &user, &mentioned(&req.body)).await?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = tenant.begin().await?;
     let project = project_of(&mut tx, task).await?;
     if let Some(parent) = req.parent_id {
         let top_level_here: bool = sqlx::query_scalar(
@@ -190,26 +170,15 @@ pub async fn create(
     .bind(&mentions)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        Some(task),
-        "comment.added",
-        None,
-        Some(json!(comment)),
-    )
-    .await?;
-    emit(
-        &mut tx,
-        &user,
+    tx.record(Change::task(project, task, "comment.added").after(&comment))
+        .await?;
+    tx.emit(
         keys::TASK_COMMENT_ADDED,
         json!({"task_id": task, "project_id": project, "comment_id": comment.id,
                "mentions": mentions, "parent_id": comment.parent_id}),
     )
     .await?;
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok((StatusCode::CREATED, Json(shown(comment))))
 }
 
@@ -222,9 +191,7 @@ pub async fn list(
     user: AuthUser,
     Path(task): Path<Uuid>,
 ) -> Result<Json<Vec<Shown>>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     project_of(&mut conn, task).await?;
     let comments: Vec<Comment> = of_task(&mut conn, task).await?;
     Ok(Json(comments.into_iter().map(shown).collect()))
@@ -276,10 +243,9 @@ pub async fn update(
     Path((task, id)): Path<(Uuid, Uuid)>,
     ValidJson(req): ValidJson<CommentChanges>,
 ) -> Result<Json<Shown>, ApiError> {
-    user.require(Perm::CommentsWrite)?;
+    let tenant = Tenant::allow(&state, &user, Perm::CommentsWrite)?;
     let mentions = members(&state, &user, &mentioned(&req.body)).await?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = tenant.begin().await?;
     let project = project_of(&mut tx, task).await?;
     let before = own_or_manage(&mut tx, &user, task, id, false).await?;
     let after: Comment = sqlx::query_as(
@@ -292,14 +258,10 @@ pub async fn update(
     .bind(&mentions)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        Some(task),
-        "comment.edited",
-        Some(json!(before)),
-        Some(json!(after)),
+    tx.record(
+        Change::task(project, task, "comment.edited")
+            .before(&before)
+            .after(&after),
     )
     .await?;
     tx.commit().await?;
@@ -314,25 +276,15 @@ pub async fn remove(
     user: AuthUser,
     Path((task, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::CommentsWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::CommentsWrite).await?;
     let project = project_of(&mut tx, task).await?;
     let before = own_or_manage(&mut tx, &user, task, id, true).await?;
     sqlx::query("delete from comments where id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        Some(task),
-        "comment.deleted",
-        Some(json!(before)),
-        None,
-    )
-    .await?;
+    tx.record(Change::task(project, task, "comment.deleted").before(&before))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

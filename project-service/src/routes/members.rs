@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{activity, emit, tenant_db};
 use crate::AppState;
+use crate::domain::activity::Change;
+use crate::tenant::Tenant;
 
 const ROLES: [&str; 3] = ["lead", "member", "viewer"];
 
@@ -51,9 +52,7 @@ pub async fn list(
     user: AuthUser,
     Path(project): Path<Uuid>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
-    user.require(Perm::ProjectsRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     super::projects::find(&mut conn, project).await?;
     let members = sqlx::query_as(
         "select user_id, role, added_at from project_members where project_id = $1 order by added_at",
@@ -74,9 +73,7 @@ pub async fn put(
     Path((project, member)): Path<(Uuid, Uuid)>,
     ValidJson(req): ValidJson<MemberRole>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
     super::projects::find(&mut tx, project).await?;
     let before: Option<String> = sqlx::query_scalar(
         "select role from project_members where project_id = $1 and user_id = $2 for update",
@@ -95,29 +92,20 @@ pub async fn put(
     .bind(&req.role)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "project.member_set",
-        before
-            .as_ref()
-            .map(|r| json!({"user_id": member, "role": r})),
-        Some(json!({"user_id": member, "role": req.role})),
-    )
-    .await?;
+    let mut change = Change::project(project, "project.member_set")
+        .after(json!({"user_id": member, "role": req.role}));
+    if let Some(role) = &before {
+        change = change.before(json!({"user_id": member, "role": role}));
+    }
+    tx.record(change).await?;
     if before.is_none() {
-        emit(
-            &mut tx,
-            &user,
+        tx.emit(
             keys::PROJECT_USER_ADDED,
             json!({"project_id": project, "user_id": member, "role": req.role}),
         )
         .await?;
     }
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     let status = if before.is_none() {
         StatusCode::CREATED
     } else {
@@ -134,9 +122,7 @@ pub async fn remove(
     user: AuthUser,
     Path((project, member)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
     let removed: Option<String> = sqlx::query_scalar(
         "delete from project_members where project_id = $1 and user_id = $2 returning role",
     )
@@ -146,14 +132,9 @@ pub async fn remove(
     .await?;
     let role =
         removed.ok_or_else(|| ApiError::NotFound("No such member of this project.".into()))?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "project.member_removed",
-        Some(json!({"user_id": member, "role": role})),
-        None,
+    tx.record(
+        Change::project(project, "project.member_removed")
+            .before(json!({"user_id": member, "role": role})),
     )
     .await?;
     tx.commit().await?;

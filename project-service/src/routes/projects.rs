@@ -15,8 +15,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::tasks::{self, Task};
-use super::{activity, emit, idempotency_key, if_match, remember, replay, tenant_db};
 use crate::AppState;
+use crate::db::idempotency;
+use crate::domain::activity::Change;
+use crate::tenant::Tenant;
+use common::extract::if_match;
 
 /// The columns every new project's board starts with: (name, WIP limit, done).
 const DEFAULT_COLUMNS: [(&str, Option<i32>, bool); 3] = [
@@ -93,15 +96,14 @@ pub async fn create(
     headers: HeaderMap,
     ValidJson(req): ValidJson<NewProject>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    user.require(Perm::ProjectsCreate)?;
-    let key = idempotency_key(&headers)?;
-    let limit = super::plan_limits(&state, &user.tenant_slug)
+    let tenant = Tenant::allow(&state, &user, Perm::ProjectsCreate)?;
+    let key = idempotency::key(&headers)?;
+    let limit = crate::upstream::plan_limits(&state, &user.tenant_slug)
         .await?
         .projects;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = tenant.begin().await?;
     if let Some(key) = &key
-        && let Some((status, body)) = replay(&mut tx, &user, key).await?
+        && let Some((status, body)) = idempotency::replay(&mut tx, &user, key).await?
     {
         return Ok((status, Json(body)));
     }
@@ -157,29 +159,18 @@ pub async fn create(
         .bind(user.user_id)
         .execute(&mut *tx)
         .await?;
-    activity(
-        &mut tx,
-        &user,
-        project.id,
-        None,
-        "project.created",
-        None,
-        Some(json!(project)),
-    )
-    .await?;
-    emit(
-        &mut tx,
-        &user,
+    tx.record(Change::project(project.id, "project.created").after(&project))
+        .await?;
+    tx.emit(
         keys::PROJECT_CREATED,
         json!({"project_id": project.id, "key": project.key, "name": project.name}),
     )
     .await?;
     let body = json!(project);
     if let Some(key) = &key {
-        remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
+        idempotency::remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
     }
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -190,10 +181,9 @@ pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Vec<Project>>, ApiError> {
-    user.require(Perm::ProjectsRead)?;
-    let lease = tenant_db(&state, &user).await?;
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     let projects = sqlx::query_as(&format!("{PROJECT} order by id desc limit 500"))
-        .fetch_all(&lease.pool)
+        .fetch_all(&mut *conn)
         .await?;
     Ok(Json(projects))
 }
@@ -214,9 +204,7 @@ pub async fn get_one(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Project>, ApiError> {
-    user.require(Perm::ProjectsRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     Ok(Json(find(&mut conn, id).await?))
 }
 
@@ -249,10 +237,9 @@ pub async fn update(
     headers: HeaderMap,
     ValidJson(req): ValidJson<ProjectChanges>,
 ) -> Result<Json<Project>, ApiError> {
-    user.require(Perm::ProjectsManage)?;
+    let tenant = Tenant::allow(&state, &user, Perm::ProjectsManage)?;
     let expected = if_match(&headers)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = tenant.begin().await?;
     let before: Project = sqlx::query_as(&format!("{PROJECT} where id = $1 for update"))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -275,25 +262,18 @@ pub async fn update(
     .bind(req.archived)
     .fetch_one(&mut *tx)
     .await?;
-    activity(
-        &mut tx,
-        &user,
-        id,
-        None,
-        "project.updated",
-        Some(json!(before)),
-        Some(json!(after)),
+    tx.record(
+        Change::project(id, "project.updated")
+            .before(&before)
+            .after(&after),
     )
     .await?;
-    emit(
-        &mut tx,
-        &user,
+    tx.emit(
         keys::PROJECT_UPDATED,
         json!({"project_id": id, "name": req.name, "description": req.description, "archived": req.archived}),
     )
     .await?;
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok(Json(after))
 }
 
@@ -327,9 +307,7 @@ pub async fn board(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Board>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     let project = find(&mut conn, id).await?;
     let columns: Vec<Column> = sqlx::query_as(
         "select id, name, position, wip_limit, done from board_columns
@@ -393,10 +371,8 @@ pub async fn activity_log(
     Path(id): Path<Uuid>,
     common::extract::Query(filter): common::extract::Query<ActivityFilter>,
 ) -> Result<Json<ActivityPage>, ApiError> {
-    user.require(Perm::ProjectsRead)?;
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     let limit = filter.limit.unwrap_or(50).clamp(1, 200);
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
     find(&mut conn, id).await?;
     let mut items: Vec<Activity> = sqlx::query_as(
         "select id, task_id, actor_id, action, before, after, occurred_at from activity
@@ -428,9 +404,7 @@ pub async fn remove(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
     let project = sqlx::query_as::<_, Project>(&format!("{PROJECT} where id = $1 for update"))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -447,14 +421,11 @@ pub async fn remove(
         .execute(&mut *tx)
         .await?;
     super::attachments::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
-    emit(
-        &mut tx,
-        &user,
+    tx.emit(
         keys::PROJECT_UPDATED,
         json!({"project_id": id, "key": project.key, "deleted": true}),
     )
     .await?;
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok(StatusCode::NO_CONTENT)
 }

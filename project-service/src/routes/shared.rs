@@ -26,8 +26,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::comments::{self, render};
-use super::internal_get;
 use crate::AppState;
+use crate::tenant::TenantConn;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct GrantQuery {
@@ -211,8 +211,7 @@ async fn show<P: SharedPage>(
     let json = wants_json(headers);
     let result = async {
         let grant = authorise(state, host_tenant, grant, target)?;
-        let lease = state.pools.lease(grant.tenant_id).await?;
-        let mut conn = lease.pool.acquire().await?;
+        let mut conn = TenantConn::open(state, grant.tenant_id).await?;
         load(&mut conn, grant.tenant_id).await
     }
     .await;
@@ -253,36 +252,14 @@ fn wants_json(headers: &HeaderMap) -> bool {
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
-#[derive(Deserialize)]
-struct Summary {
-    id: Uuid,
-    name: String,
-}
-
 /// Display names of tenant members; a page still renders (with "a member") when
 /// user-service cannot say.
 async fn names(state: &AppState, tenant: Uuid, ids: &[Uuid]) -> HashMap<Uuid, String> {
-    if ids.is_empty() {
-        return HashMap::new();
-    }
-    let list = ids
-        .iter()
-        .map(Uuid::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let url = format!(
-        "{}/internal/users",
-        state.config.user_service_url.trim_end_matches('/')
-    );
-    let request = state
-        .http
-        .get(url)
-        .query(&[("ids", list), ("tenant_id", tenant.to_string())]);
-    internal_get::<Vec<Summary>>(state, request, "Member names")
+    crate::upstream::members(state, tenant, ids, "Member names")
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|s| (s.id, s.name))
+        .map(|m| (m.id, m.name))
         .collect()
 }
 

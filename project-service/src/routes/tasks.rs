@@ -15,8 +15,11 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, idempotency_key, if_match, remember, replay, tenant_db};
 use crate::AppState;
+use crate::db::idempotency;
+use crate::domain::activity::Change;
+use crate::tenant::Tenant;
+use common::extract::if_match;
 
 const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
 
@@ -196,12 +199,11 @@ pub async fn create(
     headers: HeaderMap,
     ValidJson(req): ValidJson<NewTask>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    user.require(Perm::TasksWrite)?;
-    let key = idempotency_key(&headers)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let tenant = Tenant::allow(&state, &user, Perm::TasksWrite)?;
+    let key = idempotency::key(&headers)?;
+    let mut tx = tenant.begin().await?;
     if let Some(key) = &key
-        && let Some((status, body)) = replay(&mut tx, &user, key).await?
+        && let Some((status, body)) = idempotency::replay(&mut tx, &user, key).await?
     {
         return Ok((status, Json(body)));
     }
@@ -258,19 +260,9 @@ pub async fn create(
     .execute(&mut *tx)
     .await?;
     let task = find(&mut tx, id, false).await?;
-    activity(
-        &mut tx,
-        &user,
-        project_id,
-        Some(id),
-        "task.created",
-        None,
-        Some(json!(task)),
-    )
-    .await?;
-    emit(
-        &mut tx,
-        &user,
+    tx.record(Change::task(project_id, id, "task.created").after(&task))
+        .await?;
+    tx.emit(
         keys::TASK_CREATED,
         json!({
             "project_id": project_id, "task_id": id, "number": number, "key": task.key,
@@ -281,10 +273,9 @@ pub async fn create(
     .await?;
     let body = json!(task);
     if let Some(key) = &key {
-        remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
+        idempotency::remember(&mut tx, &user, key, StatusCode::CREATED, &body).await?;
     }
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -296,9 +287,7 @@ pub async fn get_one(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Task>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     Ok(Json(find(&mut conn, id, false).await?))
 }
 
@@ -354,10 +343,9 @@ pub async fn update(
     headers: HeaderMap,
     ValidJson(req): ValidJson<TaskChanges>,
 ) -> Result<Json<Task>, ApiError> {
-    user.require(Perm::TasksWrite)?;
+    let tenant = Tenant::allow(&state, &user, Perm::TasksWrite)?;
     let expected = if_match(&headers)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = tenant.begin().await?;
     let before = find(&mut tx, id, true).await?;
     if expected.is_some_and(|v| v != before.version) {
         return Err(ApiError::PreconditionFailed(
@@ -383,27 +371,20 @@ pub async fn update(
     .execute(&mut *tx)
     .await?;
     let after = find(&mut tx, id, false).await?;
-    activity(
-        &mut tx,
-        &user,
-        after.project_id,
-        Some(id),
-        "task.updated",
-        Some(json!(before)),
-        Some(json!(after)),
+    tx.record(
+        Change::task(after.project_id, id, "task.updated")
+            .before(&before)
+            .after(&after),
     )
     .await?;
     if assignee != before.assignee_id {
-        emit(
-            &mut tx,
-            &user,
+        tx.emit(
             keys::TASK_ASSIGNED,
             json!({"task_id": id, "project_id": after.project_id, "from": before.assignee_id, "to": assignee}),
         )
         .await?;
     }
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok(Json(after))
 }
 
@@ -434,9 +415,7 @@ pub async fn move_task(
     Path(id): Path<Uuid>,
     ValidJson(req): ValidJson<Move>,
 ) -> Result<Json<Task>, ApiError> {
-    user.require(Perm::TasksWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TasksWrite).await?;
     // Lock order: the columns (by id), then the task, so concurrent moves cannot deadlock.
     let current: Option<(Uuid, Uuid)> =
         sqlx::query_as("select project_id, column_id from tasks where id = $1")
@@ -502,20 +481,14 @@ pub async fn move_task(
     .execute(&mut *tx)
     .await?;
     let after = find(&mut tx, id, false).await?;
-    activity(
-        &mut tx,
-        &user,
-        project_id,
-        Some(id),
-        "task.moved",
-        Some(json!({"column_id": from_column, "position": before.position})),
-        Some(json!({"column_id": to_column, "position": position})),
+    tx.record(
+        Change::task(project_id, id, "task.moved")
+            .before(json!({"column_id": from_column, "position": before.position}))
+            .after(json!({"column_id": to_column, "position": position})),
     )
     .await?;
     if !same {
-        emit(
-            &mut tx,
-            &user,
+        tx.emit(
             keys::TASK_STATUS_CHANGED,
             json!({"task_id": id, "project_id": project_id, "from": from_column, "to": to_column,
                    "done": to_done, "was_done": source_done}),
@@ -523,7 +496,6 @@ pub async fn move_task(
         .await?;
     }
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok(Json(after))
 }
 
@@ -559,7 +531,7 @@ pub async fn list(
     Path(project_id): Path<Uuid>,
     common::extract::Query(filter): common::extract::Query<TaskFilter>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    user.require(Perm::TasksRead)?;
+    let tenant = Tenant::allow(&state, &user, Perm::TasksRead)?;
     if let Some(priority) = &filter.priority
         && !PRIORITIES.contains(&priority.as_str())
     {
@@ -577,8 +549,7 @@ pub async fn list(
                 .map_err(|_| ApiError::validation("cursor", "is not a cursor this API gave out"))
         })
         .transpose()?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = tenant.connect().await?;
     super::projects::find(&mut conn, project_id).await?;
     let mut query = sqlx::QueryBuilder::new(TASK);
     query.push(" where t.project_id = ").push_bind(project_id);
@@ -638,9 +609,7 @@ pub async fn progress(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Progress>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     find(&mut conn, id, false).await?;
     let (total, done): (i64, i64) = sqlx::query_as(
         "select count(*), count(*) filter (where c.done) from tasks t
@@ -660,9 +629,7 @@ pub async fn remove(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::TasksManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TasksManage).await?;
     let current: Option<(Uuid, Uuid)> =
         sqlx::query_as("select project_id, column_id from tasks where id = $1")
             .bind(id)
@@ -703,16 +670,8 @@ pub async fn remove(
         .execute(&mut *tx)
         .await?;
     }
-    activity(
-        &mut tx,
-        &user,
-        project_id,
-        None,
-        "task.deleted",
-        Some(json!(before)),
-        None,
-    )
-    .await?;
+    tx.record(Change::project(project_id, "task.deleted").before(&before))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,11 +12,12 @@ use common::events::keys;
 use common::extract::{FieldErrors, Json, Query, ValidJson, Validate};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{activity, emit, project_of, tenant_db};
+use super::project_of;
 use crate::AppState;
+use crate::domain::activity::Change;
+use crate::tenant::{Tenant, TenantTx};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkLog {
@@ -64,7 +65,7 @@ impl Validate for NewWorkLog {
 
 /// Writes a work log with its activity row and `task.time_logged` event.
 async fn log_time(
-    conn: &mut PgConnection,
+    tx: &mut TenantTx<'_>,
     user: &AuthUser,
     task: Uuid,
     project: Uuid,
@@ -84,21 +85,11 @@ async fn log_time(
     .bind(minutes)
     .bind(worked_on)
     .bind(note)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut **tx)
     .await?;
-    activity(
-        &mut *conn,
-        user,
-        project,
-        Some(task),
-        "time.logged",
-        None,
-        Some(json!(log)),
-    )
-    .await?;
-    emit(
-        conn,
-        user,
+    tx.record(Change::task(project, task, "time.logged").after(&log))
+        .await?;
+    tx.emit(
         keys::TASK_TIME_LOGGED,
         json!({"task_id": task, "project_id": project, "user_id": user.user_id,
                "minutes": minutes, "worked_on": worked_on, "work_log_id": log.id}),
@@ -116,9 +107,7 @@ pub async fn create(
     Path(task): Path<Uuid>,
     ValidJson(req): ValidJson<NewWorkLog>,
 ) -> Result<(StatusCode, Json<WorkLog>), ApiError> {
-    user.require(Perm::TimeWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TimeWrite).await?;
     let project = project_of(&mut tx, task).await?;
     let worked_on = req.worked_on.unwrap_or_else(|| Utc::now().date_naive());
     let log = log_time(
@@ -132,7 +121,6 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok((StatusCode::CREATED, Json(log)))
 }
 
@@ -144,9 +132,7 @@ pub async fn list(
     user: AuthUser,
     Path(task): Path<Uuid>,
 ) -> Result<Json<Vec<WorkLog>>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     project_of(&mut conn, task).await?;
     let logs = sqlx::query_as(&format!(
         "{LOG} where task_id = $1 order by id desc limit 1000"
@@ -165,9 +151,7 @@ pub async fn remove(
     user: AuthUser,
     Path((task, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::TimeWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TimeWrite).await?;
     let log: WorkLog = sqlx::query_as(&format!("{LOG} where id = $1 and task_id = $2 for update"))
         .bind(id)
         .bind(task)
@@ -181,16 +165,8 @@ pub async fn remove(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    activity(
-        &mut tx,
-        &user,
-        log.project_id,
-        Some(task),
-        "time.deleted",
-        Some(json!(log)),
-        None,
-    )
-    .await?;
+    tx.record(Change::task(log.project_id, task, "time.deleted").before(&log))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -210,25 +186,22 @@ pub struct TimerStarted {
 
 /// Stops the caller's running timer, if any, logging its time (whole minutes, at least
 /// one) on the day it started.
-async fn stop_running(
-    conn: &mut PgConnection,
-    user: &AuthUser,
-) -> Result<Option<WorkLog>, ApiError> {
+async fn stop_running(tx: &mut TenantTx<'_>, user: &AuthUser) -> Result<Option<WorkLog>, ApiError> {
     let running: Option<(Uuid, DateTime<Utc>)> =
         sqlx::query_as("delete from timers where user_id = $1 returning task_id, started_at")
             .bind(user.user_id)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut **tx)
             .await?;
     let Some((task, started_at)) = running else {
         return Ok(None);
     };
-    let project = project_of(&mut *conn, task).await?;
+    let project = project_of(tx, task).await?;
     let elapsed = (Utc::now() - started_at).num_seconds().max(0);
     let minutes = i32::try_from((elapsed + 30) / 60)
         .unwrap_or(1440)
         .clamp(1, 1440);
     let log = log_time(
-        conn,
+        tx,
         user,
         task,
         project,
@@ -248,9 +221,7 @@ pub async fn start(
     user: AuthUser,
     Path(task): Path<Uuid>,
 ) -> Result<(StatusCode, Json<TimerStarted>), ApiError> {
-    user.require(Perm::TimeWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TimeWrite).await?;
     project_of(&mut tx, task).await?;
     // One start or stop at a time per user.
     sqlx::query("select pg_advisory_xact_lock(hashtext($1::text))")
@@ -266,9 +237,6 @@ pub async fn start(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    if stopped.is_some() {
-        state.outboxes.mark(user.tenant_id);
-    }
     Ok((StatusCode::CREATED, Json(TimerStarted { timer, stopped })))
 }
 
@@ -280,9 +248,7 @@ pub async fn stop(
     user: AuthUser,
     Path(task): Path<Uuid>,
 ) -> Result<Json<WorkLog>, ApiError> {
-    user.require(Perm::TimeWrite)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
+    let mut tx = Tenant::write(&state, &user, Perm::TimeWrite).await?;
     sqlx::query("select pg_advisory_xact_lock(hashtext($1::text))")
         .bind(user.user_id)
         .execute(&mut *tx)
@@ -303,7 +269,6 @@ pub async fn stop(
         .await?
         .expect("a timer was running");
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     Ok(Json(log))
 }
 
@@ -323,9 +288,7 @@ pub async fn task_time(
     user: AuthUser,
     Path(task): Path<Uuid>,
 ) -> Result<Json<TaskTime>, ApiError> {
-    user.require(Perm::TasksRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
     project_of(&mut conn, task).await?;
     let (minutes, total_minutes): (i64, i64) = sqlx::query_as(
         "with recursive tree as (select id from tasks where id = $1
@@ -382,9 +345,7 @@ pub async fn project_time(
     Path(project): Path<Uuid>,
     Query(range): Query<Range>,
 ) -> Result<Json<ProjectTime>, ApiError> {
-    user.require(Perm::ProjectsRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     super::projects::find(&mut conn, project).await?;
     let grouped = |by: &str| {
         format!(
@@ -422,9 +383,7 @@ pub async fn export(
     Path(project): Path<Uuid>,
     Query(range): Query<Range>,
 ) -> Result<Response, ApiError> {
-    user.require(Perm::ProjectsRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     super::projects::find(&mut conn, project).await?;
     let rows: Vec<(NaiveDate, String, Uuid, i32, String, DateTime<Utc>)> =
         sqlx::query_as(&format!(

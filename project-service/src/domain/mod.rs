@@ -1,0 +1,4 @@
+//! The service's nouns as the API shows them and the data layer yields them, and the
+//! request bodies that validate themselves before a handler sees them.
+
+pub mod activity;
