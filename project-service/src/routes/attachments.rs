@@ -10,10 +10,13 @@
 
 use std::path::{Path as FsPath, PathBuf};
 
+use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
@@ -31,6 +34,20 @@ use super::project_of;
 use crate::AppState;
 use crate::domain::activity::Change;
 use crate::tenant::{Tenant, TenantTx};
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/tasks/{id}/attachments",
+            // The upload counts its bytes itself (`ATTACHMENT_MAX_BYTES`).
+            post(upload).get(list).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/tasks/{id}/attachments/{attachment_id}",
+            get(download).delete(remove),
+        )
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Attachment {

@@ -1,7 +1,9 @@
 //! A board's columns: add, change, reorder and remove, positions kept dense.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::routing::{patch, post};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
 use common::error::{FieldError, Problem};
@@ -14,6 +16,16 @@ use super::projects::Column;
 use crate::AppState;
 use crate::domain::activity::Change;
 use crate::tenant::Tenant;
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/columns", post(create))
+        .route(
+            "/projects/{id}/columns/{column_id}",
+            patch(update).delete(remove),
+        )
+}
 
 const COLUMN: &str = "select id, name, position, wip_limit, done from board_columns";
 

@@ -2,8 +2,10 @@
 //! shown, replies one level deep, and `@<user id>` mentions resolved to the tenant's
 //! members through user-service (`task.comment_added` carries them).
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::routing::{patch, post};
 use chrono::{DateTime, Utc};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
@@ -19,6 +21,16 @@ use super::project_of;
 use crate::AppState;
 use crate::domain::activity::Change;
 use crate::tenant::Tenant;
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tasks/{id}/comments", post(create).get(list))
+        .route(
+            "/tasks/{id}/comments/{comment_id}",
+            patch(update).delete(remove),
+        )
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Comment {

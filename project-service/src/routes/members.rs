@@ -1,7 +1,9 @@
 //! A project's members and their project role (`lead`, `member`, `viewer`).
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::routing::{self, get};
 use chrono::{DateTime, Utc};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
@@ -15,6 +17,16 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::domain::activity::Change;
 use crate::tenant::Tenant;
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/members", get(list))
+        .route(
+            "/projects/{id}/members/{user_id}",
+            routing::put(put).delete(remove),
+        )
+}
 
 const ROLES: [&str; 3] = ["lead", "member", "viewer"];
 

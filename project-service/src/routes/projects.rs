@@ -1,7 +1,9 @@
 //! Projects: create (with a default board), list, read, update, and the board view.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
@@ -20,6 +22,15 @@ use crate::db::idempotency;
 use crate::domain::activity::Change;
 use crate::tenant::Tenant;
 use common::extract::if_match;
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/projects", post(create).get(list))
+        .route("/projects/{id}", get(get_one).patch(update).delete(remove))
+        .route("/projects/{id}/board", get(board))
+        .route("/projects/{id}/activity", get(activity_log))
+}
 
 /// The columns every new project's board starts with: (name, WIP limit, done).
 const DEFAULT_COLUMNS: [(&str, Option<i32>, bool); 3] = [

@@ -11,9 +11,11 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::ApiError;
@@ -28,6 +30,13 @@ use uuid::Uuid;
 use super::comments::{self, render};
 use crate::AppState;
 use crate::tenant::TenantConn;
+
+/// This resource's routes, at the root (not under `/api/v1`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/shared/tasks/{id}", get(task))
+        .route("/shared/projects/{id}", get(project))
+}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct GrantQuery {

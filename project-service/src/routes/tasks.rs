@@ -1,8 +1,10 @@
 //! Tasks: create (numbered per project, `WEB-42`), read, update, and move between
 //! columns under WIP limits.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
@@ -20,6 +22,15 @@ use crate::db::idempotency;
 use crate::domain::activity::Change;
 use crate::tenant::Tenant;
 use common::extract::if_match;
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/tasks", post(create).get(list))
+        .route("/tasks/{id}", get(get_one).patch(update).delete(remove))
+        .route("/tasks/{id}/move", post(move_task))
+        .route("/tasks/{id}/progress", get(progress))
+}
 
 const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
 

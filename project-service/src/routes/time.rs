@@ -1,9 +1,11 @@
 //! Time tracking: work logs on tasks (with the date worked), one running timer per user,
 //! totals that roll subtasks up into their parents and the project, and a CSV export.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
@@ -18,6 +20,18 @@ use super::project_of;
 use crate::AppState;
 use crate::domain::activity::Change;
 use crate::tenant::{Tenant, TenantTx};
+
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tasks/{id}/worklogs", post(create).get(list))
+        .route("/tasks/{id}/worklogs/{log_id}", delete(remove))
+        .route("/tasks/{id}/timer/start", post(start))
+        .route("/tasks/{id}/timer/stop", post(stop))
+        .route("/tasks/{id}/time", get(task_time))
+        .route("/projects/{id}/time", get(project_time))
+        .route("/projects/{id}/worklogs.csv", get(export))
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkLog {
