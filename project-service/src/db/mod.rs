@@ -1,7 +1,13 @@
 //! Every query of the service, one module per table or resource. Queries are
 //! compile-checked (`sqlx::query!` and friends, against `migrations/tenant`; `.sqlx/`
 //! holds their descriptions for offline builds). Functions take the connection or
-//! transaction they run on, so a handler decides what shares a transaction.
+//! transaction they run on (`&mut tx` of a [`crate::tenant::TenantTx`] derefs to one),
+//! so a handler decides what shares a transaction.
 
 pub mod activity;
+pub mod attachments;
+pub mod columns;
 pub mod idempotency;
+pub mod locks;
+pub mod members;
+pub mod projects;

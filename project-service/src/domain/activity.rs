@@ -1,7 +1,8 @@
 //! The activity log: every change to a project, who made it, and the fields before and
 //! after.
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -55,4 +56,31 @@ impl<'a> Change<'a> {
             ..self
         }
     }
+}
+
+/// One line of the log, as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Activity {
+    pub id: Uuid,
+    pub task_id: Option<Uuid>,
+    pub actor_id: Uuid,
+    pub action: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityFilter {
+    /// Only this task's changes.
+    pub task_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityPage {
+    pub items: Vec<Activity>,
+    pub next_cursor: Option<Uuid>,
 }

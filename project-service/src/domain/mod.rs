@@ -2,3 +2,8 @@
 //! request bodies that validate themselves before a handler sees them.
 
 pub mod activity;
+pub mod board;
+pub mod column;
+pub mod member;
+pub mod project;
+pub mod task;

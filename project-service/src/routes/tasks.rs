@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
 use common::error::FieldError;
@@ -18,8 +18,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::db::idempotency;
+use crate::db::{self, idempotency};
 use crate::domain::activity::Change;
+use crate::domain::project::Project;
+pub use crate::domain::task::Task;
 use crate::tenant::Tenant;
 use common::extract::if_match;
 
@@ -33,29 +35,6 @@ pub fn router() -> Router<AppState> {
 }
 
 const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Task {
-    pub id: Uuid,
-    pub project_id: Uuid,
-    pub number: i32,
-    /// `<project key>-<number>`, e.g. `WEB-42`.
-    pub key: String,
-    pub title: String,
-    pub description: String,
-    pub column_id: Uuid,
-    pub position: i32,
-    pub priority: String,
-    pub assignee_id: Option<Uuid>,
-    pub reporter_id: Uuid,
-    pub labels: Vec<String>,
-    pub due_date: Option<NaiveDate>,
-    pub estimate_minutes: Option<i32>,
-    pub parent_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
 
 const TASK: &str = "select t.id, t.project_id, t.number, p.key || '-' || t.number as key, \
     t.title, t.description, t.column_id, t.position, t.priority, t.assignee_id, \
@@ -561,7 +540,9 @@ pub async fn list(
         })
         .transpose()?;
     let mut conn = tenant.connect().await?;
-    super::projects::find(&mut conn, project_id).await?;
+    db::projects::find(&mut conn, project_id)
+        .await?
+        .ok_or_else(Project::missing)?;
     let mut query = sqlx::QueryBuilder::new(TASK);
     query.push(" where t.project_id = ").push_bind(project_id);
     if let Some(v) = filter.column_id {

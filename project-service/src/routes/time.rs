@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use super::project_of;
 use crate::AppState;
+use crate::db;
 use crate::domain::activity::Change;
+use crate::domain::project::Project;
 use crate::tenant::{Tenant, TenantTx};
 
 /// This resource's routes, under `/api/v1`.
@@ -360,7 +362,9 @@ pub async fn project_time(
     Query(range): Query<Range>,
 ) -> Result<Json<ProjectTime>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
-    super::projects::find(&mut conn, project).await?;
+    db::projects::find(&mut conn, project)
+        .await?
+        .ok_or_else(Project::missing)?;
     let grouped = |by: &str| {
         format!(
             "select w.{by} as id, sum(w.minutes)::bigint as minutes from work_logs w
@@ -398,7 +402,9 @@ pub async fn export(
     Query(range): Query<Range>,
 ) -> Result<Response, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
-    super::projects::find(&mut conn, project).await?;
+    db::projects::find(&mut conn, project)
+        .await?
+        .ok_or_else(Project::missing)?;
     let rows: Vec<(NaiveDate, String, Uuid, i32, String, DateTime<Utc>)> =
         sqlx::query_as(&format!(
         "select w.worked_on, p.key || '-' || t.number, w.user_id, w.minutes, w.note, w.created_at

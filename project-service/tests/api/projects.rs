@@ -286,3 +286,73 @@ async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
     );
     assert!(value("tenant_pool_evictions_total") >= 46.0);
 }
+
+#[tokio::test]
+async fn concurrent_creates_of_one_key_make_one_project_and_the_others_are_409() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+
+    let creates = (0..6).map(|i| {
+        app.send(
+            &acme,
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"key": "SAME", "name": format!("Attempt {i}")})),
+        )
+    });
+    let mut created = 0;
+    for resp in futures::future::join_all(creates).await {
+        if resp.status() == 201 {
+            created += 1;
+        } else {
+            let problem = expect_problem(resp, 409).await;
+            assert!(
+                problem["type"].as_str().unwrap().ends_with("conflict"),
+                "{problem}"
+            );
+            assert!(problem["detail"].as_str().unwrap().contains("SAME"));
+        }
+    }
+    assert_eq!(created, 1);
+    let count = sqlx::query_scalar!(r#"select count(*) as "count!" from projects"#)
+        .fetch_one(&acme.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn concurrent_creates_at_the_plan_limit_make_only_what_the_plan_allows() {
+    let app = spawn_app().await;
+    app.resolver.limit_projects(Some(3));
+    let acme = app.tenant().await;
+    app.project(&acme, "ONE").await;
+
+    let creates = ["A1", "A2", "A3", "A4", "A5", "A6"].map(|key| {
+        app.send(
+            &acme,
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"key": key, "name": key})),
+        )
+    });
+    let mut created = 0;
+    for resp in futures::future::join_all(creates).await {
+        if resp.status() == 201 {
+            created += 1;
+        } else {
+            let problem = expect_problem(resp, 409).await;
+            assert!(
+                problem["type"].as_str().unwrap().ends_with("plan-limit"),
+                "{problem}"
+            );
+        }
+    }
+    assert_eq!(created, 2, "two more fit under a limit of three");
+    let active =
+        sqlx::query_scalar!(r#"select count(*) as "count!" from projects where not archived"#)
+            .fetch_one(&acme.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(active, 3);
+}
