@@ -17,3 +17,13 @@ pub async fn hashes_of_project(
     .fetch_all(conn)
     .await
 }
+
+/// The content hashes of the attachments of `tasks`, as [`hashes_of_project`].
+pub async fn hashes_of_tasks(conn: &mut PgConnection, tasks: &[Uuid]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        "select distinct sha256 from attachments where task_id = any($1)",
+        tasks,
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -11,3 +11,4 @@ pub mod idempotency;
 pub mod locks;
 pub mod members;
 pub mod projects;
+pub mod tasks;

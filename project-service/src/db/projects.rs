@@ -100,3 +100,16 @@ pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Takes the project's next task number; the project's row stays locked until the
+/// transaction ends, so numbers are handed out in turn. `None` for a project that is not
+/// there or is archived.
+pub async fn take_task_number(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!(
+        r#"update projects set next_task_number = next_task_number + 1
+           where id = $1 and not archived returning next_task_number - 1 as "number!""#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}

@@ -447,17 +447,6 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The content hashes of the attachments of `tasks`, to hand to [`forget_unreferenced`]
-/// once they are deleted with their tasks.
-pub async fn hashes_of(conn: &mut PgConnection, tasks: &[Uuid]) -> Result<Vec<String>, ApiError> {
-    Ok(
-        sqlx::query_scalar("select distinct sha256 from attachments where task_id = any($1)")
-            .bind(tasks)
-            .fetch_all(conn)
-            .await?,
-    )
-}
-
 /// Removes the files of `hashes` that no attachment refers to any more. Runs inside the
 /// deleting transaction, under the tenant's attachment lock.
 pub async fn forget_unreferenced(

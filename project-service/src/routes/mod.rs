@@ -32,9 +32,7 @@ pub fn router() -> Router<AppState> {
 
 /// The project of a task, or 404.
 pub async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, ApiError> {
-    sqlx::query_scalar("select project_id from tasks where id = $1")
-        .bind(task)
-        .fetch_optional(conn)
+    crate::db::tasks::project_of(conn, task)
         .await?
-        .ok_or_else(|| ApiError::NotFound("There is no such task.".into()))
+        .ok_or_else(crate::domain::task::Task::missing)
 }

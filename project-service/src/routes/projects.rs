@@ -185,7 +185,7 @@ pub async fn board(
         .await?
         .ok_or_else(Project::missing)?;
     let columns = db::columns::of_project(&mut conn, id).await?;
-    let mut tasks = super::tasks::of_project(&mut conn, id)
+    let mut tasks = db::tasks::of_project(&mut conn, id)
         .await?
         .into_iter()
         .peekable();
