@@ -7,8 +7,11 @@
 pub mod activity;
 pub mod attachments;
 pub mod columns;
+pub mod comments;
 pub mod idempotency;
 pub mod locks;
 pub mod members;
 pub mod projects;
 pub mod tasks;
+pub mod timers;
+pub mod worklogs;

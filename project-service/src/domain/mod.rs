@@ -4,6 +4,8 @@
 pub mod activity;
 pub mod board;
 pub mod column;
+pub mod comment;
 pub mod member;
 pub mod project;
 pub mod task;
+pub mod time;

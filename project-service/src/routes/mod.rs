@@ -10,6 +10,8 @@ pub mod projects;
 pub mod shared;
 pub mod tasks;
 pub mod time;
+pub mod timer;
+pub mod worklogs;
 
 use axum::Router;
 use common::ApiError;
@@ -26,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .merge(tasks::router())
         .merge(comments::router())
         .merge(attachments::router())
+        .merge(worklogs::router())
+        .merge(timer::router())
         .merge(time::router());
     Router::new().nest("/api/v1", api).merge(shared::router())
 }

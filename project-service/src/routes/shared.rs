@@ -27,8 +27,9 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::comments::{self, render};
 use crate::AppState;
+use crate::db;
+use crate::domain::comment::{self as comments, render};
 use crate::tenant::TenantConn;
 
 /// This resource's routes, at the root (not under `/api/v1`).
@@ -298,7 +299,7 @@ async fn load_task(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let found = comments::of_task(conn, id).await?;
+    let found = db::comments::of_task(conn, id).await?;
     let mut people: Vec<Uuid> = found.iter().map(|c| c.author_id).collect();
     people.extend(task.assignee_id);
     people.sort();
