@@ -11,6 +11,7 @@ pub mod events;
 pub mod pools;
 pub mod relay;
 pub mod routes;
+pub mod storage;
 pub mod tenant;
 pub mod upstream;
 

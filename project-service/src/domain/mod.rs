@@ -2,6 +2,7 @@
 //! request bodies that validate themselves before a handler sees them.
 
 pub mod activity;
+pub mod attachment;
 pub mod board;
 pub mod column;
 pub mod comment;

@@ -14,9 +14,6 @@ pub mod timer;
 pub mod worklogs;
 
 use axum::Router;
-use common::ApiError;
-use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::AppState;
 
@@ -32,11 +29,4 @@ pub fn router() -> Router<AppState> {
         .merge(timer::router())
         .merge(time::router());
     Router::new().nest("/api/v1", api).merge(shared::router())
-}
-
-/// The project of a task, or 404.
-pub async fn project_of(conn: &mut PgConnection, task: Uuid) -> Result<Uuid, ApiError> {
-    crate::db::tasks::project_of(conn, task)
-        .await?
-        .ok_or_else(crate::domain::task::Task::missing)
 }

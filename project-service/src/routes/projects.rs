@@ -162,7 +162,7 @@ pub async fn remove(
         .ok_or_else(Project::missing)?;
     let files = db::attachments::hashes_of_project(&mut tx, id).await?;
     db::projects::delete(&mut tx, id).await?;
-    super::attachments::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
+    crate::storage::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
     tx.emit(
         keys::PROJECT_UPDATED,
         json!({"project_id": id, "key": project.key, "deleted": true}),

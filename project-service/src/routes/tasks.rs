@@ -315,7 +315,7 @@ pub async fn remove(
     let doomed_ids: Vec<Uuid> = doomed.iter().map(|(task, _)| *task).collect();
     let files = db::attachments::hashes_of_tasks(&mut tx, &doomed_ids).await?;
     db::tasks::delete(&mut tx, id).await?;
-    super::attachments::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
+    crate::storage::forget_unreferenced(&state, user.tenant_id, &mut tx, &files).await?;
     for column in &columns {
         db::tasks::close_gaps(&mut tx, *column).await?;
     }
