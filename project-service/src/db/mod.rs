@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod locks;
 pub mod members;
 pub mod projects;
+pub mod shared;
 pub mod tasks;
 pub mod timers;
 pub mod worklogs;

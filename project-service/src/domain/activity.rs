@@ -58,7 +58,6 @@ impl<'a> Change<'a> {
     }
 }
 
-/// One line of the log, as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Activity {
     pub id: Uuid,

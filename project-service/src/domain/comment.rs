@@ -31,7 +31,6 @@ impl Comment {
     }
 }
 
-/// A comment as the API shows it: with its body rendered.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Shown {
     #[serde(flatten)]

@@ -8,5 +8,6 @@ pub mod column;
 pub mod comment;
 pub mod member;
 pub mod project;
+pub mod share;
 pub mod task;
 pub mod time;
