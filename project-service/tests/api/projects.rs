@@ -36,7 +36,7 @@ async fn a_new_project_has_a_default_board_and_a_lead() {
             ("Done", Value::Null, true)
         ]
     );
-    let lead: String = sqlx::query_scalar("select role from project_members")
+    let lead: String = sqlx::query_scalar!("select role from project_members")
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
@@ -63,7 +63,7 @@ async fn a_new_project_has_a_default_board_and_a_lead() {
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["key", "name"]);
-    let count: i64 = sqlx::query_scalar("select count(*) from projects")
+    let count: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from projects"#)
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
@@ -113,7 +113,7 @@ async fn viewers_read_but_cannot_write_and_stale_writes_are_412() {
         .await
         .unwrap();
     expect_problem(stale, 412).await;
-    let activity: Vec<String> = sqlx::query_scalar("select action from activity order by id")
+    let activity: Vec<String> = sqlx::query_scalar!("select action from activity order by id")
         .fetch_all(&acme.db.pool)
         .await
         .unwrap();
@@ -237,12 +237,12 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
         .unwrap();
     expect_problem(cross, 403).await;
 
-    let untouched: (String, String) = sqlx::query_as(
-        "select p.name, t.title from projects p join tasks t on t.project_id = p.id",
-    )
-    .fetch_one(&globex.db.pool)
-    .await
-    .unwrap();
+    let row =
+        sqlx::query!("select p.name, t.title from projects p join tasks t on t.project_id = p.id",)
+            .fetch_one(&globex.db.pool)
+            .await
+            .unwrap();
+    let untouched = (row.name, row.title);
     assert_eq!(
         untouched,
         ("Project SEC".to_owned(), "Secret plan".to_owned())
