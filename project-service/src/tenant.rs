@@ -13,9 +13,10 @@
 //! The tenant is always the token's (`AuthUser` has checked it against the gateway's
 //! `X-Tenant-Id`), so a token only ever reaches its own tenant's data. Events emitted in a
 //! transaction are in its outbox; [`TenantTx::commit`] then wakes the relay for the tenant.
-//! A handler with work between the permission check and the database (asking
-//! tenant-resolver for the plan, receiving an upload) splits the prologue in two:
-//! [`Tenant::allow`], then [`Tenant::begin`] or [`Tenant::connect`].
+//! A handler with work between the permission check and the database (reading a header,
+//! asking tenant-resolver for the plan or user-service for mentions, receiving an upload)
+//! splits the prologue in two: [`Tenant::allow`], then [`Tenant::begin`] or
+//! [`Tenant::connect`].
 
 use std::ops::{Deref, DerefMut};
 

@@ -3,6 +3,9 @@
 //! holds their descriptions for offline builds). Functions take the connection or
 //! transaction they run on (`&mut tx` of a [`crate::tenant::TenantTx`] derefs to one),
 //! so a handler decides what shares a transaction.
+//!
+//! The one query built at run time is [`tasks::list`], the documented list builder of
+//! the task list's optional filters (every value bound, never formatted into the SQL).
 
 pub mod activity;
 pub mod attachments;

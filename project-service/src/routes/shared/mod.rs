@@ -108,6 +108,7 @@ async fn show<P: SharedPage>(
     }
 }
 
+/// JSON only when asked for and HTML is not.
 fn wants_json(headers: &HeaderMap) -> bool {
     let accept = headers
         .get(header::ACCEPT)
@@ -116,6 +117,8 @@ fn wants_json(headers: &HeaderMap) -> bool {
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
+/// The page or problem that says why nothing is shown: the same for every refusal, and
+/// a plain "try again" (the cause logged) when the service failed.
 fn refusal(refused: Refused, json: bool) -> Response {
     let (status, title, text) = match refused {
         Refused::Failed(err) if err.status().is_server_error() => {
