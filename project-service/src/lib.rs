@@ -5,9 +5,15 @@
 //! start it in-process or as a process alike.
 
 pub mod config;
+pub mod db;
+pub mod domain;
+pub mod events;
 pub mod pools;
 pub mod relay;
 pub mod routes;
+pub mod storage;
+pub mod tenant;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,14 +113,14 @@ impl AppState {
         routes::columns::create,
         routes::columns::update,
         routes::columns::remove,
-        routes::time::create,
-        routes::time::list,
-        routes::time::remove,
-        routes::time::start,
-        routes::time::stop,
+        routes::worklogs::create,
+        routes::worklogs::list,
+        routes::worklogs::remove,
+        routes::timer::start,
+        routes::timer::stop,
         routes::time::task_time,
         routes::time::project_time,
-        routes::time::export,
+        routes::worklogs::export,
         routes::comments::create,
         routes::comments::list,
         routes::comments::update,

@@ -1,46 +1,32 @@
 //! A project's members and their project role (`lead`, `member`, `viewer`).
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use axum::routing::{self, get};
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
-use common::error::{FieldError, Problem};
+use common::error::Problem;
 use common::events::keys;
-use common::extract::{FieldErrors, Json, ValidJson, Validate};
-use serde::{Deserialize, Serialize};
+use common::extract::{Json, ValidJson};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{activity, emit, tenant_db};
 use crate::AppState;
+use crate::db;
+use crate::domain::activity::Change;
+use crate::domain::member::{Member, MemberRole};
+use crate::domain::project::Project;
+use crate::tenant::Tenant;
 
-const ROLES: [&str; 3] = ["lead", "member", "viewer"];
-
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Member {
-    pub user_id: Uuid,
-    pub role: String,
-    pub added_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberRole {
-    /// `lead`, `member` or `viewer`.
-    pub role: String,
-}
-
-impl Validate for MemberRole {
-    fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let mut errors = FieldErrors::new();
-        errors.check(
-            ROLES.contains(&self.role.as_str()),
-            "role",
-            "must be one of lead, member, viewer",
-        );
-        errors.finish()
-    }
+/// This resource's routes, under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/projects/{id}/members", get(list))
+        .route(
+            "/projects/{id}/members/{user_id}",
+            routing::put(put).delete(remove),
+        )
 }
 
 /// The project's members.
@@ -51,17 +37,11 @@ pub async fn list(
     user: AuthUser,
     Path(project): Path<Uuid>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
-    user.require(Perm::ProjectsRead)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut conn = lease.pool.acquire().await?;
-    super::projects::find(&mut conn, project).await?;
-    let members = sqlx::query_as(
-        "select user_id, role, added_at from project_members where project_id = $1 order by added_at",
-    )
-    .bind(project)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Json(members))
+    let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
+    db::projects::find(&mut conn, project)
+        .await?
+        .ok_or_else(Project::missing)?;
+    Ok(Json(db::members::of_project(&mut conn, project).await?))
 }
 
 /// Adds a member (emits `project.user_added`) or changes a member's role.
@@ -74,50 +54,26 @@ pub async fn put(
     Path((project, member)): Path<(Uuid, Uuid)>,
     ValidJson(req): ValidJson<MemberRole>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
-    super::projects::find(&mut tx, project).await?;
-    let before: Option<String> = sqlx::query_scalar(
-        "select role from project_members where project_id = $1 and user_id = $2 for update",
-    )
-    .bind(project)
-    .bind(member)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let saved: Member = sqlx::query_as(
-        "insert into project_members (project_id, user_id, role) values ($1, $2, $3)
-         on conflict (project_id, user_id) do update set role = excluded.role
-         returning user_id, role, added_at",
-    )
-    .bind(project)
-    .bind(member)
-    .bind(&req.role)
-    .fetch_one(&mut *tx)
-    .await?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "project.member_set",
-        before
-            .as_ref()
-            .map(|r| json!({"user_id": member, "role": r})),
-        Some(json!({"user_id": member, "role": req.role})),
-    )
-    .await?;
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
+    db::projects::find(&mut tx, project)
+        .await?
+        .ok_or_else(Project::missing)?;
+    let before = db::members::lock_role(&mut tx, project, member).await?;
+    let saved = db::members::put(&mut tx, project, member, &req.role).await?;
+    let mut change = Change::project(project, "project.member_set")
+        .after(json!({"user_id": member, "role": req.role}));
+    if let Some(role) = &before {
+        change = change.before(json!({"user_id": member, "role": role}));
+    }
+    tx.record(change).await?;
     if before.is_none() {
-        emit(
-            &mut tx,
-            &user,
+        tx.emit(
             keys::PROJECT_USER_ADDED,
             json!({"project_id": project, "user_id": member, "role": req.role}),
         )
         .await?;
     }
     tx.commit().await?;
-    state.outboxes.mark(user.tenant_id);
     let status = if before.is_none() {
         StatusCode::CREATED
     } else {
@@ -134,26 +90,13 @@ pub async fn remove(
     user: AuthUser,
     Path((project, member)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Perm::ProjectsManage)?;
-    let lease = tenant_db(&state, &user).await?;
-    let mut tx = lease.pool.begin().await?;
-    let removed: Option<String> = sqlx::query_scalar(
-        "delete from project_members where project_id = $1 and user_id = $2 returning role",
-    )
-    .bind(project)
-    .bind(member)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let role =
-        removed.ok_or_else(|| ApiError::NotFound("No such member of this project.".into()))?;
-    activity(
-        &mut tx,
-        &user,
-        project,
-        None,
-        "project.member_removed",
-        Some(json!({"user_id": member, "role": role})),
-        None,
+    let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
+    let role = db::members::delete(&mut tx, project, member)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("No such member of this project.".into()))?;
+    tx.record(
+        Change::project(project, "project.member_removed")
+            .before(json!({"user_id": member, "role": role})),
     )
     .await?;
     tx.commit().await?;

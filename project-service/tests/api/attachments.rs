@@ -172,7 +172,7 @@ async fn uploads_past_the_size_cap_or_the_plan_storage_are_refused_and_leave_not
     let problem = expect_problem(over_plan, 409).await;
     assert!(problem["type"].as_str().unwrap().ends_with("plan-limit"));
 
-    let rows: i64 = sqlx::query_scalar("select count(*) from attachments")
+    let rows: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from attachments"#)
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
@@ -294,7 +294,7 @@ async fn another_tenants_token_reaches_no_attachment() {
     let cross = app.send(&impostor, Method::GET, &one, None).await;
     expect_problem(cross, 403).await;
 
-    let rows: i64 = sqlx::query_scalar("select count(*) from attachments")
+    let rows: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from attachments"#)
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();

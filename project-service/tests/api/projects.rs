@@ -36,7 +36,7 @@ async fn a_new_project_has_a_default_board_and_a_lead() {
             ("Done", Value::Null, true)
         ]
     );
-    let lead: String = sqlx::query_scalar("select role from project_members")
+    let lead: String = sqlx::query_scalar!("select role from project_members")
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
@@ -63,7 +63,7 @@ async fn a_new_project_has_a_default_board_and_a_lead() {
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["key", "name"]);
-    let count: i64 = sqlx::query_scalar("select count(*) from projects")
+    let count: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from projects"#)
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
@@ -113,7 +113,7 @@ async fn viewers_read_but_cannot_write_and_stale_writes_are_412() {
         .await
         .unwrap();
     expect_problem(stale, 412).await;
-    let activity: Vec<String> = sqlx::query_scalar("select action from activity order by id")
+    let activity: Vec<String> = sqlx::query_scalar!("select action from activity order by id")
         .fetch_all(&acme.db.pool)
         .await
         .unwrap();
@@ -237,12 +237,12 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
         .unwrap();
     expect_problem(cross, 403).await;
 
-    let untouched: (String, String) = sqlx::query_as(
-        "select p.name, t.title from projects p join tasks t on t.project_id = p.id",
-    )
-    .fetch_one(&globex.db.pool)
-    .await
-    .unwrap();
+    let row =
+        sqlx::query!("select p.name, t.title from projects p join tasks t on t.project_id = p.id",)
+            .fetch_one(&globex.db.pool)
+            .await
+            .unwrap();
+    let untouched = (row.name, row.title);
     assert_eq!(
         untouched,
         ("Project SEC".to_owned(), "Secret plan".to_owned())
@@ -285,4 +285,74 @@ async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
         "at most 8 / 2 pools open: {metrics}"
     );
     assert!(value("tenant_pool_evictions_total") >= 46.0);
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_key_make_one_project_and_the_others_are_409() {
+    let app = spawn_app().await;
+    let acme = app.tenant().await;
+
+    let creates = (0..6).map(|i| {
+        app.send(
+            &acme,
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"key": "SAME", "name": format!("Attempt {i}")})),
+        )
+    });
+    let mut created = 0;
+    for resp in futures::future::join_all(creates).await {
+        if resp.status() == 201 {
+            created += 1;
+        } else {
+            let problem = expect_problem(resp, 409).await;
+            assert!(
+                problem["type"].as_str().unwrap().ends_with("conflict"),
+                "{problem}"
+            );
+            assert!(problem["detail"].as_str().unwrap().contains("SAME"));
+        }
+    }
+    assert_eq!(created, 1);
+    let count = sqlx::query_scalar!(r#"select count(*) as "count!" from projects"#)
+        .fetch_one(&acme.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn concurrent_creates_at_the_plan_limit_make_only_what_the_plan_allows() {
+    let app = spawn_app().await;
+    app.resolver.limit_projects(Some(3));
+    let acme = app.tenant().await;
+    app.project(&acme, "ONE").await;
+
+    let creates = ["A1", "A2", "A3", "A4", "A5", "A6"].map(|key| {
+        app.send(
+            &acme,
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"key": key, "name": key})),
+        )
+    });
+    let mut created = 0;
+    for resp in futures::future::join_all(creates).await {
+        if resp.status() == 201 {
+            created += 1;
+        } else {
+            let problem = expect_problem(resp, 409).await;
+            assert!(
+                problem["type"].as_str().unwrap().ends_with("plan-limit"),
+                "{problem}"
+            );
+        }
+    }
+    assert_eq!(created, 2, "two more fit under a limit of three");
+    let active =
+        sqlx::query_scalar!(r#"select count(*) as "count!" from projects where not archived"#)
+            .fetch_one(&acme.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(active, 3);
 }

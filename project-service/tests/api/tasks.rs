@@ -124,7 +124,7 @@ async fn concurrent_moves_never_exceed_the_wip_limit_and_keep_positions_dense() 
     for i in 0..8 {
         tasks.push(app.task(&acme, &web, &format!("t{i}")).await);
     }
-    sqlx::query("update board_columns set wip_limit = 3 where name = 'In progress'")
+    sqlx::query!("update board_columns set wip_limit = 3 where name = 'In progress'")
         .execute(&acme.db.pool)
         .await
         .unwrap();
@@ -237,11 +237,12 @@ async fn a_hundred_tasks_created_while_rabbitmq_is_down_are_published_once_it_is
         tap.receive(1, Duration::from_millis(200)).await.is_empty(),
         "nothing got through"
     );
-    let waiting: i64 =
-        sqlx::query_scalar("select count(*) from outbox where routing_key = 'task.created'")
-            .fetch_one(&acme.db.pool)
-            .await
-            .unwrap();
+    let waiting: i64 = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from outbox where routing_key = 'task.created'"#
+    )
+    .fetch_one(&acme.db.pool)
+    .await
+    .unwrap();
     assert_eq!(waiting, 100);
 
     relay.restore();
@@ -259,7 +260,7 @@ async fn a_hundred_tasks_created_while_rabbitmq_is_down_are_published_once_it_is
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 100, "none twice");
-    let left: i64 = sqlx::query_scalar("select count(*) from outbox")
+    let left: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from outbox"#)
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
@@ -291,12 +292,14 @@ async fn a_retried_create_with_the_same_idempotency_key_makes_one_task() {
     );
     let other = send("k-2", "Twice").await.unwrap();
     assert_eq!(other.json::<Value>().await.unwrap()["key"], "WEB-2");
-    let (tasks, events): (i64, i64) = sqlx::query_as(
-        "select (select count(*) from tasks), (select count(*) from activity where action = 'task.created')",
+    let counts = sqlx::query!(
+        r#"select (select count(*) from tasks) as "tasks!",
+                  (select count(*) from activity where action = 'task.created') as "events!""#,
     )
     .fetch_one(&acme.db.pool)
     .await
     .unwrap();
+    let (tasks, events) = (counts.tasks, counts.events);
     assert_eq!((tasks, events), (2, 2));
 }
 

@@ -31,7 +31,7 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
         )
         .await;
     assert_eq!(started.status(), 201);
-    sqlx::query("update timers set started_at = now() - interval '30 minutes'")
+    sqlx::query!("update timers set started_at = now() - interval '30 minutes'")
         .execute(&acme.db.pool)
         .await
         .unwrap();
@@ -78,7 +78,7 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
         None,
     )
     .await;
-    sqlx::query("update timers set started_at = now() - interval '5 minutes'")
+    sqlx::query!("update timers set started_at = now() - interval '5 minutes'")
         .execute(&acme.db.pool)
         .await
         .unwrap();
@@ -107,7 +107,7 @@ async fn a_timer_started_and_stopped_logs_the_elapsed_minutes_once() {
         .await
         .unwrap();
     assert_eq!(logs.len(), 2);
-    let running: i64 = sqlx::query_scalar("select count(*) from timers")
+    let running: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from timers"#)
         .fetch_one(&acme.db.pool)
         .await
         .unwrap();
