@@ -76,10 +76,7 @@ const DDL_PLACES: &[(&str, &str)] = &[
 
 /// Folders not scanned: build output, tool state, and the schema checker itself (it
 /// creates and drops its throw-away databases).
-const SKIPPED: &[&str] = &[
-    "target",
-    "xtask/sql",
-];
+const SKIPPED: &[&str] = &["target", "xtask/sql"];
 
 /// Each `(line, call)` of `source` that makes one of `calls`.
 fn find(source: &str, calls: &'static [&'static str]) -> Vec<(usize, &'static str)> {

@@ -14,7 +14,7 @@ mod page;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::ApiError;
@@ -103,7 +103,7 @@ async fn show<P: SharedPage>(
     .await;
     match result {
         Ok(page) if json => page_json(&page),
-        Ok(page) => html::page(StatusCode::OK, page.title(), &page.body_html()),
+        Ok(page) => html::page(StatusCode::OK, page.title(), &page.body()),
         Err(refused) => refusal(refused, json),
     }
 }
@@ -163,23 +163,9 @@ fn page_json<T: Serialize>(page: &T) -> Response {
     with_page_headers(axum::Json(page).into_response())
 }
 
-/// The headers of every share page, HTML or JSON: never cached, indexed, framed or
-/// sniffed, and no referrer (the grant is in the URL).
+/// The headers of every share page, HTML or JSON (`common::pages::protect`): never
+/// cached, indexed, framed or sniffed, and no referrer (the grant is in the URL).
 fn with_page_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        "x-robots-tag",
-        HeaderValue::from_static("noindex, nofollow"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    common::pages::protect(response.headers_mut());
     response
 }
