@@ -96,7 +96,7 @@ impl Overview {
         range: &Range,
         counters: &BTreeMap<NaiveDate, DayCounts>,
         rolled: Rolled,
-        task_events: &[Raw],
+        mix: Statuses,
     ) -> Self {
         let mut sum: DayCounts = [0; 4];
         let daily = range
@@ -117,7 +117,7 @@ impl Overview {
             to: range.to,
             totals: sum.into(),
             daily,
-            status_mix: status_mix(task_events),
+            status_mix: mix.finish(),
             cycle_time: CycleTime {
                 average_minutes: (rolled.cycle_samples > 0)
                     .then(|| rolled.cycle_minutes_total as f64 / rolled.cycle_samples as f64),
@@ -140,22 +140,29 @@ fn top(map: BTreeMap<String, i64>) -> impl Iterator<Item = (String, i64)> {
     entries.into_iter().take(TOP)
 }
 
-/// `events`: the range's `task.created` and `task.status_changed`, oldest first.
-fn status_mix(events: &[Raw]) -> StatusMix {
-    let mut tasks: HashMap<&str, (&str, bool)> = HashMap::new();
-    for e in events {
+/// Where each task stands, from the range's `task.created` and `task.status_changed`
+/// events, fed oldest first.
+#[derive(Default)]
+pub struct Statuses {
+    /// Task id → (column, done).
+    tasks: HashMap<String, (String, bool)>,
+}
+
+impl Statuses {
+    pub fn add(&mut self, e: &Raw) {
         let Some(task) = e.str("task_id") else {
-            continue;
+            return;
         };
         match e.kind.as_str() {
             keys::TASK_CREATED => {
                 let done = e.data["done"].as_bool().unwrap_or(false);
-                tasks.insert(task, (e.str("status").unwrap_or_default(), done));
+                let status = e.str("status").unwrap_or_default().to_owned();
+                self.tasks.insert(task.to_owned(), (status, done));
             }
             keys::TASK_STATUS_CHANGED => {
-                if let Some(state) = tasks.get_mut(task) {
+                if let Some(state) = self.tasks.get_mut(task) {
                     *state = (
-                        e.str("to").unwrap_or_default(),
+                        e.str("to").unwrap_or_default().to_owned(),
                         e.data["done"].as_bool() == Some(true),
                     );
                 }
@@ -163,24 +170,24 @@ fn status_mix(events: &[Raw]) -> StatusMix {
             _ => {}
         }
     }
-    let mut mix = StatusMix::default();
-    let mut by: BTreeMap<&str, i64> = BTreeMap::new();
-    for (status, done) in tasks.values() {
-        if *done {
-            mix.done += 1;
-        } else {
-            mix.open += 1;
+
+    fn finish(self) -> StatusMix {
+        let mut mix = StatusMix::default();
+        let mut by: BTreeMap<String, i64> = BTreeMap::new();
+        for (status, done) in self.tasks.into_values() {
+            if done {
+                mix.done += 1;
+            } else {
+                mix.open += 1;
+            }
+            *by.entry(status).or_default() += 1;
         }
-        *by.entry(status).or_default() += 1;
+        mix.by_status = by
+            .into_iter()
+            .map(|(status, tasks)| StatusCount { status, tasks })
+            .collect();
+        mix
     }
-    mix.by_status = by
-        .into_iter()
-        .map(|(status, tasks)| StatusCount {
-            status: status.to_owned(),
-            tasks,
-        })
-        .collect();
-    mix
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -205,29 +212,60 @@ pub struct LinkStats {
     pub referrers: Vec<ReferrerClicks>,
 }
 
-impl LinkStats {
-    pub fn build(code: &str, range: &Range, clicks: &[Raw]) -> Self {
-        let mut per_day: BTreeMap<NaiveDate, (i64, HashSet<&str>)> = BTreeMap::new();
-        let mut visitors = HashSet::new();
-        let mut referrers: BTreeMap<String, i64> = BTreeMap::new();
-        let (mut browsers, mut bots) = (0, 0);
-        for click in clicks {
-            let visitor = click.str("visitor_hash").unwrap_or_default();
-            let day = per_day.entry(click.occurred_at.date_naive()).or_default();
-            day.0 += 1;
-            day.1.insert(visitor);
-            visitors.insert(visitor);
-            let host = click
-                .str("referrer_host")
-                .filter(|h| !h.is_empty())
-                .unwrap_or(DIRECT);
-            *referrers.entry(host.to_owned()).or_default() += 1;
-            if click.str("agent_class") == Some("bot") {
-                bots += 1;
-            } else {
-                browsers += 1;
+/// A link's clicks added up, fed one `url.accessed` event at a time.
+#[derive(Default)]
+pub struct Clicks {
+    count: i64,
+    per_day: BTreeMap<NaiveDate, (i64, HashSet<String>)>,
+    visitors: HashSet<String>,
+    referrers: BTreeMap<String, i64>,
+    browsers: i64,
+    bots: i64,
+}
+
+impl Clicks {
+    pub fn add(&mut self, click: &Raw) {
+        self.count += 1;
+        let visitor = click.str("visitor_hash").unwrap_or_default();
+        let day = self
+            .per_day
+            .entry(click.occurred_at.date_naive())
+            .or_default();
+        day.0 += 1;
+        if !day.1.contains(visitor) {
+            day.1.insert(visitor.to_owned());
+        }
+        if !self.visitors.contains(visitor) {
+            self.visitors.insert(visitor.to_owned());
+        }
+        let host = click
+            .str("referrer_host")
+            .filter(|h| !h.is_empty())
+            .unwrap_or(DIRECT);
+        match self.referrers.get_mut(host) {
+            Some(n) => *n += 1,
+            None => {
+                self.referrers.insert(host.to_owned(), 1);
             }
         }
+        if click.str("agent_class") == Some("bot") {
+            self.bots += 1;
+        } else {
+            self.browsers += 1;
+        }
+    }
+}
+
+impl LinkStats {
+    pub fn build(code: &str, range: &Range, clicks: Clicks) -> Self {
+        let Clicks {
+            count,
+            mut per_day,
+            visitors,
+            referrers,
+            browsers,
+            bots,
+        } = clicks;
         let mut referrers: Vec<_> = referrers
             .into_iter()
             .map(|(host, clicks)| ReferrerClicks { host, clicks })
@@ -237,7 +275,7 @@ impl LinkStats {
             code: code.to_owned(),
             from: range.from,
             to: range.to,
-            clicks: clicks.len() as i64,
+            clicks: count,
             unique_visitors: visitors.len() as i64,
             browsers,
             bots,
@@ -320,36 +358,55 @@ impl Series {
     }
 }
 
-impl Burnup {
-    /// `events`: every `task.created`, `task.status_changed` and `task.assigned` up to the
-    /// end of the range, oldest first. A task counts under its project and under its
-    /// assignee as of the end of the range; a completion is counted once per task and day.
-    pub fn build(range: &Range, events: &[Raw]) -> Self {
-        let mut project_of: HashMap<&str, &str> = HashMap::new();
-        let mut assignee_of: HashMap<&str, Option<&str>> = HashMap::new();
-        let mut created: Vec<(&str, NaiveDate)> = Vec::new();
-        let mut completed: HashSet<(&str, NaiveDate)> = HashSet::new();
-        for e in events {
-            let Some(task) = e.str("task_id") else {
-                continue;
-            };
-            if let Some(project) = e.str("project_id") {
-                project_of.insert(task, project);
-            }
-            match e.kind.as_str() {
-                keys::TASK_CREATED => {
-                    assignee_of.insert(task, e.str("assignee_id"));
-                    created.push((task, e.occurred_at.date_naive()));
-                }
-                keys::TASK_ASSIGNED => {
-                    assignee_of.insert(task, e.str("to"));
-                }
-                keys::TASK_STATUS_CHANGED if completes(&e.data) => {
-                    completed.insert((task, e.occurred_at.date_naive()));
-                }
-                _ => {}
-            }
+/// Every task's project, assignee, creation day and completion days, from every
+/// `task.created`, `task.status_changed` and `task.assigned` up to the end of a range,
+/// fed oldest first.
+#[derive(Default)]
+pub struct TaskHistory {
+    project_of: HashMap<String, String>,
+    assignee_of: HashMap<String, Option<String>>,
+    created: Vec<(String, NaiveDate)>,
+    completed: HashSet<(String, NaiveDate)>,
+}
+
+impl TaskHistory {
+    pub fn add(&mut self, e: &Raw) {
+        let Some(task) = e.str("task_id") else {
+            return;
+        };
+        if let Some(project) = e.str("project_id") {
+            self.project_of.insert(task.to_owned(), project.to_owned());
         }
+        match e.kind.as_str() {
+            keys::TASK_CREATED => {
+                self.assignee_of
+                    .insert(task.to_owned(), e.str("assignee_id").map(str::to_owned));
+                self.created
+                    .push((task.to_owned(), e.occurred_at.date_naive()));
+            }
+            keys::TASK_ASSIGNED => {
+                self.assignee_of
+                    .insert(task.to_owned(), e.str("to").map(str::to_owned));
+            }
+            keys::TASK_STATUS_CHANGED if completes(&e.data) => {
+                self.completed
+                    .insert((task.to_owned(), e.occurred_at.date_naive()));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Burnup {
+    /// A task counts under its project and under its assignee as of the end of the
+    /// range; a completion is counted once per task and day.
+    pub fn build(range: &Range, history: &TaskHistory) -> Self {
+        let TaskHistory {
+            project_of,
+            assignee_of,
+            created,
+            completed,
+        } = history;
         let mut projects: BTreeMap<&str, Series> = BTreeMap::new();
         let mut assignees: BTreeMap<Option<&str>, Series> = BTreeMap::new();
         let mut add = |task: &str, day: NaiveDate, done: bool| {
@@ -363,19 +420,19 @@ impl Burnup {
                 .or_default() += 1;
             };
             if let Some(project) = project_of.get(task) {
-                pick(projects.entry(project).or_default());
+                pick(projects.entry(project.as_str()).or_default());
             }
             pick(
                 assignees
-                    .entry(assignee_of.get(task).copied().flatten())
+                    .entry(assignee_of.get(task).and_then(Option::as_deref))
                     .or_default(),
             );
         };
         for (task, day) in created {
-            add(task, day, false);
+            add(task, *day, false);
         }
         for (task, day) in completed {
-            add(task, day, true);
+            add(task, *day, true);
         }
         Self {
             from: range.from,

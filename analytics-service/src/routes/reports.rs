@@ -12,7 +12,7 @@ use common::extract::Query;
 
 use crate::AppState;
 use crate::domain::range::{Range, RangeQuery};
-use crate::domain::report::{Burnup, LinkStats, Overview};
+use crate::domain::report::{Burnup, Clicks, LinkStats, Overview, Statuses, TaskHistory};
 
 /// Tasks created and completed, minutes logged and link clicks per day, with the status
 /// mix, cycle time, top links and top referrers of the range.
@@ -37,17 +37,19 @@ pub async fn overview_of(
     user.require(Perm::AnalyticsRead)?;
     let range = Range::parse(query, Utc::now().date_naive())?;
     let tenant = user.tenant_id;
-    let (counters, rolled, events) = tokio::try_join!(
+    let mut statuses = Statuses::default();
+    let (counters, rolled, ()) = tokio::try_join!(
         state.store.counters_in(tenant, &range),
         state.store.rolled_up(tenant, &range),
         state.store.task_events(
             tenant,
             &[keys::TASK_CREATED, keys::TASK_STATUS_CHANGED],
             &range,
-            true
+            true,
+            |e| statuses.add(&e),
         ),
     )?;
-    Ok(Overview::build(&range, &counters, rolled, &events))
+    Ok(Overview::build(&range, &counters, rolled, statuses))
 }
 
 /// One link's clicks per day, referrers, browsers vs bots and unique visitors. A code the
@@ -71,8 +73,12 @@ pub async fn link(
             "No link {code:?} in this organisation."
         )));
     }
-    let clicks = state.store.clicks(user.tenant_id, &code, &range).await?;
-    Ok(Json(LinkStats::build(&code, &range, &clicks)))
+    let mut clicks = Clicks::default();
+    state
+        .store
+        .clicks(user.tenant_id, &code, &range, |e| clicks.add(&e))
+        .await?;
+    Ok(Json(LinkStats::build(&code, &range, clicks)))
 }
 
 /// Created vs completed tasks per day (burn-up), per project and per assignee.
@@ -92,9 +98,10 @@ pub async fn tasks(
         keys::TASK_STATUS_CHANGED,
         keys::TASK_ASSIGNED,
     ];
-    let events = state
+    let mut history = TaskHistory::default();
+    state
         .store
-        .task_events(user.tenant_id, &kinds, &range, false)
+        .task_events(user.tenant_id, &kinds, &range, false, |e| history.add(&e))
         .await?;
-    Ok(Json(Burnup::build(&range, &events)))
+    Ok(Json(Burnup::build(&range, &history)))
 }

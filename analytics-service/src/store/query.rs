@@ -86,37 +86,37 @@ impl Store {
     }
 
     /// Task events of `kinds` that happened before the end of `range` (and, with
-    /// `since_start`, not before its start), oldest first.
+    /// `since_start`, not before its start), oldest first, each handed to `each`.
     pub async fn task_events(
         &self,
         tenant: Uuid,
         kinds: &[&str],
         range: &Range,
         since_start: bool,
-    ) -> anyhow::Result<Vec<Raw>> {
+        each: impl FnMut(Raw),
+    ) -> anyhow::Result<()> {
         let mut when = doc! { "$lt": bson_time(range.end()) };
         if since_start {
             when.insert("$gte", bson_time(range.start()));
         }
-        let mut events = self
-            .raw(doc! { "tenant_id": tenant.to_string(), "type": { "$in": kinds }, "occurred_at": when })
-            .await?;
-        events.sort_by_key(|e| e.occurred_at);
-        Ok(events)
+        let filter =
+            doc! { "tenant_id": tenant.to_string(), "type": { "$in": kinds }, "occurred_at": when };
+        self.each_raw(filter, true, each).await
     }
 
-    /// The `url.accessed` events of link `code` in `range`.
+    /// The `url.accessed` events of link `code` in `range`, each handed to `each`.
     pub async fn clicks(
         &self,
         tenant: Uuid,
         code: &str,
         range: &Range,
-    ) -> anyhow::Result<Vec<Raw>> {
-        self.raw(doc! {
+        each: impl FnMut(Raw),
+    ) -> anyhow::Result<()> {
+        let filter = doc! {
             "tenant_id": tenant.to_string(), "data.code": code, "type": keys::URL_ACCESSED,
             "occurred_at": { "$gte": bson_time(range.start()), "$lt": bson_time(range.end()) },
-        })
-        .await
+        };
+        self.each_raw(filter, false, each).await
     }
 
     /// Whether the tenant has ever had an event about link `code`.

@@ -87,48 +87,46 @@ impl Store {
         Ok(dirty.len())
     }
 
-    /// Recomputes one day of one tenant.
+    /// Recomputes one day of one tenant, reading the day's events as a stream: what it
+    /// holds grows with the day's links, referrers and completed tasks, not its events.
     pub async fn roll_up(&self, tenant: Uuid, day: NaiveDate) -> anyhow::Result<()> {
-        let events = self
-            .raw(doc! { "tenant_id": tenant.to_string(), "day": day_key(day) })
-            .await?;
         let mut rollup = DayRollup::default();
         let mut completed: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut links: BTreeMap<String, i64> = BTreeMap::new();
         let mut referrers: BTreeMap<String, i64> = BTreeMap::new();
-        for event in &events {
-            match event.kind.as_str() {
-                keys::TASK_CREATED => rollup.tasks_created += 1,
-                keys::TASK_TIME_LOGGED => {
-                    rollup.minutes_logged += event.data["minutes"].as_i64().unwrap_or(0);
-                }
-                keys::TASK_STATUS_CHANGED if completes(&event.data) => {
-                    if let Some(task) = event.str("task_id") {
-                        let first = completed
-                            .entry(task.to_owned())
-                            .or_insert(event.occurred_at);
-                        *first = (*first).min(event.occurred_at);
-                    }
-                }
-                keys::URL_ACCESSED => {
-                    rollup.link_clicks += 1;
-                    *links
-                        .entry(event.str("code").unwrap_or_default().to_owned())
-                        .or_default() += 1;
-                    let host = event
-                        .str("referrer_host")
-                        .filter(|h| !h.is_empty())
-                        .unwrap_or(DIRECT);
-                    *referrers.entry(host.to_owned()).or_default() += 1;
-                    if event.str("agent_class") == Some("bot") {
-                        rollup.bots += 1;
-                    } else {
-                        rollup.browsers += 1;
-                    }
-                }
-                _ => {}
+        let filter = doc! { "tenant_id": tenant.to_string(), "day": day_key(day) };
+        self.each_raw(filter, false, |event| match event.kind.as_str() {
+            keys::TASK_CREATED => rollup.tasks_created += 1,
+            keys::TASK_TIME_LOGGED => {
+                rollup.minutes_logged += event.data["minutes"].as_i64().unwrap_or(0);
             }
-        }
+            keys::TASK_STATUS_CHANGED if completes(&event.data) => {
+                if let Some(task) = event.str("task_id") {
+                    let first = completed
+                        .entry(task.to_owned())
+                        .or_insert(event.occurred_at);
+                    *first = (*first).min(event.occurred_at);
+                }
+            }
+            keys::URL_ACCESSED => {
+                rollup.link_clicks += 1;
+                *links
+                    .entry(event.str("code").unwrap_or_default().to_owned())
+                    .or_default() += 1;
+                let host = event
+                    .str("referrer_host")
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or(DIRECT);
+                *referrers.entry(host.to_owned()).or_default() += 1;
+                if event.str("agent_class") == Some("bot") {
+                    rollup.bots += 1;
+                } else {
+                    rollup.browsers += 1;
+                }
+            }
+            _ => {}
+        })
+        .await?;
         rollup.tasks_completed = completed.len() as i64;
         self.cycle_times(tenant, day, &completed, &mut rollup)
             .await?;
@@ -168,45 +166,62 @@ impl Store {
         }
         let ids: Vec<&String> = completed.keys().collect();
         let start = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let earlier: HashSet<String> = self
-            .raw(doc! {
-                "tenant_id": tenant.to_string(), "type": keys::TASK_STATUS_CHANGED,
-                "data.task_id": { "$in": &ids }, "occurred_at": { "$lt": bson_time(start) },
-            })
-            .await?
-            .into_iter()
-            .filter(|e| completes(&e.data))
-            .filter_map(|e| e.str("task_id").map(str::to_owned))
-            .collect();
-        let created = self
-            .raw(doc! {
-                "tenant_id": tenant.to_string(), "type": keys::TASK_CREATED,
-                "data.task_id": { "$in": &ids },
-            })
-            .await?;
-        for event in created {
+        let mut earlier: HashSet<String> = HashSet::new();
+        let filter = doc! {
+            "tenant_id": tenant.to_string(), "type": keys::TASK_STATUS_CHANGED,
+            "data.task_id": { "$in": &ids }, "occurred_at": { "$lt": bson_time(start) },
+        };
+        self.each_raw(filter, false, |e| {
+            if completes(&e.data)
+                && let Some(task) = e.str("task_id")
+            {
+                earlier.insert(task.to_owned());
+            }
+        })
+        .await?;
+        let filter = doc! {
+            "tenant_id": tenant.to_string(), "type": keys::TASK_CREATED,
+            "data.task_id": { "$in": &ids },
+        };
+        self.each_raw(filter, false, |event| {
             let Some(task) = event.str("task_id") else {
-                continue;
+                return;
             };
             if let Some(done) = completed.get(task).filter(|_| !earlier.contains(task)) {
                 rollup.cycle_minutes_total += (*done - event.occurred_at).num_minutes().max(0);
                 rollup.cycle_samples += 1;
             }
-        }
+        })
+        .await?;
         Ok(())
     }
 
-    /// Raw events matching `filter`.
-    pub async fn raw(&self, filter: Document) -> anyhow::Result<Vec<Raw>> {
-        let docs: Vec<Document> = self
+    /// Calls `each` with every raw event matching `filter` (oldest first when
+    /// `oldest_first`), one cursor batch in memory at a time: a report or rollup holds
+    /// what it adds up, never the events themselves, so its memory does not grow with
+    /// the events stored.
+    pub async fn each_raw(
+        &self,
+        filter: Document,
+        oldest_first: bool,
+        mut each: impl FnMut(Raw),
+    ) -> anyhow::Result<()> {
+        let find = self
             .events
             .find(filter)
-            .projection(doc! { "type": 1, "occurred_at": 1, "data": 1 })
-            .await?
-            .try_collect()
-            .await
-            .context("reading events")?;
-        Ok(docs.iter().filter_map(Raw::from_document).collect())
+            .projection(doc! { "type": 1, "occurred_at": 1, "data": 1 });
+        let mut cursor = if oldest_first {
+            find.sort(doc! { "occurred_at": 1 }).await
+        } else {
+            find.await
+        }
+        .context("reading events")?;
+        while let Some(document) = cursor.try_next().await.context("reading events")? {
+            if let Some(raw) = Raw::from_document(&document) {
+                each(raw);
+            }
+        }
+        Ok(())
     }
 }
 
