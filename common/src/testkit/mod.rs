@@ -8,7 +8,7 @@
 //! The kit is split by what a test needs: `db` (throw-away databases), `server` (a
 //! service in-process), `events` (a tap on an exchange), `asserts` (what every service's
 //! tests check), `process` (a service as a process), `relay` (an outage of one server),
-//! `mongo`. Everything is re-exported here, so tests name `common::testkit::TestDb` and
+//! `mongo`, and `wire` (raw HTTP/1.1 for differential tests of a lane, used by path). Everything else is re-exported here, so tests name `common::testkit::TestDb` and
 //! the like, whichever file it lives in.
 
 mod asserts;
@@ -18,6 +18,7 @@ mod mongo;
 mod process;
 mod relay;
 mod server;
+pub mod wire;
 
 pub use asserts::{
     assert_json_endpoints_reject_malformed_bodies, assert_not_ready_because, assert_ops_routes,

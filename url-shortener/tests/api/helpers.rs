@@ -117,27 +117,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(overrides: &[(&'static str, &str)]) -> TestApp {
     let db = TestDb::create().await;
     let projects = fake_projects().await;
-    let mut args = test_args(&db);
-    args.push(("PROJECT_SERVICE_URL", projects.server.base_url.clone()));
-    args.push(("JWKS_URL", projects.server.url("/.well-known/jwks.json")));
-    let exchange = overrides
-        .iter()
-        .find(|(k, _)| *k == "EVENTS_EXCHANGE")
-        .map_or_else(
-            || {
-                args.iter()
-                    .find(|(k, _)| *k == "EVENTS_EXCHANGE")
-                    .unwrap()
-                    .1
-                    .clone()
-            },
-            |(_, v)| (*v).to_owned(),
-        );
-    let config: Config = parse_config(NAME, &args, overrides);
-    let server = TestServer::start(|listener, shutdown| {
-        url_shortener::run_until(config, listener, shutdown)
-    })
-    .await;
+    let (server, exchange) = start(&db, &projects, None, overrides).await;
     TestApp {
         server,
         db,
@@ -150,7 +130,48 @@ pub async fn spawn_app_with(overrides: &[(&'static str, &str)]) -> TestApp {
     }
 }
 
+/// url-shortener on `db` and `projects`, publishing to `exchange` (a new one when
+/// `None`); returns it and the exchange it publishes to.
+async fn start(
+    db: &TestDb,
+    projects: &FakeProjects,
+    exchange: Option<&str>,
+    overrides: &[(&'static str, &str)],
+) -> (TestServer, String) {
+    let mut args = test_args(db);
+    if let Some(exchange) = exchange {
+        args.retain(|(k, _)| *k != "EVENTS_EXCHANGE");
+        args.push(("EVENTS_EXCHANGE", exchange.to_owned()));
+    }
+    args.push(("PROJECT_SERVICE_URL", projects.server.base_url.clone()));
+    args.push(("JWKS_URL", projects.server.url("/.well-known/jwks.json")));
+    let setting = |name: &str| {
+        overrides
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .chain(args.iter().cloned())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let exchange = setting("EVENTS_EXCHANGE");
+    let config: Config = parse_config(NAME, &args, overrides);
+    let server = TestServer::start(|listener, shutdown| {
+        url_shortener::run_until(config, listener, shutdown)
+    })
+    .await;
+    (server, exchange)
+}
+
 impl TestApp {
+    /// A second url-shortener on this one's database, exchange and fake project-service,
+    /// with `overrides`.
+    pub async fn twin(&self, overrides: &[(&'static str, &str)]) -> TestServer {
+        start(&self.db, &self.projects, Some(&self.exchange), overrides)
+            .await
+            .0
+    }
+
     /// A new tenant with a member.
     pub fn tenant(&self, role: Role) -> User {
         let tenant = Uuid::now_v7();

@@ -1,5 +1,6 @@
 //! url-shortener API tests against real dependencies.
 
+mod differential;
 mod health;
 mod helpers;
 mod lane;
