@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use common::events::keys;
 use serde::Serialize;
 
@@ -141,11 +141,19 @@ fn top(map: BTreeMap<String, i64>) -> impl Iterator<Item = (String, i64)> {
 }
 
 /// Where each task stands, from the range's `task.created` and `task.status_changed`
-/// events, fed oldest first.
+/// events, in any order (the latest change by `occurred_at` wins), so the events can be
+/// read as they are stored.
 #[derive(Default)]
 pub struct Statuses {
-    /// Task id → (column, done).
-    tasks: HashMap<String, (String, bool)>,
+    tasks: HashMap<String, TaskState>,
+}
+
+#[derive(Default)]
+struct TaskState {
+    /// Column and done flag at creation, when the task was created in the range.
+    created: Option<(String, bool)>,
+    /// The latest status change: when, column, done.
+    changed: Option<(DateTime<Utc>, String, bool)>,
 }
 
 impl Statuses {
@@ -153,18 +161,24 @@ impl Statuses {
         let Some(task) = e.str("task_id") else {
             return;
         };
+        let state = || TaskState::default();
         match e.kind.as_str() {
             keys::TASK_CREATED => {
                 let done = e.data["done"].as_bool().unwrap_or(false);
                 let status = e.str("status").unwrap_or_default().to_owned();
-                self.tasks.insert(task.to_owned(), (status, done));
+                entry(&mut self.tasks, task, state).created = Some((status, done));
             }
             keys::TASK_STATUS_CHANGED => {
-                if let Some(state) = self.tasks.get_mut(task) {
-                    *state = (
+                let changed = &mut entry(&mut self.tasks, task, state).changed;
+                if changed
+                    .as_ref()
+                    .is_none_or(|(at, _, _)| *at <= e.occurred_at)
+                {
+                    *changed = Some((
+                        e.occurred_at,
                         e.str("to").unwrap_or_default().to_owned(),
                         e.data["done"].as_bool() == Some(true),
-                    );
+                    ));
                 }
             }
             _ => {}
@@ -174,7 +188,15 @@ impl Statuses {
     fn finish(self) -> StatusMix {
         let mut mix = StatusMix::default();
         let mut by: BTreeMap<String, i64> = BTreeMap::new();
-        for (status, done) in self.tasks.into_values() {
+        // Only the tasks created in the range count; a change stands over the creation.
+        let standing = self.tasks.into_values().filter_map(|t| {
+            let created = t.created?;
+            Some(
+                t.changed
+                    .map_or(created, |(_, status, done)| (status, done)),
+            )
+        });
+        for (status, done) in standing {
             if done {
                 mix.done += 1;
             } else {
@@ -360,13 +382,38 @@ impl Series {
 
 /// Every task's project, assignee, creation day and completion days, from every
 /// `task.created`, `task.status_changed` and `task.assigned` up to the end of a range,
-/// fed oldest first.
+/// in any order (the latest project and assignee by `occurred_at` win).
 #[derive(Default)]
 pub struct TaskHistory {
-    project_of: HashMap<String, String>,
-    assignee_of: HashMap<String, Option<String>>,
+    project_of: HashMap<String, Latest<String>>,
+    assignee_of: HashMap<String, Latest<Option<String>>>,
     created: Vec<(String, NaiveDate)>,
     completed: HashSet<(String, NaiveDate)>,
+}
+
+/// A value with the time it was set; a later one replaces it.
+struct Latest<T> {
+    at: DateTime<Utc>,
+    value: T,
+}
+
+/// Sets `map[key]` to `value` unless it holds a later one.
+fn set_latest<T>(map: &mut HashMap<String, Latest<T>>, key: &str, at: DateTime<Utc>, value: T) {
+    match map.get_mut(key) {
+        Some(latest) if latest.at > at => {}
+        Some(latest) => *latest = Latest { at, value },
+        None => {
+            map.insert(key.to_owned(), Latest { at, value });
+        }
+    }
+}
+
+/// `map[key]`, made with `new` when absent (without allocating the key when present).
+fn entry<'m, T>(map: &'m mut HashMap<String, T>, key: &str, new: impl FnOnce() -> T) -> &'m mut T {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), new());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 impl TaskHistory {
@@ -374,19 +421,19 @@ impl TaskHistory {
         let Some(task) = e.str("task_id") else {
             return;
         };
+        let at = e.occurred_at;
         if let Some(project) = e.str("project_id") {
-            self.project_of.insert(task.to_owned(), project.to_owned());
+            set_latest(&mut self.project_of, task, at, project.to_owned());
         }
         match e.kind.as_str() {
             keys::TASK_CREATED => {
-                self.assignee_of
-                    .insert(task.to_owned(), e.str("assignee_id").map(str::to_owned));
-                self.created
-                    .push((task.to_owned(), e.occurred_at.date_naive()));
+                let assignee = e.str("assignee_id").map(str::to_owned);
+                set_latest(&mut self.assignee_of, task, at, assignee);
+                self.created.push((task.to_owned(), at.date_naive()));
             }
             keys::TASK_ASSIGNED => {
-                self.assignee_of
-                    .insert(task.to_owned(), e.str("to").map(str::to_owned));
+                let assignee = e.str("to").map(str::to_owned);
+                set_latest(&mut self.assignee_of, task, at, assignee);
             }
             keys::TASK_STATUS_CHANGED if completes(&e.data) => {
                 self.completed
@@ -420,11 +467,11 @@ impl Burnup {
                 .or_default() += 1;
             };
             if let Some(project) = project_of.get(task) {
-                pick(projects.entry(project.as_str()).or_default());
+                pick(projects.entry(project.value.as_str()).or_default());
             }
             pick(
                 assignees
-                    .entry(assignee_of.get(task).and_then(Option::as_deref))
+                    .entry(assignee_of.get(task).and_then(|a| a.value.as_deref()))
                     .or_default(),
             );
         };

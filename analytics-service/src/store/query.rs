@@ -86,7 +86,7 @@ impl Store {
     }
 
     /// Task events of `kinds` that happened before the end of `range` (and, with
-    /// `since_start`, not before its start), oldest first, each handed to `each`.
+    /// `since_start`, not before its start), each handed to `each`, in stored order.
     pub async fn task_events(
         &self,
         tenant: Uuid,
@@ -101,7 +101,7 @@ impl Store {
         }
         let filter =
             doc! { "tenant_id": tenant.to_string(), "type": { "$in": kinds }, "occurred_at": when };
-        self.each_raw(filter, true, each).await
+        self.each_raw(filter, each).await
     }
 
     /// The `url.accessed` events of link `code` in `range`, each handed to `each`.
@@ -116,7 +116,7 @@ impl Store {
             "tenant_id": tenant.to_string(), "data.code": code, "type": keys::URL_ACCESSED,
             "occurred_at": { "$gte": bson_time(range.start()), "$lt": bson_time(range.end()) },
         };
-        self.each_raw(filter, false, each).await
+        self.each_raw(filter, each).await
     }
 
     /// Whether the tenant has ever had an event about link `code`.

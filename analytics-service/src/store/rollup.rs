@@ -95,7 +95,7 @@ impl Store {
         let mut links: BTreeMap<String, i64> = BTreeMap::new();
         let mut referrers: BTreeMap<String, i64> = BTreeMap::new();
         let filter = doc! { "tenant_id": tenant.to_string(), "day": day_key(day) };
-        self.each_raw(filter, false, |event| match event.kind.as_str() {
+        self.each_raw(filter, |event| match event.kind.as_str() {
             keys::TASK_CREATED => rollup.tasks_created += 1,
             keys::TASK_TIME_LOGGED => {
                 rollup.minutes_logged += event.data["minutes"].as_i64().unwrap_or(0);
@@ -171,7 +171,7 @@ impl Store {
             "tenant_id": tenant.to_string(), "type": keys::TASK_STATUS_CHANGED,
             "data.task_id": { "$in": &ids }, "occurred_at": { "$lt": bson_time(start) },
         };
-        self.each_raw(filter, false, |e| {
+        self.each_raw(filter, |e| {
             if completes(&e.data)
                 && let Some(task) = e.str("task_id")
             {
@@ -183,7 +183,7 @@ impl Store {
             "tenant_id": tenant.to_string(), "type": keys::TASK_CREATED,
             "data.task_id": { "$in": &ids },
         };
-        self.each_raw(filter, false, |event| {
+        self.each_raw(filter, |event| {
             let Some(task) = event.str("task_id") else {
                 return;
             };
@@ -196,26 +196,20 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `each` with every raw event matching `filter` (oldest first when
-    /// `oldest_first`), one cursor batch in memory at a time: a report or rollup holds
-    /// what it adds up, never the events themselves, so its memory does not grow with
-    /// the events stored.
+    /// Calls `each` with every raw event matching `filter`, in the order they are stored,
+    /// one cursor batch in memory at a time: a report or rollup holds what it adds up,
+    /// never the events themselves, so its memory does not grow with the events stored.
     pub async fn each_raw(
         &self,
         filter: Document,
-        oldest_first: bool,
         mut each: impl FnMut(Raw),
     ) -> anyhow::Result<()> {
-        let find = self
+        let mut cursor = self
             .events
             .find(filter)
-            .projection(doc! { "type": 1, "occurred_at": 1, "data": 1 });
-        let mut cursor = if oldest_first {
-            find.sort(doc! { "occurred_at": 1 }).await
-        } else {
-            find.await
-        }
-        .context("reading events")?;
+            .projection(doc! { "type": 1, "occurred_at": 1, "data": 1 })
+            .await
+            .context("reading events")?;
         while let Some(document) = cursor.try_next().await.context("reading events")? {
             if let Some(raw) = Raw::from_document(&document) {
                 each(raw);
