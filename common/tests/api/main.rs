@@ -6,3 +6,4 @@ mod errors;
 mod helpers;
 mod outbox;
 mod server;
+mod tenants;
