@@ -501,3 +501,100 @@ impl Burnup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(kind: &str, minute: u32, data: serde_json::Value) -> Raw {
+        Raw {
+            kind: kind.to_owned(),
+            occurred_at: Utc.with_ymd_and_hms(2026, 12, 1, 10, minute, 0).unwrap(),
+            data,
+        }
+    }
+
+    /// A task created in the range and moved twice, a task created before the range and
+    /// moved in it, and a task assigned twice.
+    fn history() -> Vec<Raw> {
+        vec![
+            event(
+                keys::TASK_CREATED,
+                0,
+                json!({"task_id": "a", "project_id": "p", "status": "todo", "done": false, "assignee_id": "u1"}),
+            ),
+            event(
+                keys::TASK_STATUS_CHANGED,
+                5,
+                json!({"task_id": "a", "project_id": "p", "to": "doing", "done": false}),
+            ),
+            event(
+                keys::TASK_STATUS_CHANGED,
+                9,
+                json!({"task_id": "a", "project_id": "p", "to": "done", "done": true}),
+            ),
+            event(
+                keys::TASK_STATUS_CHANGED,
+                7,
+                json!({"task_id": "old", "project_id": "p", "to": "doing", "done": false}),
+            ),
+            event(
+                keys::TASK_ASSIGNED,
+                3,
+                json!({"task_id": "a", "project_id": "p", "to": "u2"}),
+            ),
+            event(
+                keys::TASK_ASSIGNED,
+                8,
+                json!({"task_id": "a", "project_id": "p", "to": "u3"}),
+            ),
+        ]
+    }
+
+    fn range() -> Range {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        Range { from: day, to: day }
+    }
+
+    #[test]
+    fn the_status_mix_is_the_same_whatever_order_the_events_come_in() {
+        let mix = |events: &[Raw]| {
+            let mut statuses = Statuses::default();
+            events.iter().for_each(|e| statuses.add(e));
+            let mix = statuses.finish();
+            (
+                mix.open,
+                mix.done,
+                mix.by_status.len(),
+                mix.by_status[0].status.clone(),
+            )
+        };
+        let mut events = history();
+        let in_order = mix(&events);
+        events.reverse();
+        assert_eq!(mix(&events), in_order);
+        // Only "a" was created in the range, and it ended done.
+        assert_eq!(in_order, (0, 1, 1, "done".to_owned()));
+    }
+
+    #[test]
+    fn the_burn_up_counts_a_task_under_its_latest_assignee_whatever_the_order() {
+        let assignees = |events: &[Raw]| {
+            let mut history = TaskHistory::default();
+            events.iter().for_each(|e| history.add(e));
+            Burnup::build(&range(), &history)
+                .assignees
+                .into_iter()
+                .map(|a| (a.assignee_id, a.daily[0].created, a.daily[0].completed))
+                .collect::<Vec<_>>()
+        };
+        let mut events = history();
+        let in_order = assignees(&events);
+        events.reverse();
+        assert_eq!(assignees(&events), in_order);
+        assert_eq!(in_order, vec![(Some("u3".to_owned()), 1, 1)]);
+    }
+}
