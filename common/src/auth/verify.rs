@@ -2,13 +2,20 @@
 //! JWKS, `iss`/`aud`/`exp`/`nbf` checked. Keys are cached for [`KEYS_TTL`] (so a removed
 //! key stops being trusted); an unknown `kid` triggers one refetch, rate-limited so that
 //! forged kids cannot make us hammer user-service.
+//!
+//! A token that verified is remembered (by its SHA-256) until its `exp`, so the requests
+//! of a session behind the gateway pay for one Ed25519 verification, not one each. The
+//! memory is dropped whenever the key set is replaced, so a key taken out of the JWKS
+//! stops vouching for its tokens at once. Revocations are the gateway's and
+//! user-service's, checked apart from this (DESIGN → Auth).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, RwLock};
 
 use super::{AUDIENCE, Claims, ISSUER};
@@ -20,6 +27,8 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 pub const KEYS_TTL: Duration = Duration::from_secs(15 * 60);
 /// Clock skew tolerated on `exp`/`nbf`.
 const LEEWAY_SECS: u64 = 30;
+/// Most verified tokens remembered at once.
+const VERIFIED_CAPACITY: u64 = 20_000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -72,6 +81,30 @@ pub struct JwtVerifier {
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
     fetches: Mutex<Fetches>,
     validation: Validation,
+    /// Tokens verified lately, by the SHA-256 of their text, each until its `exp`.
+    verified: moka::sync::Cache<[u8; 32], Arc<Claims>>,
+}
+
+/// A verified token is remembered until its `exp`.
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Arc<Claims>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        claims: &Arc<Claims>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            u64::try_from(claims.exp - now_secs()).unwrap_or(0),
+        ))
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[derive(Default)]
@@ -115,12 +148,23 @@ impl JwtVerifier {
             keys: RwLock::new(HashMap::new()),
             fetches: Mutex::new(Fetches::default()),
             validation,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .expire_after(UntilExp)
+                .build(),
         }
+    }
+
+    /// Verified tokens remembered now.
+    pub fn remembered(&self) -> u64 {
+        self.verified.run_pending_tasks();
+        self.verified.entry_count()
     }
 
     /// Replaces the key set (user-service after a key rotation).
     pub async fn set_keys(&self, jwks: &JwkSet) {
         *self.keys.write().await = decode_keys(jwks);
+        self.verified.invalidate_all();
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
@@ -133,13 +177,30 @@ impl JwtVerifier {
             return Err(AuthError::UnknownKey);
         }
         if self.is_stale().await {
-            // On failure the old keys serve on; the warning is logged.
+            // On failure the old keys serve on; the warning is logged. A new key set
+            // forgets every remembered token.
             let _ = self.refresh(Reason::Stale).await;
         }
-        let mut key = self.keys.read().await.get(&kid).cloned();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // The key must still be in the set: one taken out vouches for nothing, even if a
+        // verification raced with the set's replacement.
+        if let Some(claims) = self.verified.get(&digest)
+            && claims.exp > now_secs()
+            && self.keys.read().await.contains_key(&kid)
+        {
+            return Ok(Claims::clone(&claims));
+        }
+        let claims = self.verify_signed(token, &kid).await?;
+        self.verified.insert(digest, Arc::new(claims.clone()));
+        Ok(claims)
+    }
+
+    /// The signature and claims of a token no memory vouches for.
+    async fn verify_signed(&self, token: &str, kid: &str) -> Result<Claims, AuthError> {
+        let mut key = self.keys.read().await.get(kid).cloned();
         if key.is_none() {
-            self.refresh(Reason::UnknownKid(&kid)).await?;
-            key = self.keys.read().await.get(&kid).cloned();
+            self.refresh(Reason::UnknownKid(kid)).await?;
+            key = self.keys.read().await.get(kid).cloned();
         }
         let key = key.ok_or(AuthError::UnknownKey)?;
         jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
@@ -191,6 +252,7 @@ impl JwtVerifier {
             AuthError::KeysUnavailable
         })?;
         *self.keys.write().await = decode_keys(&jwks);
+        self.verified.invalidate_all();
         fetches.loaded_at = Some(Instant::now());
         Ok(())
     }

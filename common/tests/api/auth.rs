@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRef, State};
@@ -177,6 +178,42 @@ async fn a_rotated_key_is_found_by_one_refetch() {
         2,
         "one refetch, then cached"
     );
+}
+
+#[tokio::test]
+async fn a_verified_token_is_remembered_until_it_expires_or_its_key_goes() {
+    let key = SigningKey::generate("k1").unwrap();
+    let verifier = JwtVerifier::from_jwks(&SigningKey::jwks([&key]).unwrap()).unwrap();
+    let token = key.sign(&claims()).unwrap();
+    let first = verifier.verify(&token).await.unwrap();
+    assert_eq!(verifier.remembered(), 1);
+    assert_eq!(verifier.verify(&token).await.unwrap().jti, first.jti);
+    assert_eq!(
+        verifier.remembered(),
+        1,
+        "the second answer came from memory"
+    );
+
+    // Refused tokens are not remembered.
+    let mut tampered: Vec<&str> = token.split('.').collect();
+    let other = key.sign(&claims()).unwrap();
+    tampered[2] = other.split('.').nth(2).unwrap();
+    assert!(verifier.verify(&tampered.join(".")).await.is_err());
+    assert_eq!(verifier.remembered(), 1);
+
+    // A key taken out of the set stops vouching for its tokens at once.
+    let next = SigningKey::generate("k2").unwrap();
+    verifier.set_keys(&SigningKey::jwks([&next]).unwrap()).await;
+    assert_eq!(verifier.remembered(), 0);
+    assert_eq!(verifier.verify(&token).await, Err(AuthError::UnknownKey));
+
+    // Remembered only until `exp`.
+    let mut short = claims();
+    short.exp = short.iat + 2;
+    verifier.verify(&next.sign(&short).unwrap()).await.unwrap();
+    assert_eq!(verifier.remembered(), 1);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(verifier.remembered(), 0);
 }
 
 #[tokio::test]
