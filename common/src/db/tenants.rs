@@ -156,22 +156,30 @@ impl TenantConnections {
             freed.as_mut().enable();
             let step = cluster.step(tenant);
             match step {
-                Step::Reuse(mut conn, since) => {
+                Step::Reuse(conn, since) => {
+                    // Wrapped first: a request dropped during the ping gives it back.
+                    let mut conn = TenantConnection::new(conn, tenant, Arc::clone(&cluster));
                     if since.elapsed() >= CHECK_AFTER && conn.ping().await.is_err() {
-                        drop(conn);
-                        cluster.closed_many(1);
+                        conn.discard().await;
                         continue;
                     }
-                    return Ok(TenantConnection::new(conn, tenant, Arc::clone(&cluster)));
+                    return Ok(conn);
                 }
                 Step::Open { evicted } => {
+                    // Armed before any await: a request dropped while its connection
+                    // opens frees the slot and the tenant's open.
+                    let opening = Opening {
+                        cluster: Arc::clone(&cluster),
+                        tenant,
+                        armed: true,
+                    };
                     if let Some(conn) = evicted {
                         // Closed before the new one opens: the cluster never sees more
                         // than the cap.
                         metrics::counter!("tenant_connection_evictions_total").increment(1);
                         let _ = conn.close().await;
                     }
-                    return self.open(tenant, location, Arc::clone(&cluster)).await;
+                    return self.open(location, opening).await;
                 }
                 Step::Down => return Err(unreachable_database()),
                 Step::Wait => {
@@ -190,9 +198,8 @@ impl TenantConnections {
 
     async fn open(
         &self,
-        tenant: Uuid,
         location: &Location,
-        cluster: Arc<Cluster>,
+        mut opening: Opening,
     ) -> Result<TenantConnection, ApiError> {
         let options = location.options(&self.application);
         let opened = tokio::time::timeout(
@@ -200,6 +207,8 @@ impl TenantConnections {
             PgConnection::connect_with(&options),
         )
         .await;
+        opening.armed = false;
+        let (tenant, cluster) = (opening.tenant, Arc::clone(&opening.cluster));
         match opened {
             Ok(Ok(conn)) => {
                 cluster.opened(tenant, None);
@@ -391,6 +400,23 @@ impl Cluster {
         let labels = [("cluster", self.name.clone())];
         metrics::gauge!("tenant_connections_open", &labels).set(f64::from(state.open));
         metrics::gauge!("tenant_connections_idle", &labels).set(idle as f64);
+    }
+}
+
+/// A slot reserved for `tenant`'s open; dropped while armed (the request went away before
+/// the open finished), it gives the slot and the tenant's open back.
+struct Opening {
+    cluster: Arc<Cluster>,
+    tenant: Uuid,
+    armed: bool,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cluster.opened(self.tenant, None);
+            self.cluster.closed_many(1);
+        }
     }
 }
 

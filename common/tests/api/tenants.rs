@@ -326,3 +326,48 @@ async fn a_tenant_whose_database_is_down_does_not_hold_up_the_others() {
     );
     assert!(manager.open_on(&healthy.cluster()) <= 4);
 }
+
+#[tokio::test]
+async fn a_request_dropped_while_its_connection_opens_gives_the_slot_back() {
+    let db = TestDb::create().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let _silent = {
+        let accepted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                kept.push(socket);
+            }
+        })
+    };
+    let hung = Location {
+        host: silent_addr.ip().to_string(),
+        port: silent_addr.port(),
+        ..location_of(&db)
+    };
+    let manager = TenantConnections::new(&unique("tenants"), limits(1));
+    let tenant = Uuid::now_v7();
+    for attempt in 1..=2 {
+        // The client goes away while the connection is still opening.
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(300), manager.acquire(tenant, &hung)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(
+            manager.open_on(&hung.cluster()),
+            0,
+            "the slot is free again"
+        );
+        // The tenant is not left opening: each request tries for itself.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while accepted.load(Ordering::Relaxed) < attempt {
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt} never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
