@@ -44,6 +44,28 @@ async fn backends(db: &TestDb, application: &str) -> i64 {
     .expect("reading pg_stat_activity")
 }
 
+/// `database` at a cluster that accepts connections and never answers, and how many
+/// connections it has accepted.
+async fn hung_cluster(database: &Location) -> (Location, Arc<AtomicU32>) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            kept.push(socket);
+        }
+    });
+    let hung = Location {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        ..database.clone()
+    };
+    (hung, accepted)
+}
+
 async fn select_one(conn: &mut TenantConnection) {
     let conn: &mut sqlx::PgConnection = conn;
     let one = sqlx::query_scalar!(r#"select 1 as "one!""#)
@@ -252,24 +274,7 @@ async fn a_tenant_whose_database_is_down_does_not_hold_up_the_others() {
     let healthy = location_of(&db);
     // One tenant's cluster accepts connections and never answers; another tenant's
     // database is gone from the healthy cluster.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let accepted = Arc::new(AtomicU32::new(0));
-    let _silent = {
-        let accepted = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            let mut kept = Vec::new();
-            while let Ok((socket, _)) = silent.accept().await {
-                accepted.fetch_add(1, Ordering::Relaxed);
-                kept.push(socket);
-            }
-        })
-    };
-    let hung = Location {
-        host: silent_addr.ip().to_string(),
-        port: silent_addr.port(),
-        ..healthy.clone()
-    };
+    let (hung, accepted) = hung_cluster(&healthy).await;
     let gone = Location {
         database: unique("no_such_database"),
         ..healthy.clone()
@@ -330,24 +335,7 @@ async fn a_tenant_whose_database_is_down_does_not_hold_up_the_others() {
 #[tokio::test]
 async fn a_request_dropped_while_its_connection_opens_gives_the_slot_back() {
     let db = TestDb::create().await;
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let accepted = Arc::new(AtomicU32::new(0));
-    let _silent = {
-        let accepted = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            let mut kept = Vec::new();
-            while let Ok((socket, _)) = silent.accept().await {
-                accepted.fetch_add(1, Ordering::Relaxed);
-                kept.push(socket);
-            }
-        })
-    };
-    let hung = Location {
-        host: silent_addr.ip().to_string(),
-        port: silent_addr.port(),
-        ..location_of(&db)
-    };
+    let (hung, accepted) = hung_cluster(&location_of(&db)).await;
     let manager = TenantConnections::new(&unique("tenants"), limits(1));
     let tenant = Uuid::now_v7();
     for attempt in 1..=2 {
