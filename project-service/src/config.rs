@@ -27,13 +27,14 @@ pub struct Config {
         default_value = "http://127.0.0.1:8082"
     )]
     pub user_service_url: String,
-    /// Most database connections open at once across every tenant's pool; the least
-    /// recently used idle pools are closed to stay under it.
+    /// Most connections open at once to one PostgreSQL cluster, across all its tenants'
+    /// databases; at the cap, the least recently used idle connection of another tenant
+    /// is closed to open one.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 64)]
     pub db_max_connections: u32,
-    /// Most connections of one tenant's pool.
-    #[arg(long, env = "DB_POOL_PER_TENANT", default_value_t = 4)]
-    pub db_pool_per_tenant: u32,
+    /// Seconds a tenant's connection stays open unused; an idle tenant holds none.
+    #[arg(long, env = "TENANT_IDLE_SECS", default_value_t = 60)]
+    pub tenant_idle_secs: u64,
     /// Seconds a request waits for a database connection before a 503.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     pub db_acquire_timeout_secs: u64,

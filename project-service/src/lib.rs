@@ -5,10 +5,10 @@
 //! start it in-process or as a process alike.
 
 pub mod config;
+pub mod databases;
 pub mod db;
 pub mod domain;
 pub mod events;
-pub mod pools;
 pub mod relay;
 pub mod routes;
 pub mod storage;
@@ -39,7 +39,7 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub broker: Broker,
     pub verifier: Arc<JwtVerifier>,
-    pub pools: Arc<pools::TenantPools>,
+    pub databases: Arc<databases::TenantDatabases>,
     pub outboxes: Arc<relay::Outboxes>,
     pub internal: InternalToken,
     /// Verifies the share grants url-shortener signs (share pages).
@@ -59,14 +59,15 @@ impl AppState {
         );
         let outboxes = Arc::new(relay::Outboxes::default());
         let internal = InternalToken::new(config.internal.internal_token.clone());
-        let pools = Arc::new(pools::TenantPools::new(
+        let databases = Arc::new(databases::TenantDatabases::new(
             http.clone(),
             &config.tenant_resolver_url,
             internal.clone(),
-            &pools::Limits {
-                cap: config.db_max_connections,
-                per_tenant: config.db_pool_per_tenant,
+            common::db::tenants::Limits {
+                per_cluster: config.db_max_connections,
+                idle: Duration::from_secs(config.tenant_idle_secs),
                 acquire_timeout: Duration::from_secs(config.db_acquire_timeout_secs),
+                connect_timeout: Duration::from_secs(config.db_acquire_timeout_secs),
             },
             Arc::clone(&outboxes),
         ));
@@ -79,7 +80,7 @@ impl AppState {
             config: Arc::new(config),
             http,
             broker,
-            pools,
+            databases,
             outboxes,
             internal,
         })
@@ -169,13 +170,16 @@ pub async fn run_until(
     let server = config.server.clone();
     let state = AppState::new(config)?;
     let relay = tokio::spawn(Arc::clone(&state.outboxes).run(
-        Arc::clone(&state.pools),
+        Arc::clone(&state.databases),
         state.broker.clone(),
         shutdown.clone(),
     ));
-    let pools = Arc::clone(&state.pools);
+    let connections = Arc::clone(state.databases.connections());
+    // The reaper closes idle connections as they age, and every one at shutdown.
+    let reaper = tokio::spawn(Arc::clone(&connections).run_reaper(shutdown.clone()));
     let served = common::server::serve(listener, router(state), shutdown, &server).await;
     relay.await.ok();
-    pools.close().await;
+    reaper.await.ok();
+    connections.close().await;
     served
 }

@@ -2,19 +2,21 @@
 //! that enqueued events marks its tenant dirty, and this worker drains dirty tenants
 //! only (never polling idle ones). A tenant whose drain fails (broker down) stays dirty
 //! and is retried with backoff until its events are confirmed. Events left from before a
-//! restart are drained the first time this process opens the tenant's pool.
+//! restart are drained the first time this process connects to the tenant's database.
+//! The relay holds no connection between drains: a drain takes one of the tenant's
+//! connections like a request does, and gives it back.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::events::Broker;
-use common::events::outbox::Relay;
+use common::events::outbox;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::pools::TenantPools;
+use crate::databases::TenantDatabases;
 
 #[derive(Default)]
 pub struct Outboxes {
@@ -36,7 +38,7 @@ impl Outboxes {
     /// Drains dirty tenants until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
-        pools: Arc<TenantPools>,
+        databases: Arc<TenantDatabases>,
         broker: Broker,
         shutdown: CancellationToken,
     ) {
@@ -44,7 +46,7 @@ impl Outboxes {
         loop {
             let mut failed = false;
             for tenant in self.take() {
-                if let Err(err) = drain(&pools, &broker, tenant).await {
+                if let Err(err) = drain(&databases, &broker, tenant).await {
                     tracing::warn!(%tenant, error = format!("{err:#}"), "outbox: will retry");
                     self.dirty.lock().expect("dirty lock").insert(tenant);
                     failed = true;
@@ -66,14 +68,12 @@ impl Outboxes {
     }
 }
 
-async fn drain(pools: &TenantPools, broker: &Broker, tenant: Uuid) -> anyhow::Result<()> {
-    let lease = pools
-        .lease(tenant)
+async fn drain(databases: &TenantDatabases, broker: &Broker, tenant: Uuid) -> anyhow::Result<()> {
+    let mut conn = databases
+        .connect(tenant)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let published = Relay::new(lease.pool.clone(), broker.clone())
-        .drain()
-        .await?;
+    let published = outbox::drain_on(&mut conn, broker, 100).await?;
     if published > 0 {
         tracing::debug!(%tenant, published, "outbox drained");
     }

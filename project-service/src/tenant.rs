@@ -1,5 +1,5 @@
 //! The prologue of every handler: the caller's permission is checked, their tenant's
-//! database leased, and a transaction begun (writes) or a connection taken (reads), so a
+//! database connected, and a transaction begun (writes) or a connection taken (reads), so a
 //! handler reads as its business step alone:
 //!
 //! ```ignore
@@ -22,18 +22,17 @@ use std::ops::{Deref, DerefMut};
 
 use common::ApiError;
 use common::auth::{AuthUser, Perm};
+use common::db::tenants::{TenantConnection, TenantTransaction};
 use serde_json::Value;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::db;
 use crate::domain::activity::Change;
-use crate::pools::Lease;
 use crate::relay::Outboxes;
 
-/// A caller allowed one permission on their tenant's database; nothing is leased yet.
+/// A caller allowed one permission on their tenant's database; nothing is connected yet.
 #[derive(Clone, Copy)]
 pub struct Tenant<'a> {
     state: &'a AppState,
@@ -41,7 +40,7 @@ pub struct Tenant<'a> {
 }
 
 impl<'a> Tenant<'a> {
-    /// The prologue of a write: checks `perm`, leases the database, begins.
+    /// The prologue of a write: checks `perm`, connects to the database, begins.
     pub async fn write(
         state: &'a AppState,
         user: &'a AuthUser,
@@ -50,7 +49,7 @@ impl<'a> Tenant<'a> {
         Self::allow(state, user, perm)?.begin().await
     }
 
-    /// The prologue of a read: checks `perm`, leases the database, takes a connection.
+    /// The prologue of a read: checks `perm`, connects to the database.
     pub async fn read(
         state: &'a AppState,
         user: &'a AuthUser,
@@ -65,20 +64,19 @@ impl<'a> Tenant<'a> {
         Ok(Self { state, user })
     }
 
-    /// Leases the tenant's database and begins a transaction.
+    /// Connects to the tenant's database and begins a transaction.
     pub async fn begin(self) -> Result<TenantTx<'a>, ApiError> {
-        let lease = self.state.pools.lease(self.user.tenant_id).await?;
-        let tx = lease.pool.begin().await?;
+        let conn = self.state.databases.connect(self.user.tenant_id).await?;
+        let tx = conn.begin().await?;
         Ok(TenantTx {
             tx,
-            _lease: lease,
             user: self.user,
             outboxes: &self.state.outboxes,
             emitted: false,
         })
     }
 
-    /// Leases the tenant's database and takes a connection.
+    /// Connects to the tenant's database.
     pub async fn connect(self) -> Result<TenantConn, ApiError> {
         TenantConn::open(self.state, self.user.tenant_id).await
     }
@@ -88,9 +86,7 @@ impl<'a> Tenant<'a> {
 /// `db::…` functions take `&mut tx`. Dropped without [`commit`](Self::commit), it rolls
 /// back.
 pub struct TenantTx<'a> {
-    tx: Transaction<'static, Postgres>,
-    /// Keeps the tenant's pool open (declared after `tx`, so it is released after it).
-    _lease: Lease,
+    tx: TenantTransaction,
     user: &'a AuthUser,
     outboxes: &'a Outboxes,
     emitted: bool,
@@ -136,20 +132,15 @@ impl DerefMut for TenantTx<'_> {
 
 /// A connection to a tenant's database, for reads. Derefs to the connection.
 pub struct TenantConn {
-    conn: PoolConnection<Postgres>,
-    /// Keeps the tenant's pool open (declared after `conn`, so it is released after it).
-    _lease: Lease,
+    conn: TenantConnection,
 }
 
 impl TenantConn {
     /// A connection to `tenant`'s database, whoever asks: for callers that are not a
     /// member (share pages, whose grant names the tenant). Members go through [`Tenant`].
     pub async fn open(state: &AppState, tenant: Uuid) -> Result<Self, ApiError> {
-        let lease = state.pools.lease(tenant).await?;
-        let conn = lease.pool.acquire().await?;
         Ok(Self {
-            conn,
-            _lease: lease,
+            conn: state.databases.connect(tenant).await?,
         })
     }
 }

@@ -19,9 +19,12 @@
 //!   of its cluster (for at most [`Limits::connect_timeout`]) and never holds up the
 //!   others.
 //!
-//! A [`TenantConnection`] goes back to its tenant's idle list when dropped. A transaction
-//! dropped unfinished on it has queued its `ROLLBACK` (sqlx's transaction manager), which
-//! runs before the connection's next statement. Prepared statements are cached per
+//! A [`TenantConnection`] goes back to its tenant's idle list when dropped, at once when
+//! it is clean and was known good within [`RECHECK_AFTER`]; otherwise (a
+//! [`TenantTransaction`] dropped unfinished has queued its `ROLLBACK`, or it has not been
+//! checked for a while) a task flushes and pings it first, and closes it if the ping
+//! fails, so a rolled-back transaction never holds its locks while idle and a connection
+//! a server restart broke is not handed out again. Prepared statements are cached per
 //! connection, so a busy tenant reuses them.
 
 use std::collections::HashMap;
@@ -31,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgTransactionManager;
+use sqlx::{Connection, PgConnection, TransactionManager};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,6 +48,11 @@ pub const DOWN_FOR: Duration = Duration::from_secs(2);
 /// An idle connection is pinged before reuse when it has been idle this long (a server
 /// restart or an idle timeout may have closed it meanwhile).
 const CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// A connection given back is pinged first when its last check (open or ping) is older
+/// than this: a connection broken under a request (a server restart) is found within a
+/// second, while a busy one pays for a ping once a second, not once a request.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// Where a tenant's database is (tenant-resolver's `GET /internal/tenants/{id}/database`).
 #[derive(Clone, Debug, Deserialize)]
@@ -113,11 +122,13 @@ struct State {
 struct Idle {
     conn: PgConnection,
     since: Instant,
+    /// When the connection was last known good (opened or pinged).
+    checked: Instant,
 }
 
 /// What a request found when it asked its cluster for a connection.
 enum Step {
-    Reuse(PgConnection, Instant),
+    Reuse(Idle),
     Open { evicted: Option<PgConnection> },
     Down,
     Wait,
@@ -156,12 +167,20 @@ impl TenantConnections {
             freed.as_mut().enable();
             let step = cluster.step(tenant);
             match step {
-                Step::Reuse(conn, since) => {
+                Step::Reuse(idle) => {
                     // Wrapped first: a request dropped during the ping gives it back.
-                    let mut conn = TenantConnection::new(conn, tenant, Arc::clone(&cluster));
-                    if since.elapsed() >= CHECK_AFTER && conn.ping().await.is_err() {
-                        conn.discard().await;
-                        continue;
+                    let mut conn = TenantConnection::new(
+                        idle.conn,
+                        tenant,
+                        Arc::clone(&cluster),
+                        idle.checked,
+                    );
+                    if idle.since.elapsed() >= CHECK_AFTER {
+                        if conn.ping().await.is_err() {
+                            conn.discard().await;
+                            continue;
+                        }
+                        conn.checked = Instant::now();
                     }
                     return Ok(conn);
                 }
@@ -213,7 +232,7 @@ impl TenantConnections {
             Ok(Ok(conn)) => {
                 cluster.opened(tenant, None);
                 metrics::counter!("tenant_connections_opened_total").increment(1);
-                Ok(TenantConnection::new(conn, tenant, cluster))
+                Ok(TenantConnection::new(conn, tenant, cluster, Instant::now()))
             }
             failed => {
                 let err = match failed {
@@ -312,7 +331,7 @@ impl Cluster {
             if state.idle.get(&tenant).is_some_and(Vec::is_empty) {
                 state.idle.remove(&tenant);
             }
-            return Step::Reuse(idle.conn, idle.since);
+            return Step::Reuse(idle);
         }
         if let Some(until) = state.down.get(&tenant).copied() {
             if Instant::now() < until {
@@ -348,12 +367,13 @@ impl Cluster {
         self.freed.notify_waiters();
     }
 
-    /// `conn` is given back by `tenant`'s request.
-    fn give_back(&self, tenant: Uuid, conn: PgConnection) {
+    /// `conn` (known good at `checked`) is given back by `tenant`'s request.
+    fn give_back(&self, tenant: Uuid, conn: PgConnection, checked: Instant) {
         let mut state = self.state.lock().expect("cluster lock");
         state.idle.entry(tenant).or_default().push(Idle {
             conn,
             since: Instant::now(),
+            checked,
         });
         self.record(&state);
         drop(state);
@@ -451,19 +471,31 @@ pub struct TenantConnection {
     conn: Option<PgConnection>,
     tenant: Uuid,
     cluster: Arc<Cluster>,
+    /// When the connection was last known good (opened or pinged).
+    checked: Instant,
 }
 
 impl TenantConnection {
-    fn new(conn: PgConnection, tenant: Uuid, cluster: Arc<Cluster>) -> Self {
+    fn new(conn: PgConnection, tenant: Uuid, cluster: Arc<Cluster>, checked: Instant) -> Self {
         Self {
             conn: Some(conn),
             tenant,
             cluster,
+            checked,
         }
     }
 
     pub fn tenant(&self) -> Uuid {
         self.tenant
+    }
+
+    /// Begins a transaction on this connection.
+    pub async fn begin(mut self) -> sqlx::Result<TenantTransaction> {
+        PgTransactionManager::begin(&mut self, None).await?;
+        Ok(TenantTransaction {
+            conn: self,
+            open: true,
+        })
     }
 
     /// Closes the connection instead of giving it back (after an error that may have
@@ -491,8 +523,70 @@ impl DerefMut for TenantConnection {
 
 impl Drop for TenantConnection {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.cluster.give_back(self.tenant, conn);
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let (tenant, cluster) = (self.tenant, Arc::clone(&self.cluster));
+        if !conn.should_flush() && self.checked.elapsed() < RECHECK_AFTER {
+            cluster.give_back(tenant, conn, self.checked);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime left to flush it on (shutdown): the socket just closes.
+            drop(conn);
+            cluster.closed_many(1);
+            return;
+        };
+        runtime.spawn(async move {
+            if conn.ping().await.is_ok() {
+                cluster.give_back(tenant, conn, Instant::now());
+            } else {
+                metrics::counter!("tenant_connections_broken_total").increment(1);
+                drop(conn);
+                cluster.closed_many(1);
+            }
+        });
+    }
+}
+
+/// A transaction on a [`TenantConnection`]. Derefs to the connection. Dropped without
+/// [`commit`](Self::commit), it rolls back: the `ROLLBACK` is queued, and sent before the
+/// connection goes back to the tenant's idle list.
+pub struct TenantTransaction {
+    conn: TenantConnection,
+    open: bool,
+}
+
+impl TenantTransaction {
+    pub async fn commit(mut self) -> sqlx::Result<()> {
+        PgTransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub fn tenant(&self) -> Uuid {
+        self.conn.tenant
+    }
+}
+
+impl Deref for TenantTransaction {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for TenantTransaction {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for TenantTransaction {
+    fn drop(&mut self) {
+        if self.open {
+            PgTransactionManager::start_rollback(&mut self.conn);
         }
     }
 }

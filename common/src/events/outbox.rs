@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::PgListener;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -180,83 +180,95 @@ impl Relay {
 
     /// Publishes everything pending, batch by batch. Returns how many were published.
     pub async fn drain(&self) -> anyhow::Result<usize> {
-        let mut total = 0;
-        loop {
-            let published = self.publish_batch().await?;
-            total += published;
-            if published < usize::try_from(self.batch_size).unwrap_or(usize::MAX) {
-                return Ok(total);
-            }
-        }
-    }
-
-    /// Locks one batch (`skip locked`, so several relays may share a table), publishes
-    /// it, and deletes the confirmed rows in the same transaction.
-    async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let mut tx = self
+        let mut conn = self
             .pool
-            .begin()
+            .acquire()
             .await
-            .context("starting outbox transaction")?;
-        // The payload goes out as the text it is stored as: an envelope, or an array of
-        // them (a batch), never decoded here.
-        let rows = sqlx::query!(
-            "select id, routing_key, payload, request_id, created_at from outbox
-             order by created_at, id
-             limit $1
-             for update skip locked",
-            self.batch_size,
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading outbox")?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-        let messages: Vec<Message> = rows
-            .into_iter()
-            .map(|row| Message {
-                id: row.id,
-                routing_key: row.routing_key,
-                body: row.payload.into_bytes(),
-                request_id: row.request_id,
-                at: row.created_at,
-            })
-            .collect();
-        let confirmed = match self.broker.publish_messages(&messages).await {
-            Ok(confirmed) => confirmed,
-            Err(err) => {
-                record_failure(&mut tx, &ids, &format!("{err:#}")).await?;
-                tx.commit().await?;
-                return Err(err);
-            }
-        };
-        let (done, failed): (Vec<_>, Vec<_>) = ids.iter().zip(&confirmed).partition(|(_, ok)| **ok);
-        let done: Vec<Uuid> = done.into_iter().map(|(id, _)| *id).collect();
-        let failed: Vec<Uuid> = failed.into_iter().map(|(id, _)| *id).collect();
-        sqlx::query!("delete from outbox where id = any($1)", &done[..])
-            .execute(&mut *tx)
-            .await
-            .context("deleting published events")?;
-        if !failed.is_empty() {
-            record_failure(&mut tx, &failed, "not confirmed by the broker").await?;
-        }
-        tx.commit().await.context("committing outbox batch")?;
-        metrics::counter!("outbox_published_total").increment(done.len() as u64);
-        if failed.is_empty() {
-            Ok(done.len())
-        } else {
-            anyhow::bail!("{} events were not confirmed", failed.len())
+            .context("connecting for the outbox")?;
+        drain_on(&mut conn, &self.broker, self.batch_size).await
+    }
+}
+
+/// Publishes everything pending in the outbox of `conn`'s database, batch by batch
+/// (`batch_size` at a time): for a relay that holds no connection of its own between
+/// drains (one relay for many tenant databases). Returns how many were published.
+pub async fn drain_on(
+    conn: &mut PgConnection,
+    broker: &Broker,
+    batch_size: i64,
+) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let published = publish_batch(conn, broker, batch_size).await?;
+        total += published;
+        if published < usize::try_from(batch_size).unwrap_or(usize::MAX) {
+            return Ok(total);
         }
     }
 }
 
-async fn record_failure(
-    tx: &mut sqlx::PgConnection,
-    ids: &[Uuid],
-    error: &str,
-) -> anyhow::Result<()> {
+/// Locks one batch (`skip locked`, so several relays may share a table), publishes it,
+/// and deletes the confirmed rows in the same transaction.
+async fn publish_batch(
+    conn: &mut PgConnection,
+    broker: &Broker,
+    batch_size: i64,
+) -> anyhow::Result<usize> {
+    let mut tx = conn.begin().await.context("starting outbox transaction")?;
+    // The payload goes out as the text it is stored as: an envelope, or an array of
+    // them (a batch), never decoded here.
+    let rows = sqlx::query!(
+        "select id, routing_key, payload, request_id, created_at from outbox
+             order by created_at, id
+             limit $1
+             for update skip locked",
+        batch_size,
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading outbox")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let messages: Vec<Message> = rows
+        .into_iter()
+        .map(|row| Message {
+            id: row.id,
+            routing_key: row.routing_key,
+            body: row.payload.into_bytes(),
+            request_id: row.request_id,
+            at: row.created_at,
+        })
+        .collect();
+    let confirmed = match broker.publish_messages(&messages).await {
+        Ok(confirmed) => confirmed,
+        Err(err) => {
+            record_failure(&mut tx, &ids, &format!("{err:#}")).await?;
+            tx.commit().await?;
+            return Err(err);
+        }
+    };
+    let (done, failed): (Vec<_>, Vec<_>) = ids.iter().zip(&confirmed).partition(|(_, ok)| **ok);
+    let done: Vec<Uuid> = done.into_iter().map(|(id, _)| *id).collect();
+    let failed: Vec<Uuid> = failed.into_iter().map(|(id, _)| *id).collect();
+    sqlx::query!("delete from outbox where id = any($1)", &done[..])
+        .execute(&mut *tx)
+        .await
+        .context("deleting published events")?;
+    if !failed.is_empty() {
+        record_failure(&mut tx, &failed, "not confirmed by the broker").await?;
+    }
+    tx.commit().await.context("committing outbox batch")?;
+    metrics::counter!("outbox_published_total").increment(done.len() as u64);
+    if failed.is_empty() {
+        Ok(done.len())
+    } else {
+        anyhow::bail!("{} events were not confirmed", failed.len())
+    }
+}
+
+async fn record_failure(tx: &mut PgConnection, ids: &[Uuid], error: &str) -> anyhow::Result<()> {
     sqlx::query!(
         "update outbox set attempts = attempts + 1, last_error = $2 where id = any($1)",
         ids,

@@ -359,3 +359,138 @@ async fn a_request_dropped_while_its_connection_opens_gives_the_slot_back() {
         }
     }
 }
+
+/// Whether a session other than the manager's can take advisory lock `key` now.
+async fn lock_is_free(db: &TestDb, key: i64) -> bool {
+    let mut other = db.pool.acquire().await.unwrap();
+    let taken = sqlx::query_scalar!(r#"select pg_try_advisory_lock($1) as "taken!""#, key)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    if taken {
+        sqlx::query_scalar!(r#"select pg_advisory_unlock($1) as "released!""#, key)
+            .fetch_one(&mut *other)
+            .await
+            .unwrap();
+    }
+    taken
+}
+
+async fn hold_lock_in_transaction(tx: &mut sqlx::PgConnection, key: i64) {
+    sqlx::query_scalar!(r#"select pg_advisory_xact_lock($1)::text as "held!""#, key)
+        .fetch_one(tx)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_unfinished_rolls_back_before_its_connection_idles() {
+    let db = TestDb::create().await;
+    let application = unique("tenants");
+    let manager = TenantConnections::new(&application, limits(4));
+    let (tenant, location) = (Uuid::now_v7(), location_of(&db));
+    let key = i64::from(rand::random::<u32>());
+
+    // Committed: the transaction's lock goes with the commit.
+    let mut tx = manager
+        .acquire(tenant, &location)
+        .await
+        .unwrap()
+        .begin()
+        .await
+        .unwrap();
+    hold_lock_in_transaction(&mut tx, key).await;
+    assert!(
+        !lock_is_free(&db, key).await,
+        "the transaction holds the lock"
+    );
+    tx.commit().await.unwrap();
+    assert!(lock_is_free(&db, key).await, "committed, the lock is gone");
+    assert_eq!(manager.idle_of(tenant), 1, "the connection went back");
+
+    // Dropped unfinished (a handler's early return): rolled back promptly, with no new
+    // statement on the connection, and the connection is kept for reuse.
+    let mut tx = manager
+        .acquire(tenant, &location)
+        .await
+        .unwrap()
+        .begin()
+        .await
+        .unwrap();
+    hold_lock_in_transaction(&mut tx, key).await;
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !lock_is_free(&db, key).await {
+        assert!(
+            Instant::now() < deadline,
+            "a dropped transaction still holds its lock while its connection idles"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while manager.idle_of(tenant) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the rolled-back connection never went back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        manager.open_on(&location.cluster()),
+        1,
+        "reused, not reopened"
+    );
+    assert_eq!(backends(&db, &application).await, 1);
+    let mut again = manager.acquire(tenant, &location).await.unwrap();
+    select_one(&mut again).await;
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_found_and_replaced_within_seconds() {
+    let db = TestDb::create().await;
+    let application = unique("tenants");
+    let manager = TenantConnections::new(&application, limits(4));
+    let (tenant, location) = (Uuid::now_v7(), location_of(&db));
+    let mut conn = manager.acquire(tenant, &location).await.unwrap();
+    select_one(&mut conn).await;
+    drop(conn);
+    // What a server restart does to every connection: the backend goes away.
+    let terminated = sqlx::query_scalar!(
+        r#"select count(*) filter (where pg_terminate_backend(pid)) as "count!"
+           from pg_stat_activity where application_name = $1"#,
+        application
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(terminated, 1);
+    let since = Instant::now();
+    let mut failures = 0;
+    loop {
+        let mut conn = manager.acquire(tenant, &location).await.unwrap();
+        let answered = {
+            let conn: &mut sqlx::PgConnection = &mut conn;
+            sqlx::query_scalar!(r#"select 1 as "one!""#)
+                .fetch_one(conn)
+                .await
+                .is_ok()
+        };
+        drop(conn);
+        if answered {
+            break;
+        }
+        failures += 1;
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "the broken connection is still handed out {:?} later ({failures} failures)",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failures >= 1, "the first use found the connection broken");
+    assert_eq!(
+        manager.open_on(&location.cluster()),
+        1,
+        "the broken one was closed"
+    );
+    assert_eq!(backends(&db, &application).await, 1);
+}

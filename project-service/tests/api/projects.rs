@@ -251,14 +251,40 @@ async fn one_tenants_token_never_reaches_another_tenants_projects_or_tasks() {
 
 #[tokio::test]
 async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
-    let app = spawn_app_with(&[("DB_MAX_CONNECTIONS", "8"), ("DB_POOL_PER_TENANT", "2")]).await;
+    let app = spawn_app_with(&[("DB_MAX_CONNECTIONS", "8")]).await;
     let mut tenants = Vec::new();
     for _ in 0..50 {
         tenants.push(app.tenant().await);
     }
-    // Two rounds, eight tenants at a time: every pool is opened, evicted and reopened.
+    let names: Vec<String> = tenants.iter().map(|t| t.db.name.clone()).collect();
+    let watcher = tenants[0].db.pool.clone();
+    // PostgreSQL's own count of the service's connections to these 50 databases,
+    // sampled while the requests run.
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let (names, stop) = (names.clone(), sampling.clone());
+        async move {
+            let mut most = 0;
+            while !stop.is_cancelled() {
+                let open = sqlx::query_scalar!(
+                    "select count(*) from pg_stat_activity
+                     where datname = any($1) and application_name = 'project-service'",
+                    &names[..],
+                )
+                .fetch_one(&watcher)
+                .await
+                .unwrap()
+                .unwrap_or(0);
+                most = most.max(open);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            most
+        }
+    });
+    // Two rounds, 16 tenants at a time: twice the cap in flight, so requests wait for
+    // connections and every tenant's connection is opened, evicted and opened again.
     for _ in 0..2 {
-        for chunk in tenants.chunks(8) {
+        for chunk in tenants.chunks(16) {
             let calls = chunk.iter().map(|t| async {
                 let resp = app
                     .call(t, Method::GET, "/api/v1/projects")
@@ -271,20 +297,70 @@ async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
             assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
         }
     }
+    sampling.cancel();
+    let most = sampler.await.unwrap();
+    assert!(most <= 8, "{most} connections open at once, cap 8");
+    assert!(
+        most >= 2,
+        "the sampler saw the service's connections ({most})"
+    );
     let metrics = app.server.metrics().await;
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    assert!(
+        metric(&metrics, "tenant_connection_evictions_total") >= 50.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_tenant_holds_no_connection_after_tenant_idle_secs() {
+    let app = spawn_app_with(&[("TENANT_IDLE_SECS", "1")]).await;
+    let acme = app.tenant().await;
+    let resp = app
+        .call(&acme, Method::GET, "/api/v1/projects")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let held = || async {
+        sqlx::query_scalar!(
+            "select count(*) from pg_stat_activity
+             where datname = $1 and application_name = 'project-service'",
+            &acme.db.name,
+        )
+        .fetch_one(&acme.db.pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
     };
     assert!(
-        value("tenant_pools_open") <= 4.0,
-        "at most 8 / 2 pools open: {metrics}"
+        held().await >= 1,
+        "the request's connection stays open for reuse"
     );
-    assert!(value("tenant_pool_evictions_total") >= 46.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while held().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle tenant still holds a connection 10 s after a 1 s idle limit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // And it is served again, on a new connection.
+    let resp = app
+        .call(&acme, Method::GET, "/api/v1/projects")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// The value of the first `/metrics` line starting with `name`.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 #[tokio::test]
