@@ -270,9 +270,6 @@ pub const SCENARIOS: [&str; 7] = [
     "soak",
 ];
 
-/// Tenants the `tasks` scenario spreads its reads over (the figure).
-const TASK_TENANTS: usize = 200;
-
 /// The chart a full run draws.
 pub fn chart_path() -> PathBuf {
     crate::workspace_root().join("docs/bench-ratios.svg")
@@ -346,39 +343,24 @@ fn gateway_rows(r: &crate::bench_gateway::GatewayReport) -> Vec<Row> {
 }
 
 fn tasks_rows(r: &crate::bench_projects::ProjectsReport) -> Vec<Row> {
+    use crate::bench_projects::names;
+    let against = |measure: &str, reference: &str, goal: f64| {
+        row(
+            "tasks",
+            measure,
+            (r.per_s(measure), r.per_s(reference)),
+            "/s",
+            reference,
+            Some(Goal::AtLeast(goal)),
+        )
+    };
     vec![
-        row(
-            "tasks",
-            "create, 1 tenant",
-            (r.create_per_s, r.pgbench_create_per_s),
-            "/s",
-            "pgbench same SQL",
-            Some(Goal::AtLeast(0.6)),
-        ),
-        row(
-            "tasks",
-            "read, 1 tenant",
-            (r.read_per_s, r.pgbench_read_per_s),
-            "/s",
-            "pgbench same SQL",
-            Some(Goal::AtLeast(0.6)),
-        ),
-        row(
-            "tasks",
-            &format!("read, {} tenants", r.tenants),
-            (r.read_many_tenants_per_s, r.read_per_s),
-            "/s",
-            "1 tenant",
-            Some(Goal::AtLeast(0.9)),
-        ),
-        row(
-            "tasks",
-            "board read, 20 tasks",
-            (r.board_per_s, r.pgbench_board_per_s),
-            "/s",
-            "pgbench same SQL",
-            Some(Goal::AtLeast(0.6)),
-        ),
+        against(names::CREATE, names::PG_CREATE, 0.9),
+        against(names::READ, names::PG_READ, 0.6),
+        against(names::BOARD, names::PG_BOARD, 0.8),
+        against(names::UNIFORM, names::READ, 0.8),
+        against(names::ZIPF, names::READ, 0.8),
+        against(names::SMALL_CAP, names::PG_READ_C, 0.8),
     ]
 }
 
@@ -533,7 +515,7 @@ pub async fn run_release(
         reports.insert("gateway".into(), serde_json::to_value(&report)?);
     }
     if wanted("tasks") {
-        let report = crate::bench_projects::projects_scenario(TASK_TENANTS, alternating, 5).await?;
+        let report = crate::bench_projects::projects_scenario(alternating, 5).await?;
         crate::bench_projects::print_projects(&report);
         rows.extend(tasks_rows(&report));
         reports.insert("tasks".into(), serde_json::to_value(&report)?);
