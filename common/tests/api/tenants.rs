@@ -376,11 +376,26 @@ async fn lock_is_free(db: &TestDb, key: i64) -> bool {
     taken
 }
 
-async fn hold_lock_in_transaction(tx: &mut sqlx::PgConnection, key: i64) {
-    sqlx::query_scalar!(r#"select pg_advisory_xact_lock($1)::text as "held!""#, key)
-        .fetch_one(tx)
+/// A transaction of `tenant`'s that holds advisory lock `key`.
+async fn locked_transaction(
+    manager: &TenantConnections,
+    tenant: Uuid,
+    location: &Location,
+    key: i64,
+) -> common::db::tenants::TenantTransaction {
+    let mut tx = manager
+        .acquire(tenant, location)
+        .await
+        .unwrap()
+        .begin()
         .await
         .unwrap();
+    let conn: &mut sqlx::PgConnection = &mut tx;
+    sqlx::query_scalar!(r#"select pg_advisory_xact_lock($1)::text as "held!""#, key)
+        .fetch_one(conn)
+        .await
+        .unwrap();
+    tx
 }
 
 #[tokio::test]
@@ -392,14 +407,7 @@ async fn a_transaction_dropped_unfinished_rolls_back_before_its_connection_idles
     let key = i64::from(rand::random::<u32>());
 
     // Committed: the transaction's lock goes with the commit.
-    let mut tx = manager
-        .acquire(tenant, &location)
-        .await
-        .unwrap()
-        .begin()
-        .await
-        .unwrap();
-    hold_lock_in_transaction(&mut tx, key).await;
+    let tx = locked_transaction(&manager, tenant, &location, key).await;
     assert!(
         !lock_is_free(&db, key).await,
         "the transaction holds the lock"
@@ -410,14 +418,7 @@ async fn a_transaction_dropped_unfinished_rolls_back_before_its_connection_idles
 
     // Dropped unfinished (a handler's early return): rolled back promptly, with no new
     // statement on the connection, and the connection is kept for reuse.
-    let mut tx = manager
-        .acquire(tenant, &location)
-        .await
-        .unwrap()
-        .begin()
-        .await
-        .unwrap();
-    hold_lock_in_transaction(&mut tx, key).await;
+    let tx = locked_transaction(&manager, tenant, &location, key).await;
     drop(tx);
     let deadline = Instant::now() + Duration::from_secs(2);
     while !lock_is_free(&db, key).await {

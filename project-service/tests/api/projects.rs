@@ -5,7 +5,7 @@ use common::testkit::expect_problem;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, spawn_app, spawn_app_with};
+use crate::helpers::{Tenant, TestApp, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_new_project_has_a_default_board_and_a_lead() {
@@ -315,12 +315,7 @@ async fn with_a_cap_of_8_connections_requests_across_50_tenants_all_succeed() {
 async fn an_idle_tenant_holds_no_connection_after_tenant_idle_secs() {
     let app = spawn_app_with(&[("TENANT_IDLE_SECS", "1")]).await;
     let acme = app.tenant().await;
-    let resp = app
-        .call(&acme, Method::GET, "/api/v1/projects")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    list_projects(&app, &acme).await;
     let held = || async {
         sqlx::query_scalar!(
             "select count(*) from pg_stat_activity
@@ -345,8 +340,12 @@ async fn an_idle_tenant_holds_no_connection_after_tenant_idle_secs() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // And it is served again, on a new connection.
+    list_projects(&app, &acme).await;
+}
+
+async fn list_projects(app: &TestApp, tenant: &Tenant) {
     let resp = app
-        .call(&acme, Method::GET, "/api/v1/projects")
+        .call(tenant, Method::GET, "/api/v1/projects")
         .send()
         .await
         .unwrap();
