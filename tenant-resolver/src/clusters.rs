@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::sync::RwLock;
+use tokio::sync::{OnceCell, RwLock};
 
 /// Admin connections per cluster: provisioning is serialised well below the server's cap.
 const ADMIN_POOL_SIZE: u32 = 4;
@@ -27,6 +27,8 @@ pub struct Cluster {
     /// (PostgreSQL cannot copy a database that has a connection open).
     pub template_lock: RwLock<()>,
     template_version: AtomicI64,
+    /// Whether the admin role is a superuser (asked once).
+    pub superuser: OnceCell<bool>,
 }
 
 impl Cluster {
@@ -95,6 +97,7 @@ impl Clusters {
                 options,
                 template_lock: RwLock::new(()),
                 template_version: AtomicI64::new(0),
+                superuser: OnceCell::new(),
             };
             if by_name.insert(name.to_owned(), Arc::new(cluster)).is_some() {
                 bail!("cluster {name} is configured twice");

@@ -84,7 +84,7 @@ pub async fn create_tenant_database(
     catalog::create_login_role(&mut *admin, &names.role, password, connection_limit)
         .await
         .context("creating the tenant role")?;
-    grant_membership_if_needed(&mut admin, &names.role).await?;
+    grant_membership_if_needed(cluster, &mut admin, &names.role).await?;
     {
         let _copying = cluster.template_lock.read().await;
         let mut attempt = 0;
@@ -115,20 +115,29 @@ pub async fn create_tenant_database(
     let mut conn = PgConnection::connect_with(&cluster.admin_options(names.database.as_str()))
         .await
         .context("connecting to the new database")?;
-    catalog::reassign_owned(&mut conn, &template.role, &names.role)
+    // One transaction, one commit: the hand-over is all or nothing.
+    let mut tx = conn.begin().await?;
+    catalog::reassign_owned(&mut *tx, &template.role, &names.role)
         .await
         .context("handing the schema to the tenant role")?;
-    catalog::revoke_public_schema(&mut conn, &template.role)
+    catalog::revoke_public_schema(&mut *tx, &template.role)
         .await
         .context("closing the schema to the template owner")?;
+    tx.commit().await.context("committing the hand-over")?;
     conn.close().await.ok();
     Ok(())
 }
 
 /// A non-superuser admin (CREATEROLE) must be a member of a role to create a database
-/// owned by it; superusers need nothing.
-async fn grant_membership_if_needed(admin: &mut PgConnection, role: &Ident) -> anyhow::Result<()> {
-    let superuser = catalog::is_superuser(&mut *admin)
+/// owned by it; superusers need nothing (asked once per cluster).
+async fn grant_membership_if_needed(
+    cluster: &Cluster,
+    admin: &mut PgConnection,
+    role: &Ident,
+) -> anyhow::Result<()> {
+    let superuser = *cluster
+        .superuser
+        .get_or_try_init(|| catalog::is_superuser(&mut *admin))
         .await
         .context("checking the admin role")?;
     if !superuser {
@@ -159,7 +168,7 @@ pub async fn ensure_template(cluster: &Cluster, prefix: &str) -> anyhow::Result<
     catalog::create_nologin_role_if_missing(&mut *admin, &template.role)
         .await
         .context("creating the template owner role")?;
-    grant_membership_if_needed(&mut admin, &template.role).await?;
+    grant_membership_if_needed(cluster, &mut admin, &template.role).await?;
     if !catalog::database_exists(&mut *admin, &template.database).await?
         && catalog::create_empty_database_if_missing(&mut *admin, &template.database)
             .await

@@ -56,9 +56,13 @@ pub async fn signup(
     request_id: Option<&str>,
 ) -> Result<TenantView, ApiError> {
     let slug = req.slug();
-    let cluster_name = tenants::emptiest_cluster(&state.pool, &state.clusters.names())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no cluster is registered"))?;
+    // Placement counts the tenants of each cluster; with one cluster there is no choice.
+    let cluster_name = match state.clusters.names().as_slice() {
+        [only] => only.clone(),
+        configured => tenants::emptiest_cluster(&state.pool, configured)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no cluster is registered"))?,
+    };
     let cluster = state
         .clusters
         .get(&cluster_name)
@@ -105,7 +109,7 @@ pub async fn signup(
             .await
             .map_err(owner_error)?;
         let mut tx = state.pool.begin().await?;
-        tenants::activate(&mut *tx, id, cluster.template_version()).await?;
+        let tenant = tenants::activate(&mut *tx, id, cluster.template_version()).await?;
         let event = Envelope::new(
             keys::TENANT_CREATED,
             id,
@@ -114,21 +118,21 @@ pub async fn signup(
         );
         outbox::enqueue(&mut *tx, &event, request_id).await?;
         tx.commit().await?;
-        Ok::<_, ApiError>(())
+        Ok::<_, ApiError>(tenant)
     }
     .await;
 
-    if let Err(err) = finished {
-        if let Err(cleanup) = drop_tenant_database(cluster, &names).await {
-            tracing::error!(tenant = %slug, error = format!("{cleanup:#}"), "cannot drop a failed signup's database; the sweeper will retry");
+    let tenant = match finished {
+        Ok(tenant) => tenant,
+        Err(err) => {
+            if let Err(cleanup) = drop_tenant_database(cluster, &names).await {
+                tracing::error!(tenant = %slug, error = format!("{cleanup:#}"), "cannot drop a failed signup's database; the sweeper will retry");
+                return Err(err);
+            }
+            tenants::delete(&state.pool, id).await?;
             return Err(err);
         }
-        tenants::delete(&state.pool, id).await?;
-        return Err(err);
-    }
-    let tenant = tenants::find(&state.pool, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("tenant vanished after signup"))?;
+    };
     tracing::info!(tenant = %slug, cluster = cluster.name, "tenant created");
     Ok(TenantView::new(&tenant, &state.config.tenant_url_template))
 }

@@ -453,7 +453,7 @@ impl Watch {
                 while !stop.load(Ordering::Relaxed) {
                     let now = held(&mut conn).await.unwrap_or(0);
                     most.fetch_max(now, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 conn
             }

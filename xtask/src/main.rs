@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xtask::{deps, docs, fleet, state_dir};
 
+/// The allocator the services' own binaries run on, so the services `bench` runs in this
+/// process allocate as they do in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Nexus developer tasks")]
 struct Cli {

@@ -60,16 +60,24 @@ pub async fn insert_provisioning(db: impl PgExecutor<'_>, t: &NewTenant<'_>) -> 
     Ok(())
 }
 
-pub async fn activate(db: impl PgExecutor<'_>, id: Uuid, schema_version: i64) -> sqlx::Result<()> {
-    sqlx::query!(
+/// Marks a provisioned tenant active; the tenant as it is now.
+pub async fn activate(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    schema_version: i64,
+) -> sqlx::Result<Tenant> {
+    sqlx::query_as!(
+        Tenant,
         "update tenants set status = 'active', schema_version = $2, migrated_at = now(), updated_at = now()
-         where id = $1",
+         where id = $1
+         returning id, slug, name, plan, status, cluster, database_name, role_name, role_password,
+                   schema_version, last_migration_error, created_at, updated_at, suspended_at,
+                   delete_after",
         id,
         schema_version,
     )
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_one(db)
+    .await
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
