@@ -106,6 +106,10 @@ struct Cluster {
     state: Mutex<State>,
     /// Woken when a connection is given back or closed.
     freed: Arc<Notify>,
+    /// `tenant_connections_open` and `…_idle` of this cluster (handles made once, not
+    /// looked up by label on every give-back).
+    open_gauge: metrics::Gauge,
+    idle_gauge: metrics::Gauge,
 }
 
 #[derive(Default)]
@@ -113,6 +117,8 @@ struct State {
     /// Connections open or being opened.
     open: u32,
     idle: HashMap<Uuid, Vec<Idle>>,
+    /// Connections in `idle`, all tenants together.
+    idle_total: usize,
     /// Tenants with an open in flight.
     opening: HashMap<Uuid, ()>,
     /// Tenants whose last open failed, until when they are refused.
@@ -251,7 +257,10 @@ impl TenantConnections {
         let name = location.cluster();
         let mut clusters = self.clusters.lock().expect("clusters lock");
         Arc::clone(clusters.entry(name.clone()).or_insert_with(|| {
+            let labels = [("cluster", name.clone())];
             Arc::new(Cluster {
+                open_gauge: metrics::gauge!("tenant_connections_open", &labels),
+                idle_gauge: metrics::gauge!("tenant_connections_idle", &labels),
                 name,
                 cap: self.limits.per_cluster,
                 state: Mutex::new(State::default()),
@@ -328,6 +337,7 @@ impl Cluster {
     fn step(&self, tenant: Uuid) -> Step {
         let mut state = self.state.lock().expect("cluster lock");
         if let Some(idle) = state.idle.get_mut(&tenant).and_then(Vec::pop) {
+            state.idle_total -= 1;
             if state.idle.get(&tenant).is_some_and(Vec::is_empty) {
                 state.idle.remove(&tenant);
             }
@@ -347,7 +357,10 @@ impl Cluster {
             None
         } else {
             match oldest_idle(&state.idle) {
-                Some(owner) => Some(take_oldest(&mut state.idle, owner)),
+                Some(owner) => {
+                    state.idle_total -= 1;
+                    Some(take_oldest(&mut state.idle, owner))
+                }
                 None => return Step::Wait,
             }
         };
@@ -370,6 +383,7 @@ impl Cluster {
     /// `conn` (known good at `checked`) is given back by `tenant`'s request.
     fn give_back(&self, tenant: Uuid, conn: PgConnection, checked: Instant) {
         let mut state = self.state.lock().expect("cluster lock");
+        state.idle_total += 1;
         state.idle.entry(tenant).or_default().push(Idle {
             conn,
             since: Instant::now(),
@@ -400,6 +414,7 @@ impl Cluster {
             *list = kept;
             !list.is_empty()
         });
+        state.idle_total -= taken.len();
         taken
     }
 
@@ -416,10 +431,8 @@ impl Cluster {
     }
 
     fn record(&self, state: &State) {
-        let idle: usize = state.idle.values().map(Vec::len).sum();
-        let labels = [("cluster", self.name.clone())];
-        metrics::gauge!("tenant_connections_open", &labels).set(f64::from(state.open));
-        metrics::gauge!("tenant_connections_idle", &labels).set(idle as f64);
+        self.open_gauge.set(f64::from(state.open));
+        self.idle_gauge.set(state.idle_total as f64);
     }
 }
 
