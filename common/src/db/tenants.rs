@@ -10,7 +10,10 @@
 //!   used last; an idle connection is closed after [`Limits::idle`], so an idle tenant
 //!   holds none;
 //! - when its cluster is at the cap, a request for a tenant with no idle connection
-//!   closes the least recently used idle connection of another tenant and opens its own;
+//!   closes an idle connection of another tenant and opens its own: the least recently
+//!   used of those tenants holding several idle (a burst's spares), and only when none
+//!   does, the least recently used of all, so a tenant keeps its last warm connection
+//!   as long as any spare is left;
 //! - when every connection of the cluster is in use, the request waits for the first
 //!   one any tenant gives back, up to [`Limits::acquire_timeout`], then gets 503;
 //! - each cluster (a `host:port`) has its own cap and its own waiters;
@@ -453,12 +456,19 @@ impl Drop for Opening {
     }
 }
 
-/// The tenant whose oldest idle connection is the least recently used of all.
+/// The tenant to take an idle connection from: of the tenants holding more than one, the
+/// one whose oldest is the least recently used (a burst's spare connections go first);
+/// only when every tenant holds one at most, the least recently used of all (a tenant
+/// loses its last warm connection only then).
 fn oldest_idle(idle: &HashMap<Uuid, Vec<Idle>>) -> Option<Uuid> {
-    idle.iter()
-        .filter_map(|(tenant, list)| list.first().map(|i| (*tenant, i.since)))
-        .min_by_key(|(_, since)| *since)
-        .map(|(tenant, _)| tenant)
+    let oldest = |spare_only: bool| {
+        idle.iter()
+            .filter(|(_, list)| !spare_only || list.len() > 1)
+            .filter_map(|(tenant, list)| list.first().map(|i| (*tenant, i.since)))
+            .min_by_key(|(_, since)| *since)
+            .map(|(tenant, _)| tenant)
+    };
+    oldest(true).or_else(|| oldest(false))
 }
 
 /// Removes `owner`'s oldest idle connection (the first: lists grow at the end).

@@ -495,3 +495,53 @@ async fn a_connection_the_server_closed_is_found_and_replaced_within_seconds() {
     );
     assert_eq!(backends(&db, &application).await, 1);
 }
+
+#[tokio::test]
+async fn at_the_cap_a_bursts_spare_connection_goes_before_another_tenants_last() {
+    let db = TestDb::create().await;
+    let application = unique("tenants");
+    let manager = TenantConnections::new(&application, limits(3));
+    let location = location_of(&db);
+    let (quiet, bursty, newcomer) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // The quiet tenant's one connection is the least recently used of all…
+    let mut conn = manager.acquire(quiet, &location).await.unwrap();
+    select_one(&mut conn).await;
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // …and a burst left the bursty tenant two.
+    let (mut a, mut b) = (
+        manager.acquire(bursty, &location).await.unwrap(),
+        manager.acquire(bursty, &location).await.unwrap(),
+    );
+    select_one(&mut a).await;
+    select_one(&mut b).await;
+    drop((a, b));
+    assert_eq!(manager.open_on(&location.cluster()), 3, "at the cap");
+
+    let mut conn = manager.acquire(newcomer, &location).await.unwrap();
+    select_one(&mut conn).await;
+    assert_eq!(
+        manager.idle_of(quiet),
+        1,
+        "the quiet tenant keeps its last connection"
+    );
+    assert_eq!(
+        manager.idle_of(bursty),
+        1,
+        "one of the burst's spares was closed"
+    );
+    assert_eq!(manager.open_on(&location.cluster()), 3);
+    drop(conn);
+
+    // With no spares left, the least recently used connection of all goes.
+    let other = Uuid::now_v7();
+    let mut conn = manager.acquire(other, &location).await.unwrap();
+    select_one(&mut conn).await;
+    assert_eq!(
+        manager.idle_of(quiet),
+        0,
+        "now the least recently used goes"
+    );
+    assert_eq!(manager.idle_of(bursty), 1);
+    assert_eq!(manager.idle_of(newcomer), 1);
+}
