@@ -17,10 +17,11 @@
 //! - when every connection of the cluster is in use, the request waits for the first
 //!   one any tenant gives back, up to [`Limits::acquire_timeout`], then gets 503;
 //! - each cluster (a `host:port`) has its own cap and its own waiters;
-//! - a tenant opens one connection at a time, and after a failed open it is refused at
-//!   once for [`DOWN_FOR`], so a tenant whose database is down holds at most one slot
-//!   of its cluster (for at most [`Limits::connect_timeout`]) and never holds up the
-//!   others.
+//! - a tenant opens one connection at a time, and after a failed open no new one is
+//!   tried for [`DOWN_FOR`]: its requests wait that out and try again, or get 503 when
+//!   their acquire timeout comes first. So a tenant whose database is down holds at most
+//!   one slot of its cluster (for at most [`Limits::connect_timeout`]) and never holds
+//!   up the others, and one whose server restarts is served again once it is back.
 //!
 //! A [`TenantConnection`] goes back to its tenant's idle list when dropped, at once when
 //! it is clean and was known good within [`RECHECK_AFTER`]; otherwise (a
@@ -138,8 +139,11 @@ struct Idle {
 /// What a request found when it asked its cluster for a connection.
 enum Step {
     Reuse(Idle),
-    Open { evicted: Option<PgConnection> },
-    Down,
+    Open {
+        evicted: Option<PgConnection>,
+    },
+    /// The tenant's last open failed; refused until then.
+    Down(Instant),
     Wait,
 }
 
@@ -209,7 +213,15 @@ impl TenantConnections {
                     }
                     return self.open(location, opening).await;
                 }
-                Step::Down => return Err(unreachable_database()),
+                Step::Down(until) => {
+                    // A restart takes the database away for a moment: the request waits
+                    // out the window (one open for the tenant, then another try), unless
+                    // its own deadline comes first.
+                    if until >= deadline {
+                        return Err(unreachable_database());
+                    }
+                    tokio::time::sleep_until(until.into()).await;
+                }
                 Step::Wait => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if tokio::time::timeout(left, freed).await.is_err() {
@@ -348,7 +360,7 @@ impl Cluster {
         }
         if let Some(until) = state.down.get(&tenant).copied() {
             if Instant::now() < until {
-                return Step::Down;
+                return Step::Down(until);
             }
             state.down.remove(&tenant);
         }
@@ -512,9 +524,15 @@ impl TenantConnection {
         self.tenant
     }
 
-    /// Begins a transaction on this connection.
+    /// Begins a transaction on this connection. A `BEGIN` that fails has found the
+    /// connection broken (a server restart): it is closed, not given back, so the
+    /// tenant's next request opens a new one instead of failing on it again.
     pub async fn begin(mut self) -> sqlx::Result<TenantTransaction> {
-        PgTransactionManager::begin(&mut self, None).await?;
+        if let Err(err) = PgTransactionManager::begin(&mut self, None).await {
+            metrics::counter!("tenant_connections_broken_total").increment(1);
+            self.discard().await;
+            return Err(err);
+        }
         Ok(TenantTransaction {
             conn: self,
             open: true,
