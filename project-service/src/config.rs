@@ -28,8 +28,8 @@ pub struct Config {
     )]
     pub user_service_url: String,
     /// Most connections open at once to one PostgreSQL cluster, across all its tenants'
-    /// databases; at the cap, the least recently used idle connection of another tenant
-    /// is closed to open one.
+    /// databases; at the cap, an idle connection of another tenant is closed to open one
+    /// (a spare of a tenant holding several first, else the least recently used).
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 64)]
     pub db_max_connections: u32,
     /// Seconds a tenant's connection stays open unused; an idle tenant holds none.

@@ -175,7 +175,8 @@ pub async fn run_until(
         shutdown.clone(),
     ));
     let connections = Arc::clone(state.databases.connections());
-    // The reaper closes idle connections as they age, and every one at shutdown.
+    // The reaper closes idle connections as they age; the rest close once the last
+    // request and the relay have given theirs back.
     let reaper = tokio::spawn(Arc::clone(&connections).run_reaper(shutdown.clone()));
     let served = common::server::serve(listener, router(state), shutdown, &server).await;
     relay.await.ok();

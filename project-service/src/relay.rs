@@ -73,7 +73,7 @@ async fn drain(databases: &TenantDatabases, broker: &Broker, tenant: Uuid) -> an
         .connect(tenant)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let published = outbox::drain_on(&mut conn, broker, 100).await?;
+    let published = outbox::drain_on(&mut conn, broker, outbox::BATCH_SIZE).await?;
     if published > 0 {
         tracing::debug!(%tenant, published, "outbox drained");
     }

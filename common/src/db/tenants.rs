@@ -325,8 +325,9 @@ impl TenantConnections {
         }
     }
 
-    /// Closes idle connections every quarter of [`Limits::idle`] until `shutdown`, then
-    /// every idle connection.
+    /// Closes idle connections every quarter of [`Limits::idle`] until `shutdown`. The
+    /// rest are the service's to [`close`](Self::close) once its last request has given
+    /// its connection back.
     pub async fn run_reaper(self: Arc<Self>, shutdown: CancellationToken) {
         let every = (self.limits.idle / 4).max(Duration::from_millis(100));
         loop {
@@ -335,7 +336,6 @@ impl TenantConnections {
                 () = tokio::time::sleep(every) => self.close_idle().await,
             }
         }
-        self.close().await;
     }
 
     /// Closes every idle connection now (shutdown).

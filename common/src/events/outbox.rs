@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 use super::{Broker, Envelope, Message};
 
+/// Events a relay publishes per transaction.
+pub const BATCH_SIZE: i64 = 100;
+
 /// Channel the insert trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "outbox";
 
@@ -114,7 +117,7 @@ impl Relay {
         Self {
             pool,
             broker,
-            batch_size: 100,
+            batch_size: BATCH_SIZE,
             poll_interval: Duration::from_secs(2),
         }
     }
