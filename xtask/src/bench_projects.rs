@@ -21,7 +21,7 @@
 //! tasks made through the service), so all tenants hold the same rows.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -187,29 +187,103 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `requests` (each returns whether it succeeded) from [`CLIENTS`] clients for
-/// `seconds`; requests per second.
-async fn closed_loop<F, Fut>(seconds: u64, request: F) -> anyhow::Result<f64>
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let workers = (0..CLIENTS).map(|_| {
-        let (done, request) = (Arc::clone(&done), request.clone());
-        tokio::spawn(async move {
-            while Instant::now() < deadline {
-                request(done.fetch_add(1, Ordering::Relaxed)).await?;
-            }
-            anyhow::Ok(())
-        })
-    });
-    for worker in workers.collect::<Vec<_>>() {
-        worker.await??;
+/// Requests a `wrk` run cycles through: `(tenant, path, JSON body)`, a body making it a
+/// `POST`.
+type Calls<'a> = Vec<(&'a Tenant, String, Option<String>)>;
+
+/// How many requests of a spread are laid out for `wrk` to cycle through.
+const SEQUENCE: u64 = 65_536;
+
+/// `wrk` ([`CLIENTS`] keep-alive connections) cycling through `calls` on `base` for
+/// `seconds`: requests per second. A load generator in a process of its own, written in
+/// C as pgbench is, so the service's figure carries no HTTP client's cost that
+/// pgbench's does not. One thread, so the requests in flight are consecutive calls (a
+/// spread's 16 in flight are 16 tenants, as 16 pgbench clients on 16 connections).
+/// Every answer must be a 2xx.
+async fn wrk(base: &str, calls: &Calls<'_>, seconds: u64) -> anyhow::Result<f64> {
+    let lua_str = |s: &str| format!("[==[{s}]==]");
+    // Each tenant and each route once, in tables; the order of the calls as one string
+    // of "tenant route" places (a table constructor of 65,536 entries is past LuaJIT's
+    // limits on constants).
+    let mut tenants = String::from("local tenants = {\n");
+    let mut routes = String::from("local routes = {\n");
+    let mut order = String::new();
+    let (mut tenant_places, mut route_places) = (HashMap::new(), HashMap::new());
+    for (tenant, path, body) in calls {
+        let next = tenant_places.len() + 1;
+        let t = *tenant_places.entry(tenant.id).or_insert_with(|| {
+            tenants.push_str(&format!(
+                "{{{}, {}}},\n",
+                lua_str(&tenant.token),
+                lua_str(&tenant.id.to_string())
+            ));
+            next
+        });
+        let next = route_places.len() + 1;
+        let r = *route_places.entry((path, body)).or_insert_with(|| {
+            routes.push_str(&format!(
+                "{{{}, {}, {}}},\n",
+                lua_str(if body.is_some() { "POST" } else { "GET" }),
+                lua_str(path),
+                body.as_deref().map_or("nil".to_owned(), lua_str),
+            ));
+            next
+        });
+        order.push_str(&format!("{t} {r}\n"));
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    let script = format!(
+        r#"{tenants}}}
+{routes}}}
+local order = {order}
+local requests = {{}}
+local i = 0
+function init(args)
+  for t, r in string.gmatch(order, "(%d+) (%d+)") do
+    local tenant, route = tenants[tonumber(t)], routes[tonumber(r)]
+    requests[#requests + 1] = wrk.format(route[1], route[2], {{
+      ["Authorization"] = "Bearer " .. tenant[1],
+      ["x-tenant-id"] = tenant[2],
+      ["x-tenant-slug"] = "bench",
+      ["Content-Type"] = "application/json",
+    }}, route[3])
+  end
+end
+function request()
+  i = i % #requests + 1
+  return requests[i]
+end
+"#,
+        order = lua_str(&order),
+    );
+    let dir = std::env::temp_dir().join(unique("nexus_wrk"));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("calls.lua");
+    std::fs::write(&file, script)?;
+    let output = tokio::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{CLIENTS}"), &format!("-d{seconds}s")])
+        // Well past the service's acquire timeout: a slow answer is counted, not dropped.
+        .args(["--timeout", "30s", "-s"])
+        .arg(&file)
+        .arg(base)
+        .output()
+        .await
+        .context("running wrk")?;
+    std::fs::remove_dir_all(&dir).ok();
+    let text = String::from_utf8_lossy(&output.stdout);
+    // wrk counts answers above 399 as "Non-2xx or 3xx responses"; the service answers
+    // no 3xx here.
+    if !output.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!(
+            "wrk saw errors on {base}:\n{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
 }
 
 fn median(samples: &mut [f64]) -> f64 {
@@ -493,6 +567,7 @@ struct Samples {
 }
 
 pub async fn projects_scenario(rounds: usize, seconds: u64) -> anyhow::Result<ProjectsReport> {
+    crate::bench_gateway::ensure_command("wrk", "wrk")?;
     println!("• a PostgreSQL cluster of the bench's own (max_connections {MAX_CONNECTIONS})");
     let cluster = BenchCluster::start(MAX_CONNECTIONS)?;
     let result = run_scenario(&cluster.url, rounds, seconds).await;
@@ -651,27 +726,34 @@ async fn run_scenario(
         for round in 1..=rounds {
             println!("• cap {cap}, round {round}/{rounds} ({seconds} s per run)");
             for &name in measures {
-                let watch = Watch::start(watcher).await?;
-                let (tenants, task_ids, zipf) = (
-                    Arc::clone(&tenants),
-                    Arc::clone(&task_ids),
-                    Arc::clone(&zipf),
-                );
-                let task = move |n: u64| {
-                    task_ids[usize::try_from(n).unwrap_or(0) % task_ids.len()].clone()
+                let read = |i: usize, n: u64| {
+                    let task = &task_ids[usize::try_from(n).unwrap_or(0) % task_ids.len()];
+                    (&tenants[i], format!("/api/v1/tasks/{task}"), None)
                 };
-                let per_s = match name {
-                    names::CREATE => {
-                        let (request, project) = (on_service.clone(), project.clone());
-                        closed_loop(seconds, move |_| {
-                            request(
-                                &tenants[0],
-                                format!("/api/v1/projects/{project}/tasks"),
-                                Some(json!({"title": "bench"})),
-                            )
+                let calls: Calls = match name {
+                    names::CREATE => vec![(
+                        &tenants[0],
+                        format!("/api/v1/projects/{project}/tasks"),
+                        Some(json!({"title": "bench"}).to_string()),
+                    )],
+                    names::READ => (0..task_ids.len() as u64).map(|n| read(2, n)).collect(),
+                    names::ZIPF => (0..SEQUENCE).map(|n| read(zipf.pick(n), n)).collect(),
+                    // 7919 is prime: consecutive requests land far apart.
+                    names::UNIFORM | names::SMALL_CAP => (0..SEQUENCE)
+                        .map(|n| {
+                            let i = usize::try_from(n.wrapping_mul(7919)).unwrap_or(0);
+                            read(i % UNIFORM_TENANTS, n)
                         })
-                        .await?
-                    }
+                        .collect(),
+                    names::BOARD => vec![(
+                        &tenants[1],
+                        format!("/api/v1/projects/{project}/board"),
+                        None,
+                    )],
+                    _ => Vec::new(),
+                };
+                let watch = Watch::start(watcher).await?;
+                let per_s = match name {
                     names::PG_CREATE => pgbench(
                         &url_of(&tenants[0].db),
                         CREATE_SQL,
@@ -679,22 +761,6 @@ async fn run_scenario(
                         seconds,
                         false,
                     )?,
-                    names::READ | names::UNIFORM | names::ZIPF | names::SMALL_CAP => {
-                        let request = on_service.clone();
-                        closed_loop(seconds, move |n| {
-                            let i = match name {
-                                names::READ => 2,
-                                names::ZIPF => zipf.pick(n),
-                                // 7919 is prime: consecutive requests land far apart.
-                                _ => {
-                                    usize::try_from(n.wrapping_mul(7919)).unwrap_or(0)
-                                        % UNIFORM_TENANTS
-                                }
-                            };
-                            request(&tenants[i], format!("/api/v1/tasks/{}", task(n)), None)
-                        })
-                        .await?
-                    }
                     names::PG_READ | names::PG_READ_C => pgbench(
                         &url_of(&tenants[2].db),
                         READ_SQL,
@@ -702,24 +768,14 @@ async fn run_scenario(
                         seconds,
                         name == names::PG_READ_C,
                     )?,
-                    names::BOARD => {
-                        let (request, project) = (on_service.clone(), project.clone());
-                        closed_loop(seconds, move |_| {
-                            request(
-                                &tenants[1],
-                                format!("/api/v1/projects/{project}/board"),
-                                None,
-                            )
-                        })
-                        .await?
-                    }
-                    _ => pgbench(
+                    names::PG_BOARD => pgbench(
                         &url_of(&tenants[1].db),
                         BOARD_SQL,
                         &[("project", &project)],
                         seconds,
                         false,
                     )?,
+                    _ => wrk(&server.base_url, &calls, seconds).await?,
                 };
                 let (started, most, conn) = watch.finish().await?;
                 watcher = conn;
