@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image recipe for all six services: `--build-arg SERVICE=<name>` picks the binary.
+# One image recipe for all seven services: `--build-arg SERVICE=<name>` picks the binary.
 # The dependency layer (cargo-chef) and the build stage are the same for every service,
-# so compose builds the workspace once and six small runtime images from it.
+# so compose builds the workspace once and seven small runtime images from it.
 
 FROM rust:1.95-slim-bookworm AS chef
 RUN cargo install cargo-chef --locked
@@ -20,7 +20,7 @@ COPY . .
 ENV SQLX_OFFLINE=true
 RUN cargo build --release --locked \
       -p gateway -p tenant-resolver -p user-service \
-      -p project-service -p url-shortener -p analytics-service
+      -p project-service -p url-shortener -p analytics-service -p notification-service
 
 FROM debian:bookworm-slim AS runtime
 # curl serves the compose healthchecks; ca-certificates lets services reach TLS endpoints.

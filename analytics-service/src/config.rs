@@ -86,6 +86,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// The events consumer's settings: the analytics queue, bound to every event.
+    pub fn consumer_settings(&self) -> common::events::consumer::Settings {
+        common::events::consumer::Settings {
+            queue: self.queue.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+            bindings: vec!["#".to_owned()],
+            prefetch: self.prefetch,
+            batch_size: self.batch_size.max(1),
+            flush_interval: self.flush_interval(),
+            max_attempts: self.max_attempts.max(1),
+        }
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
     }

@@ -3,10 +3,9 @@
 //!
 //! A library (`router`, `run`) with a thin `main.rs`, so tests and `cargo xtask up` can
 //! start it in-process or as a process alike. Three parts share one cancellation token:
-//! the consumer (`consumer`), the rollup job (`store::rollup`) and the HTTP API (`routes`).
+//! the consumer (`common::events::consumer` into [`store::Store`]), the rollup job (`store::rollup`) and the HTTP API (`routes`).
 
 pub mod config;
-pub mod consumer;
 pub mod domain;
 pub mod routes;
 pub mod store;
@@ -29,8 +28,8 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 
-use crate::consumer::{AfterWrite, Consumer, Settings, Status};
 use crate::store::Store;
+use common::events::consumer::{AfterWrite, Consumer, Status};
 
 pub const NAME: &str = "analytics-service";
 
@@ -129,7 +128,7 @@ pub async fn run_with(
         store.clone(),
         Consumer {
             broker: broker.clone(),
-            settings: Settings::from(&config),
+            settings: config.consumer_settings(),
             sink: store.clone(),
             status: status.clone(),
             after_write,

@@ -86,6 +86,42 @@ pub struct DbArgs {
     pub db_connect_timeout_secs: u64,
 }
 
+/// Settings of services that keep tenant data in the tenants' databases
+/// (`common::db::directory`, `common::db::tenants`).
+#[derive(Debug, Clone, Args)]
+pub struct TenantDbArgs {
+    /// Base URL of tenant-resolver (where each tenant's database is found).
+    #[arg(
+        long,
+        env = "TENANT_RESOLVER_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub tenant_resolver_url: String,
+    /// Most connections open at once to one PostgreSQL cluster, across all its tenants'
+    /// databases; at the cap, an idle connection of another tenant is closed to open one
+    /// (a spare of a tenant holding several first, else the least recently used).
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 64)]
+    pub db_max_connections: u32,
+    /// Seconds a tenant's connection stays open unused; an idle tenant holds none.
+    #[arg(long, env = "TENANT_IDLE_SECS", default_value_t = 60)]
+    pub tenant_idle_secs: u64,
+    /// Seconds a request waits for a database connection before a 503.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub db_acquire_timeout_secs: u64,
+}
+
+impl TenantDbArgs {
+    pub fn limits(&self) -> crate::db::tenants::Limits {
+        let timeout = std::time::Duration::from_secs(self.db_acquire_timeout_secs);
+        crate::db::tenants::Limits {
+            per_cluster: self.db_max_connections,
+            idle: std::time::Duration::from_secs(self.tenant_idle_secs),
+            acquire_timeout: timeout,
+            connect_timeout: timeout,
+        }
+    }
+}
+
 /// RabbitMQ settings of services that publish or consume events.
 #[derive(Debug, Clone, Args)]
 pub struct AmqpArgs {

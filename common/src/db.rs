@@ -10,6 +10,7 @@ use sqlx::{PgPool, Postgres};
 use crate::config::DbArgs;
 
 pub mod ddl;
+pub mod directory;
 pub mod tenants;
 
 /// Connects to `url`, creating the database if it does not exist yet and retrying for

@@ -1,4 +1,4 @@
-//! The whole fleet in one process: all six services on ports of their own, against the
+//! The whole fleet in one process: all seven services on ports of their own, against the
 //! real PostgreSQL, RabbitMQ and MongoDB server, each run with fresh databases, a unique
 //! exchange and queue, and a unique tenant-database prefix, so runs never meet.
 //!
@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
 pub const SHARE_GRANT_SECRET: &str = "e2e-share-grant-secret";
 
-/// The six services, each a [`TestServer`] (stopped when the fleet is dropped).
+/// The seven services, each a [`TestServer`] (stopped when the fleet is dropped).
 pub struct Fleet {
     pub gateway: TestServer,
     pub tenant_resolver: TestServer,
@@ -26,6 +26,7 @@ pub struct Fleet {
     pub project_service: TestServer,
     pub url_shortener: TestServer,
     pub analytics: TestServer,
+    pub notifications: TestServer,
     /// The gateway's port: `http://<slug>.localhost:<port>` is a tenant's URL.
     pub port: u16,
     pub exchange: String,
@@ -70,6 +71,7 @@ impl Fleet {
             listener().await,
             listener().await,
             listener().await,
+            listener().await,
         ];
         let [
             resolver_url,
@@ -77,6 +79,7 @@ impl Fleet {
             projects_url,
             shortener_url,
             analytics_url,
+            notifications_url,
             gateway_url,
         ] = listeners.each_ref().map(base);
         let [
@@ -85,6 +88,7 @@ impl Fleet {
             projects_l,
             shortener_l,
             analytics_l,
+            notifications_l,
             gateway_l,
         ] = listeners;
         let port = gateway_l.local_addr().expect("gateway address").port();
@@ -168,6 +172,20 @@ impl Fleet {
             ]),
             &[],
         );
+        let notifications_config: notification_service::Config = parse_config(
+            notification_service::NAME,
+            &shared(vec![
+                ("TENANT_RESOLVER_URL", resolver_url.clone()),
+                ("NOTIFICATION_QUEUE", format!("{exchange}.notifications")),
+                (
+                    "NOTIFICATION_DEAD_LETTER_QUEUE",
+                    format!("{exchange}.notifications.dead"),
+                ),
+                ("JWKS_URL", jwks.clone()),
+                internal.clone(),
+            ]),
+            &[],
+        );
         let gateway_config: gateway::Config = parse_config(
             gateway::NAME,
             &[
@@ -177,6 +195,7 @@ impl Fleet {
                 ("PROJECT_SERVICE_URL", projects_url),
                 ("URL_SHORTENER_URL", shortener_url),
                 ("ANALYTICS_SERVICE_URL", analytics_url),
+                ("NOTIFICATION_SERVICE_URL", notifications_url),
                 ("JWKS_URL", jwks),
                 internal.clone(),
             ],
@@ -202,6 +221,10 @@ impl Fleet {
             analytics_service::run_until(analytics_config, l, s)
         })
         .await;
+        let notifications = TestServer::start_on(notifications_l, |l, s| {
+            notification_service::run_until(notifications_config, l, s)
+        })
+        .await;
         let gateway =
             TestServer::start_on(gateway_l, |l, s| gateway::run_until(gateway_config, l, s)).await;
         assert_eq!(gateway.base_url, gateway_url);
@@ -212,6 +235,7 @@ impl Fleet {
             project_service,
             url_shortener,
             analytics,
+            notifications,
             port,
             exchange,
             mongo_database,
@@ -233,6 +257,7 @@ impl Fleet {
             &self.project_service,
             &self.url_shortener,
             &self.analytics,
+            &self.notifications,
             &self.gateway,
         ] {
             server
@@ -308,6 +333,7 @@ impl Drop for Fleet {
             &self.gateway,
             &self.url_shortener,
             &self.analytics,
+            &self.notifications,
             &self.project_service,
             &self.tenant_resolver,
             &self.user_service,

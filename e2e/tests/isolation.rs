@@ -154,6 +154,28 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
         json!({"target": {"type": "task", "id": tid}, "ttl": 3600}),
     )
     .await;
+    // A notification of acme's member: a task assigned to them at creation.
+    created(
+        &w,
+        &format!("/api/v1/projects/{pid}/tasks"),
+        json!({"title": MARKER, "assignee_id": member_id}),
+    )
+    .await;
+    let notification = {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, text) = send(&w, &member, Method::GET, "/api/v1/notifications", None).await;
+            let page: Value = serde_json::from_str(&text).unwrap();
+            if let Some(first) = page["items"].get(0) {
+                break id(first);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the member's notification did not arrive: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
     let invite = created(
         &w,
         "/api/v1/invites",
@@ -162,7 +184,7 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
     .await;
     w.ids = BTreeMap::from([
         ("project", pid),
-        ("task", tid),
+        ("task", tid.clone()),
         ("column_id", id(&column)),
         ("comment_id", id(&comment)),
         ("log_id", id(&worklog)),
@@ -170,6 +192,8 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
         ("code", link["code"].as_str().unwrap().to_owned()),
         ("invite", id(&invite)),
         ("user_id", member_id),
+        ("notification", notification),
+        ("task_id", tid),
     ]);
     w
 }
@@ -188,6 +212,7 @@ fn fill(w: &World, template: &str) -> String {
             ("id", t) if t.starts_with("/api/v1/tasks/") => "task",
             ("id", t) if t.starts_with("/api/v1/invites/") => "invite",
             ("id", t) if t.starts_with("/api/v1/users/") => "user_id",
+            ("id", t) if t.starts_with("/api/v1/notifications/") => "notification",
             (other, _) => other,
         };
         let value = w.ids.get(key).unwrap_or_else(|| {
@@ -227,6 +252,9 @@ fn body(w: &World, method: &Method, template: &str) -> Option<Value> {
         ("PATCH", t) if t.starts_with("/api/v1/links/") => json!({"max_visits": 1}),
         ("PATCH", t) if t.starts_with("/api/v1/tasks/") => json!({"title": "x"}),
         ("PATCH", _) => json!({"name": "x"}),
+        ("POST", t) if t.ends_with("/snooze") => {
+            json!({"until": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()})
+        }
         _ => json!({}),
     };
     Some(body)
@@ -674,6 +702,8 @@ fn permission(method: &Method, template: &str) -> Option<Option<Perm>> {
         (_, t) if t.starts_with("/api/v1/tasks/") => TasksWrite,
         (_, t) if t.starts_with("/api/v1/links") => LinksCreate,
         ("GET", t) if t.starts_with("/api/v1/analytics/") => AnalyticsRead,
+        (_, t) if t.starts_with("/api/v1/notifications/subscriptions/") => TasksRead,
+        (_, t) if t.starts_with("/api/v1/notifications") => return Some(None),
         _ => return None,
     };
     Some(Some(p))

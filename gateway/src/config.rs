@@ -51,6 +51,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:8085"
     )]
     pub analytics_service_url: String,
+    /// Base URL(s) of notification-service.
+    #[arg(
+        long,
+        env = "NOTIFICATION_SERVICE_URL",
+        default_value = "http://127.0.0.1:8086"
+    )]
+    pub notification_service_url: String,
     /// Seconds an upstream may take to answer before the gateway answers 504.
     #[arg(long, env = "UPSTREAM_TIMEOUT_SECS", default_value_t = 15)]
     pub upstream_timeout_secs: u64,

@@ -24,15 +24,17 @@ pub enum Upstream {
     ProjectService,
     UrlShortener,
     Analytics,
+    Notifications,
 }
 
 impl Upstream {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::TenantResolver,
         Self::UserService,
         Self::ProjectService,
         Self::UrlShortener,
         Self::Analytics,
+        Self::Notifications,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Upstream {
             Self::ProjectService => "project-service",
             Self::UrlShortener => "url-shortener",
             Self::Analytics => "analytics-service",
+            Self::Notifications => "notification-service",
         }
     }
 }
@@ -67,7 +70,7 @@ const fn route(prefix: &'static str, host: HostKind, auth: AuthMode, upstream: U
 }
 
 /// The contract's table. `/internal/...` is deliberately absent: never routed.
-pub const TABLE: [Route; 13] = [
+pub const TABLE: [Route; 14] = [
     route(
         "/api/v1/tenants",
         HostKind::Apex,
@@ -147,6 +150,12 @@ pub const TABLE: [Route; 13] = [
         HostKind::Tenant,
         AuthMode::Jwt,
         Upstream::Analytics,
+    ),
+    route(
+        "/api/v1/notifications",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::Notifications,
     ),
 ];
 

@@ -113,6 +113,7 @@ impl Upstreams {
                 Upstream::ProjectService => &config.project_service_url,
                 Upstream::UrlShortener => &config.url_shortener_url,
                 Upstream::Analytics => &config.analytics_service_url,
+                Upstream::Notifications => &config.notification_service_url,
             };
             let instances = urls
                 .split(',')

@@ -61,14 +61,9 @@ impl AppState {
         let internal = InternalToken::new(config.internal.internal_token.clone());
         let databases = Arc::new(databases::TenantDatabases::new(
             http.clone(),
-            &config.tenant_resolver_url,
+            &config.tenant_db.tenant_resolver_url,
             internal.clone(),
-            common::db::tenants::Limits {
-                per_cluster: config.db_max_connections,
-                idle: Duration::from_secs(config.tenant_idle_secs),
-                acquire_timeout: Duration::from_secs(config.db_acquire_timeout_secs),
-                connect_timeout: Duration::from_secs(config.db_acquire_timeout_secs),
-            },
+            config.tenant_db.limits(),
             Arc::clone(&outboxes),
         ));
         Ok(Self {
@@ -147,7 +142,7 @@ pub fn router(state: AppState) -> Router {
                 state.http.clone(),
                 format!(
                     "{}/healthz",
-                    config.tenant_resolver_url.trim_end_matches('/')
+                    config.tenant_db.tenant_resolver_url.trim_end_matches('/')
                 ),
             )
             .rabbitmq(state.broker.clone()),

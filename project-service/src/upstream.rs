@@ -25,7 +25,11 @@ struct Lookup {
 pub async fn plan_limits(state: &AppState, slug: &str) -> Result<PlanLimits, ApiError> {
     let url = format!(
         "{}/internal/tenants/by-slug/{slug}",
-        state.config.tenant_resolver_url.trim_end_matches('/')
+        state
+            .config
+            .tenant_db
+            .tenant_resolver_url
+            .trim_end_matches('/')
     );
     let lookup: Lookup =
         internal_get(state, state.http.get(url), "The organisation's plan").await?;

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use analytics_service::consumer::{Consumer, NullSink, Settings, Sink, Status, Written};
 use analytics_service::domain::event::Event;
 use analytics_service::store::Store;
 use anyhow::{Context, bail};
 use clap::Parser;
+use common::events::consumer::{Consumer, NullSink, Settings, Sink, Status, Written};
 use common::events::{Broker, Envelope, keys};
 use common::testkit::{amqp_url, mongodb_url, unique};
 use serde::Serialize;
@@ -48,7 +48,9 @@ struct Counted<S> {
     lags_ms: Option<Arc<Mutex<Vec<f64>>>>,
 }
 
-impl<S: Sink> Sink for Counted<S> {
+impl<S: Sink<Event = Event>> Sink for Counted<S> {
+    type Event = Event;
+
     async fn write(&self, events: &[Event]) -> anyhow::Result<Written> {
         let written = self.inner.write(events).await?;
         if let Some(lags) = &self.lags_ms {
@@ -101,13 +103,13 @@ fn settings() -> Settings {
     Settings {
         queue: unique("bench.analytics"),
         dead_letter_queue: unique("bench.analytics.dead"),
-        ..Settings::from(&config)
+        ..config.consumer_settings()
     }
 }
 
 /// Starts a consumer writing to `sink`, publishes `events` (paced to `rate` per second
 /// if given) and returns the time until all of them were written.
-async fn run_once<S: Sink>(
+async fn run_once<S: Sink<Event = Event>>(
     sink: S,
     events: Vec<Envelope>,
     rate: Option<f64>,
@@ -240,7 +242,7 @@ async fn store_ceiling(n: usize) -> anyhow::Result<f64> {
 pub async fn analytics_scenario(rounds: usize) -> anyhow::Result<AnalyticsReport> {
     let (mut null_best, mut stored_best, mut ceiling_best) = (f64::MIN, f64::MIN, f64::MIN);
     for round in 0..rounds {
-        let null = run_once(NullSink, events(EVENTS), None, None).await?;
+        let null = run_once(NullSink::default(), events(EVENTS), None, None).await?;
         let store = mongo_store().await?;
         let stored = run_once(store.clone(), events(EVENTS), None, None).await?;
         store.db.drop().await.ok();

@@ -1,4 +1,4 @@
-//! Scenario `footprint`: the resident memory of each of the six release binaries, idle
+//! Scenario `footprint`: the resident memory of each of the seven release binaries, idle
 //! after start-up and under load through the gateway.
 //!
 //! Starts the fleet as `cargo xtask up --release` would (default ports, the local
@@ -59,7 +59,7 @@ pub fn footprint_scenario(seconds: u64) -> anyhow::Result<FootprintReport> {
         uuid::Uuid::new_v4().simple()
     ));
     println!(
-        "• starting the six release binaries (logs in {})",
+        "• starting the seven release binaries (logs in {})",
         dir.display()
     );
     let fleet = Fleet::start_release(&dir)?;

@@ -345,6 +345,7 @@ pub fn gateway_scenario(rounds: usize, seconds: u64) -> anyhow::Result<GatewayRe
                     "PROJECT_SERVICE_URL",
                     "URL_SHORTENER_URL",
                     "ANALYTICS_SERVICE_URL",
+                    "NOTIFICATION_SERVICE_URL",
                 ]
                 .map(|k| (k, base.clone())),
             )

@@ -287,6 +287,7 @@ pub async fn redirect_scenario(rounds: usize, seconds: u64) -> anyhow::Result<Re
                     "USER_SERVICE_URL",
                     "PROJECT_SERVICE_URL",
                     "ANALYTICS_SERVICE_URL",
+                    "NOTIFICATION_SERVICE_URL",
                 ]
                 .map(|k| (k, upstream.clone())),
             )

@@ -1,4 +1,4 @@
-//! Scenario `soak`: the six release binaries as processes, a tenant with 100 users, 1,000
+//! Scenario `soak`: the seven release binaries as processes, a tenant with 100 users, 1,000
 //! logins 50 at a time through the gateway, then mixed API traffic for `--soak-minutes`
 //! (tasks, boards, moves, comments, share links and their redirects, password-protected
 //! ones with the right password, analytics), and each service's resident memory over
@@ -140,7 +140,7 @@ pub async fn soak_scenario(minutes: u64) -> anyhow::Result<SoakReport> {
     let names = Names::new();
     let dir = std::env::temp_dir().join(format!("nexus_bench_{}", names.prefix));
     println!(
-        "• starting the six release binaries (databases {}*, logs in {})",
+        "• starting the seven release binaries (databases {}*, logs in {})",
         names.prefix,
         dir.display()
     );

@@ -15,8 +15,8 @@ pub const TABLE_END: &str = "<!-- config:end -->";
 /// One variable across the services that read it.
 struct Row {
     setting: Setting,
-    /// (service, default) for each service reading it.
-    users: Vec<(&'static str, Option<String>)>,
+    /// (service, default, help) for each service reading it.
+    users: Vec<(&'static str, Option<String>, String)>,
 }
 
 fn rows() -> Vec<Row> {
@@ -24,13 +24,13 @@ fn rows() -> Vec<Row> {
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for service in &SERVICES {
         for setting in service.settings() {
-            let default = setting.default.clone();
+            let user = (service.name, setting.default.clone(), setting.help.clone());
             match index.get(&setting.env) {
-                Some(&i) => rows[i].users.push((service.name, default)),
+                Some(&i) => rows[i].users.push(user),
                 None => {
                     index.insert(setting.env.clone(), rows.len());
                     rows.push(Row {
-                        users: vec![(service.name, default)],
+                        users: vec![user],
                         setting,
                     });
                 }
@@ -46,9 +46,29 @@ fn services_cell(row: &Row) -> String {
     } else {
         row.users
             .iter()
-            .map(|(s, _)| *s)
+            .map(|(s, _, _)| *s)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// What the variable sets: its help, or, where services read it with different meanings
+/// (`DB_MAX_CONNECTIONS`: a pool, or a cap per cluster), each help and its services.
+fn help(row: &Row) -> String {
+    let mut helps: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (service, _, help) in &row.users {
+        match helps.iter_mut().find(|(h, _)| *h == help.as_str()) {
+            Some((_, services)) => services.push(service),
+            None => helps.push((help, vec![service])),
+        }
+    }
+    match helps.as_slice() {
+        [(only, _)] => (*only).to_owned(),
+        several => several
+            .iter()
+            .map(|(help, services)| format!("{help} ({})", services.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }
 
@@ -56,7 +76,7 @@ fn same_default(row: &Row) -> Option<Option<&str>> {
     let first = row.users.first()?.1.as_deref();
     row.users
         .iter()
-        .all(|(_, d)| d.as_deref() == first)
+        .all(|(_, d, _)| d.as_deref() == first)
         .then_some(first)
 }
 
@@ -81,7 +101,7 @@ pub fn config_table() -> String {
             None => row
                 .users
                 .iter()
-                .map(|(s, d)| format!("`{}` ({s})", d.as_deref().unwrap_or("—")))
+                .map(|(s, d, _)| format!("`{}` ({s})", d.as_deref().unwrap_or("—")))
                 .collect::<Vec<_>>()
                 .join("<br>"),
         };
@@ -92,7 +112,7 @@ pub fn config_table() -> String {
             row.setting.flag,
             default,
             services_cell(&row),
-            row.setting.help.replace('|', "\\|"),
+            help(&row).replace('|', "\\|"),
             if row.setting.secret {
                 " *(secret)*"
             } else {
@@ -110,13 +130,13 @@ pub fn env_example() -> String {
          # uses when it is unset. Generated from the services' configs by `cargo xtask docs`.\n",
     );
     for row in rows() {
-        let _ = write!(out, "\n# {} ({})\n", row.setting.help, services_cell(&row));
+        let _ = write!(out, "\n# {} ({})\n", help(&row), services_cell(&row));
         match same_default(&row) {
             Some(d) => {
                 let _ = writeln!(out, "# {}={}", row.setting.env, d.unwrap_or_default());
             }
             None => {
-                for (service, d) in &row.users {
+                for (service, d, _) in &row.users {
                     let _ = writeln!(
                         out,
                         "# {}={}    # {service}",

@@ -1,4 +1,4 @@
-//! `cargo xtask up` / `down`: the six services as local processes, like `docker compose`.
+//! `cargo xtask up` / `down`: the seven services as local processes, like `docker compose`.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +16,7 @@ use crate::{deps, state_dir, workspace_root};
 
 /// How long the fleet may take to report ready once built.
 const READY_WITHIN: Duration = Duration::from_secs(60);
-const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+const COLOURS: [&str; 7] = ["36", "33", "32", "35", "34", "91", "31"];
 
 pub struct UpOptions {
     pub detach: bool,
@@ -127,7 +127,7 @@ fn up_attached(bin_dir: &Path) -> anyhow::Result<()> {
     });
     match ready {
         Ok(elapsed) => println!(
-            "\x1b[1mAll six services are ready ({:.1}s). Gateway: http://localhost:8080 — Ctrl-C stops all.\x1b[0m",
+            "\x1b[1mAll seven services are ready ({:.1}s). Gateway: http://localhost:8080 — Ctrl-C stops all.\x1b[0m",
             elapsed.as_secs_f64()
         ),
         Err(err) => println!("\x1b[31m{err:#}\x1b[0m"),
@@ -169,7 +169,7 @@ fn up_detached(bin_dir: &Path, state: &Path) -> anyhow::Result<()> {
     match ready {
         Ok(elapsed) => {
             println!(
-                "All six services are ready ({:.1}s). Gateway: http://localhost:8080\nLogs: {}/<service>.log — stop with `cargo xtask down`.",
+                "All seven services are ready ({:.1}s). Gateway: http://localhost:8080\nLogs: {}/<service>.log — stop with `cargo xtask down`.",
                 elapsed.as_secs_f64(),
                 state.join("logs").display()
             );
@@ -182,14 +182,14 @@ fn up_detached(bin_dir: &Path, state: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The six release binaries started as children, for a benchmark: logs in `dir`, and
+/// The seven release binaries started as children, for a benchmark: logs in `dir`, and
 /// all of them killed when this is dropped (also on an error or a panic).
 pub struct Fleet {
     pub children: Vec<(&'static str, Child)>,
 }
 
 impl Fleet {
-    /// Builds the six services in release, starts them with their default addresses and
+    /// Builds the seven services in release, starts them with their default addresses and
     /// waits for every `/readyz`. Fails if any default port is already taken (an earlier
     /// `cargo xtask up` still running).
     pub fn start_release(dir: &Path) -> anyhow::Result<Fleet> {

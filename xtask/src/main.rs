@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build and start all six services as local processes (like `docker compose up`).
+    /// Build and start all seven services as local processes (like `docker compose up`).
     Up {
         /// Run in the background (logs in .nexus/logs); stop with `cargo xtask down`.
         #[arg(long, short)]

@@ -1,4 +1,4 @@
-//! The six services as the tasks see them: name, port, configuration.
+//! The seven services as the tasks see them: name, port, configuration.
 
 use clap::CommandFactory;
 use common::config::{Setting, settings};
@@ -18,7 +18,7 @@ impl ServiceDef {
 }
 
 /// In start order: each service comes after the ones it needs.
-pub const SERVICES: [ServiceDef; 6] = [
+pub const SERVICES: [ServiceDef; 7] = [
     ServiceDef {
         name: "tenant-resolver",
         port: 8081,
@@ -43,6 +43,11 @@ pub const SERVICES: [ServiceDef; 6] = [
         name: "analytics-service",
         port: 8085,
         command: analytics_service::Config::command,
+    },
+    ServiceDef {
+        name: "notification-service",
+        port: 8086,
+        command: notification_service::Config::command,
     },
     ServiceDef {
         name: "gateway",

@@ -2,7 +2,7 @@
 //! the counters and reports read, checked once at the edge so nothing later has to.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use common::events::{Envelope, keys};
+use common::events::{Envelope, MAX_BATCH, Unreadable, keys};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -59,23 +59,28 @@ pub struct Event {
     pub day: NaiveDate,
 }
 
-/// Most events one batch message may carry (producers send up to 1,000).
-pub const MAX_BATCH: usize = 10_000;
+impl common::events::consumer::Consumable for Event {
+    fn parse_message(body: &[u8]) -> Result<Vec<Self>, String> {
+        Self::parse_message(body).map_err(|why| why.to_string())
+    }
+
+    fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+}
 
 impl Event {
     /// Parses and checks a message: one envelope, or a batch (a JSON array of envelopes,
     /// `BATCH_CONTENT_TYPE`), all of whose events must be valid.
     pub fn parse_message(body: &[u8]) -> Result<Vec<Self>, Invalid> {
-        let opening = body.iter().find(|b| !b.is_ascii_whitespace());
-        if opening != Some(&b'[') {
-            return Self::parse(body).map(|event| vec![event]);
-        }
-        let envelopes: Vec<Envelope> =
-            serde_json::from_slice(body).map_err(|err| Invalid::Envelope(err.to_string()))?;
-        if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
-            return Err(Invalid::Batch(envelopes.len()));
-        }
-        envelopes.into_iter().map(Self::check).collect()
+        common::events::envelopes(body)
+            .map_err(|why| match why {
+                Unreadable::Envelope(why) => Invalid::Envelope(why),
+                Unreadable::Batch(n) => Invalid::Batch(n),
+            })?
+            .into_iter()
+            .map(Self::check)
+            .collect()
     }
 
     /// Parses and checks a message body holding one envelope.

@@ -13,10 +13,12 @@ use mongodb::bson::{self, Document, doc};
 use uuid::Uuid;
 
 use super::{Store, bson_time, counter_key, day_key, insert_unordered};
-use crate::consumer::{Sink, Written};
 use crate::domain::event::{Event, Metric};
+use common::events::consumer::{Sink, Written};
 
 impl Sink for Store {
+    type Event = Event;
+
     async fn write(&self, events: &[Event]) -> anyhow::Result<Written> {
         let days: HashSet<(Uuid, NaiveDate)> =
             events.iter().map(|e| (e.tenant_id(), e.day)).collect();

@@ -5,13 +5,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use analytics_service::consumer::AfterWrite;
 use analytics_service::{Config, NAME};
 use axum::Router;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use common::auth::{Claims, Role, SigningKey};
 use common::events::Envelope;
+use common::events::consumer::AfterWrite;
 use common::testkit::{TestServer, amqp_url, mongo_database, mongodb_url, parse_config, unique};
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,

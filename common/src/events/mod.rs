@@ -1,7 +1,8 @@
 //! Domain events: the envelope every service publishes, the routing keys, the broker
-//! connection with publisher confirms, and the transactional outbox relay.
+//! connection with publisher confirms, the transactional outbox relay, and the consumer.
 
 mod broker;
+pub mod consumer;
 pub mod outbox;
 
 pub use broker::{Broker, Message};
@@ -45,6 +46,7 @@ pub mod keys {
     pub const PROJECT_CREATED: &str = "project.created";
     pub const PROJECT_UPDATED: &str = "project.updated";
     pub const PROJECT_USER_ADDED: &str = "project.user_added";
+    pub const PROJECT_USER_REMOVED: &str = "project.user_removed";
     pub const TASK_CREATED: &str = "task.created";
     pub const TASK_STATUS_CHANGED: &str = "task.status_changed";
     pub const TASK_ASSIGNED: &str = "task.assigned";
@@ -120,4 +122,30 @@ impl<D> Envelope<D> {
     pub fn routing_key(&self) -> &str {
         &self.kind
     }
+}
+
+/// Most events one batch message may carry (producers send up to 1,000).
+pub const MAX_BATCH: usize = 10_000;
+
+/// Why a message body holds no events a consumer can read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Unreadable {
+    #[error("not an event envelope: {0}")]
+    Envelope(String),
+    #[error("a batch of {0} events (1 to {MAX_BATCH} allowed)")]
+    Batch(usize),
+}
+
+/// The envelopes of a message body: one envelope, or a batch ([`BATCH_CONTENT_TYPE`], a
+/// non-empty JSON array of envelopes).
+pub fn envelopes(body: &[u8]) -> Result<Vec<Envelope>, Unreadable> {
+    let unreadable = |err: serde_json::Error| Unreadable::Envelope(err.to_string());
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return Ok(vec![serde_json::from_slice(body).map_err(unreadable)?]);
+    }
+    let envelopes: Vec<Envelope> = serde_json::from_slice(body).map_err(unreadable)?;
+    if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
+        return Err(Unreadable::Batch(envelopes.len()));
+    }
+    Ok(envelopes)
 }

@@ -154,7 +154,8 @@ pub fn test_args(fleet: &Fleet) -> Vec<(&'static str, String)> {
         ("USER_SERVICE_URL", base.clone()),
         ("PROJECT_SERVICE_URL", base.clone()),
         ("URL_SHORTENER_URL", base.clone()),
-        ("ANALYTICS_SERVICE_URL", base),
+        ("ANALYTICS_SERVICE_URL", base.clone()),
+        ("NOTIFICATION_SERVICE_URL", base),
         ("JWKS_URL", fleet.server.url("/.well-known/jwks.json")),
     ]
 }

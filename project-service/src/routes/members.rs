@@ -82,7 +82,7 @@ pub async fn put(
     Ok((status, Json(saved)))
 }
 
-/// Removes a member from the project.
+/// Removes a member from the project (emits `project.user_removed`).
 #[utoipa::path(delete, path = "/api/v1/projects/{id}/members/{user_id}", tag = "projects",
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn remove(
@@ -97,6 +97,11 @@ pub async fn remove(
     tx.record(
         Change::project(project, "project.member_removed")
             .before(json!({"user_id": member, "role": role})),
+    )
+    .await?;
+    tx.emit(
+        keys::PROJECT_USER_REMOVED,
+        json!({"project_id": project, "user_id": member}),
     )
     .await?;
     tx.commit().await?;

@@ -49,6 +49,7 @@ const CRATES: &[(&str, &str)] = &[
     ("user-service", "users"),
     ("project-service", "tenant"),
     ("url-shortener", "shortener"),
+    ("notification-service", "tenant"),
     ("xtask", "tenant"),
 ];
 

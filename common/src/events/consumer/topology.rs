@@ -1,5 +1,5 @@
-//! The queues analytics-service owns: a durable queue bound to every routing key of the
-//! events exchange, whose rejected messages the broker moves to a dead-letter queue.
+//! The queues a consuming service owns: a durable queue bound to the routing keys it
+//! reads, whose rejected messages the broker moves to a dead-letter queue.
 
 use anyhow::Context;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -9,7 +9,7 @@ use lapin::{Channel, ExchangeKind};
 use super::Settings;
 
 /// Declares (idempotently) the events exchange, the dead-letter exchange and queue (both
-/// named by `dead_letter_queue`) and the events queue, bound to `#`.
+/// named by `dead_letter_queue`) and the events queue, bound to each of `bindings`.
 pub async fn declare(channel: &Channel, exchange: &str, settings: &Settings) -> anyhow::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -62,15 +62,17 @@ pub async fn declare(channel: &Channel, exchange: &str, settings: &Settings) -> 
         .queue_declare(queue.into(), durable_queue, arguments)
         .await
         .context("declaring the events queue")?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("binding the events queue")?;
+    for binding in &settings.bindings {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                binding.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("binding the events queue to {binding}"))?;
+    }
     Ok(())
 }

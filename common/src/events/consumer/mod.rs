@@ -1,5 +1,6 @@
-//! The events consumer: batches deliveries, writes them through a [`Sink`] and acks only
-//! after the write. A delivery is one event or a batch message of several (each counted
+//! The events consumer every consuming service runs (analytics-service,
+//! notification-service): batches deliveries from the service's own durable queue,
+//! writes them through a [`Sink`] and acks only after the write. A delivery is one event or a batch message of several (each counted
 //! and deduplicated by its own id). Messages that cannot be parsed or validated are
 //! rejected at once (the broker dead-letters them); events MongoDB refuses are retried
 //! alone and their message dead-lettered after `max_attempts`; while MongoDB is unreachable the batch is held
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::events::Broker;
 use anyhow::{Context, bail};
 use chrono::Utc;
-use common::events::Broker;
 use futures::StreamExt;
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -23,13 +24,24 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
-use crate::domain::event::Event;
+use super::Envelope;
 
-/// Where a batch of valid events goes (MongoDB, or nothing for the benchmark baseline).
+/// An event as a consumer accepts it: parsed and checked from a message body (one
+/// envelope, or a batch of them), so nothing after the edge has to check again.
+pub trait Consumable: Clone + Send + Sync + 'static {
+    /// The events of one message body; `Err` (why) dead-letters the message.
+    fn parse_message(body: &[u8]) -> Result<Vec<Self>, String>;
+
+    fn envelope(&self) -> &Envelope;
+}
+
+/// Where a batch of valid events goes (a store, or nothing for a benchmark baseline).
 pub trait Sink: Send + Sync + 'static {
+    type Event: Consumable;
+
     /// Writes `events`. `Err` means nothing can be assumed (retry the whole batch).
-    fn write(&self, events: &[Event]) -> impl Future<Output = anyhow::Result<Written>> + Send;
+    fn write(&self, events: &[Self::Event])
+    -> impl Future<Output = anyhow::Result<Written>> + Send;
 }
 
 /// What a write did.
@@ -41,11 +53,19 @@ pub struct Written {
     pub refused: Vec<usize>,
 }
 
-/// Accepts everything and stores nothing: the consumer's own cost, for the benchmark.
-pub struct NullSink;
+/// Accepts everything and stores nothing: the consumer's own cost, for the benchmarks.
+pub struct NullSink<E>(std::marker::PhantomData<fn() -> E>);
 
-impl Sink for NullSink {
-    async fn write(&self, events: &[Event]) -> anyhow::Result<Written> {
+impl<E> Default for NullSink<E> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<E: Consumable> Sink for NullSink<E> {
+    type Event = E;
+
+    async fn write(&self, events: &[E]) -> anyhow::Result<Written> {
         Ok(Written {
             inserted: events.len(),
             ..Written::default()
@@ -53,28 +73,17 @@ impl Sink for NullSink {
     }
 }
 
-/// The consumer's settings (from [`Config`]).
+/// The consumer's settings (from its service's configuration).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub queue: String,
     pub dead_letter_queue: String,
+    /// Routing keys the queue is bound to (`#` for every event).
+    pub bindings: Vec<String>,
     pub prefetch: u16,
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub max_attempts: u32,
-}
-
-impl From<&Config> for Settings {
-    fn from(config: &Config) -> Self {
-        Self {
-            queue: config.queue.clone(),
-            dead_letter_queue: config.dead_letter_queue.clone(),
-            prefetch: config.prefetch,
-            batch_size: config.batch_size.max(1),
-            flush_interval: config.flush_interval(),
-            max_attempts: config.max_attempts.max(1),
-        }
-    }
 }
 
 /// Whether the consumer is subscribed right now (a `/readyz` check).
@@ -190,7 +199,7 @@ impl<S: Sink> Consumer<S> {
         let mut owner = Vec::with_capacity(batch.len());
         let mut tags = Vec::with_capacity(batch.len());
         for delivery in batch {
-            match Event::parse_message(&delivery.data) {
+            match S::Event::parse_message(&delivery.data) {
                 Ok(parsed) => {
                     owner.extend(std::iter::repeat_n(tags.len(), parsed.len()));
                     events.extend(parsed);
@@ -202,7 +211,7 @@ impl<S: Sink> Consumer<S> {
                 }
             }
         }
-        metrics::counter!("analytics_events_consumed_total", "service" => service)
+        metrics::counter!("events_consumed_total", "service" => service)
             .increment(events.len() as u64);
         if events.is_empty() {
             return Ok(());
@@ -213,7 +222,7 @@ impl<S: Sink> Consumer<S> {
         let mut attempt = 1;
         while !refused.is_empty() && attempt < self.settings.max_attempts {
             tokio::time::sleep(Duration::from_millis(50) * attempt).await;
-            let again: Vec<Event> = refused.iter().map(|&i| events[i].clone()).collect();
+            let again: Vec<S::Event> = refused.iter().map(|&i| events[i].clone()).collect();
             let retry = self.write_holding(channel, &again, shutdown).await?;
             inserted += retry.inserted;
             duplicates += retry.duplicates;
@@ -226,20 +235,23 @@ impl<S: Sink> Consumer<S> {
         poisoned.sort_unstable();
         poisoned.dedup();
         for &i in &refused {
-            tracing::warn!(event_id = %events[i].envelope.id, attempts = attempt,
+            tracing::warn!(event_id = %events[i].envelope().id, attempts = attempt,
                 "the store keeps refusing an event; dead-lettering its message");
         }
         for &d in &poisoned {
             self.dead_letter(channel, tags[d]).await?;
         }
-        metrics::counter!("analytics_events_inserted_total", "service" => service)
-            .increment(inserted as u64);
-        metrics::counter!("analytics_events_duplicates_total", "service" => service)
+        metrics::counter!("events_stored_total", "service" => service).increment(inserted as u64);
+        metrics::counter!("events_duplicates_total", "service" => service)
             .increment(duplicates as u64);
         let now = Utc::now();
-        let lag = metrics::histogram!("analytics_event_lag_seconds", "service" => service);
+        let lag = metrics::histogram!("event_lag_seconds", "service" => service);
         for event in &events {
-            lag.record((now - event.occurred_at()).as_seconds_f64().max(0.0));
+            lag.record(
+                (now - event.envelope().occurred_at)
+                    .as_seconds_f64()
+                    .max(0.0),
+            );
         }
         if let Some(hook) = &self.after_write
             && hook()
@@ -261,7 +273,7 @@ impl<S: Sink> Consumer<S> {
                 .await
                 .context("acking a batch")?;
         }
-        metrics::histogram!("analytics_batch_duration_seconds", "service" => service)
+        metrics::histogram!("events_batch_duration_seconds", "service" => service)
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -277,8 +289,7 @@ impl<S: Sink> Consumer<S> {
             )
             .await
             .context("rejecting a message")?;
-        metrics::counter!("analytics_events_dead_lettered_total", "service" => self.service)
-            .increment(1);
+        metrics::counter!("events_dead_lettered_total", "service" => self.service).increment(1);
         Ok(())
     }
 
@@ -288,7 +299,7 @@ impl<S: Sink> Consumer<S> {
     async fn write_holding(
         &self,
         channel: &Channel,
-        events: &[Event],
+        events: &[S::Event],
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Written> {
         let mut backoff = Duration::from_millis(100);
@@ -296,7 +307,7 @@ impl<S: Sink> Consumer<S> {
             match self.sink.write(events).await {
                 Ok(written) => return Ok(written),
                 Err(err) => {
-                    metrics::counter!("analytics_write_failures_total", "service" => self.service)
+                    metrics::counter!("events_write_failures_total", "service" => self.service)
                         .increment(1);
                     tracing::warn!(error = format!("{err:#}"), retry_in = ?backoff,
                         "writing a batch failed; holding it");

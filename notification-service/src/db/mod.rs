@@ -1,0 +1,6 @@
+//! The data layer: every statement notification-service runs on a tenant's database,
+//! compile-checked against the tenant schema (`migrations/tenant/`).
+
+pub mod exclusions;
+pub mod notifications;
+pub mod tasks;

@@ -1,0 +1,191 @@
+//! The `notifications` table: each member's inbox.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::notification::{NewNotification, Notification, TaskRef};
+
+/// A stored notification.
+pub struct Row {
+    pub id: Uuid,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub task_id: Option<Uuid>,
+    pub task_key: Option<String>,
+    pub task_title: Option<String>,
+    pub project_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub snoozed_until: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+impl From<Row> for Notification {
+    fn from(row: Row) -> Self {
+        let task = match (row.task_id, row.task_key, row.task_title) {
+            (Some(id), Some(key), Some(title)) => Some(TaskRef { id, key, title }),
+            _ => None,
+        };
+        Self {
+            id: row.id,
+            kind: row.kind,
+            title: row.title,
+            body: row.body,
+            task,
+            project_id: row.project_id,
+            actor_id: row.actor_id,
+            created_at: row.created_at,
+            read_at: row.read_at,
+            snoozed_until: row.snoozed_until,
+            archived_at: row.archived_at,
+        }
+    }
+}
+
+/// Where a notification comes from: its event and the task it is about.
+pub struct Origin<'a> {
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub project_id: Uuid,
+    pub task: &'a TaskRef,
+}
+
+/// Stores `notice`; `false` when this event already told this receiver (a redelivery).
+pub async fn insert(
+    conn: &mut PgConnection,
+    origin: &Origin<'_>,
+    notice: &NewNotification,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
+                                    task_key, task_title, project_id, actor_id, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         on conflict (event_id, recipient_id) do nothing",
+        common::events::uuid_v7_at(origin.occurred_at),
+        notice.recipient,
+        origin.event_id,
+        notice.kind.as_str(),
+        notice.title,
+        notice.body,
+        origin.task.id,
+        origin.task.key,
+        origin.task.title,
+        origin.project_id,
+        origin.actor_id,
+        origin.occurred_at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a page of the inbox shows.
+pub struct Filter<'a> {
+    pub unread_only: bool,
+    pub kind: Option<&'a str>,
+    pub archived: bool,
+    /// Notifications older than this one (the cursor).
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// A page of `user`'s inbox, newest first. Snoozed notifications are left out until
+/// their time; archived ones show only in the archive.
+pub async fn list(
+    conn: &mut PgConnection,
+    user: Uuid,
+    filter: &Filter<'_>,
+) -> sqlx::Result<Vec<Row>> {
+    sqlx::query_as!(
+        Row,
+        "select id, kind, title, body, task_id, task_key, task_title, project_id, actor_id,
+                created_at, read_at, snoozed_until, archived_at
+           from notifications
+          where recipient_id = $1
+            and (not $2 or read_at is null)
+            and ($3::text is null or kind = $3)
+            and (archived_at is not null) = $4
+            and (snoozed_until is null or snoozed_until <= now())
+            and ($5::uuid is null or id < $5)
+          order by id desc
+          limit $6",
+        user,
+        filter.unread_only,
+        filter.kind,
+        filter.archived,
+        filter.before,
+        filter.limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// `user`'s unread notifications in the inbox (not archived, not snoozed).
+pub async fn unread_count(conn: &mut PgConnection, user: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from notifications
+            where recipient_id = $1 and read_at is null and archived_at is null
+              and (snoozed_until is null or snoozed_until <= now())"#,
+        user,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// What a change to one notification does.
+#[derive(Debug, Clone, Copy)]
+pub enum Mark {
+    Read,
+    Unread,
+    Archive,
+    Snooze(DateTime<Utc>),
+}
+
+/// Applies `mark` to `user`'s notification `id`; `None` when they have no such one.
+pub async fn mark(
+    conn: &mut PgConnection,
+    user: Uuid,
+    id: Uuid,
+    mark: Mark,
+) -> sqlx::Result<Option<Row>> {
+    let (read, unread, archive, snooze) = match mark {
+        Mark::Read => (true, false, false, None),
+        Mark::Unread => (false, true, false, None),
+        Mark::Archive => (false, false, true, None),
+        Mark::Snooze(until) => (false, false, false, Some(until)),
+    };
+    sqlx::query_as!(
+        Row,
+        "update notifications
+            set read_at = case when $3 then coalesce(read_at, now())
+                               when $4 then null else read_at end,
+                archived_at = case when $5 then coalesce(archived_at, now()) else archived_at end,
+                snoozed_until = coalesce($6, snoozed_until)
+          where id = $1 and recipient_id = $2
+         returning id, kind, title, body, task_id, task_key, task_title, project_id, actor_id,
+                   created_at, read_at, snoozed_until, archived_at",
+        id,
+        user,
+        read,
+        unread,
+        archive,
+        snooze,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks every unread notification of `user` read; how many there were.
+pub async fn read_all(conn: &mut PgConnection, user: Uuid) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "update notifications set read_at = now() where recipient_id = $1 and read_at is null",
+        user,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

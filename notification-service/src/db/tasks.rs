@@ -1,0 +1,112 @@
+//! What notification-service reads of project-service's tables (read-only), and the
+//! explicit watches it keeps itself (`task_watchers`).
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::fanout::TaskFacts;
+
+/// The task `task` and its project, or `None` when it is gone.
+pub struct TaskRow {
+    pub project_id: Uuid,
+    pub key: String,
+    pub title: String,
+    pub reporter_id: Uuid,
+    pub assignee_id: Option<Uuid>,
+}
+
+pub async fn find(conn: &mut PgConnection, task: Uuid) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as!(
+        TaskRow,
+        r#"select t.project_id, p.key || '-' || t.number as "key!", t.title, t.reporter_id,
+                  t.assignee_id
+             from tasks t join projects p on p.id = t.project_id
+            where t.id = $1"#,
+        task,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Everything the fan-out needs about `task`; `column` and `comment` name the column a
+/// status change moved it into and the comment a `task.comment_added` is about.
+pub async fn facts(
+    conn: &mut PgConnection,
+    task: Uuid,
+    column: Option<Uuid>,
+    comment: Option<Uuid>,
+) -> sqlx::Result<Option<(Uuid, TaskFacts)>> {
+    let Some(row) = find(&mut *conn, task).await? else {
+        return Ok(None);
+    };
+    let commenters = sqlx::query_scalar!(
+        "select distinct author_id from comments where task_id = $1",
+        task,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let watches = sqlx::query!(
+        "select user_id, watching from task_watchers where task_id = $1",
+        task,
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|w| (w.user_id, w.watching))
+    .collect();
+    let column = match column {
+        Some(id) => {
+            sqlx::query_scalar!("select name from board_columns where id = $1", id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None => None,
+    };
+    let comment = match comment {
+        Some(id) => {
+            sqlx::query_scalar!(
+                r#"select left(body, 280) as "body!" from comments where id = $1"#,
+                id
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => None,
+    };
+    Ok(Some((
+        row.project_id,
+        TaskFacts {
+            key: row.key,
+            title: row.title,
+            reporter: Some(row.reporter_id),
+            assignee: row.assignee_id,
+            commenters,
+            watches,
+            column,
+            comment,
+        },
+    )))
+}
+
+/// Sets `user`'s explicit watch of `task` (`watching` false: told nothing of it even as
+/// reporter, assignee or commenter).
+pub async fn set_watch(
+    conn: &mut PgConnection,
+    task: Uuid,
+    user: Uuid,
+    watching: bool,
+    set_by: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into task_watchers (task_id, user_id, watching, set_by) values ($1, $2, $3, $4)
+         on conflict (task_id, user_id)
+         do update set watching = excluded.watching, set_by = excluded.set_by, updated_at = now()",
+        task,
+        user,
+        watching,
+        set_by,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

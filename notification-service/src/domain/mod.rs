@@ -1,0 +1,6 @@
+//! What notification-service works with: the events it reads, who they tell, and the
+//! notifications it keeps.
+
+pub mod event;
+pub mod fanout;
+pub mod notification;

@@ -1,0 +1,168 @@
+//! The consumer's sink: each batch of events is grouped by tenant, and each tenant's
+//! events become notifications in one transaction on that tenant's database (through
+//! `common::db::directory`). A redelivered event adds nothing (one notification per event
+//! per receiver, a unique key). An unknown or deleted tenant's events are dropped (there is
+//! no one to tell); while a tenant's database cannot be reached the batch is held and
+//! retried, so a restart of PostgreSQL loses nothing; a suspended tenant, or one whose
+//! writes keep failing, has its events dead-lettered after the consumer's attempts
+//! (kept there for a replay), without holding up the others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::ApiError;
+use common::db::directory::TenantDirectory;
+use common::events::consumer::{Sink, Written};
+use common::events::keys;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db;
+use crate::db::notifications::Origin;
+use crate::domain::event::Event;
+use crate::domain::fanout::{self, TASK_EVENTS};
+use crate::domain::notification::TaskRef;
+
+#[derive(Clone)]
+pub struct Inbox {
+    pub directory: Arc<TenantDirectory>,
+}
+
+/// What one event did.
+enum Outcome {
+    /// It told someone, changed who is told, or had no one to tell.
+    Done,
+    /// Everyone it would tell had been told already (a redelivery).
+    Duplicate,
+}
+
+impl Sink for Inbox {
+    type Event = Event;
+
+    async fn write(&self, events: &[Event]) -> anyhow::Result<Written> {
+        let mut tenants: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+        for (i, event) in events.iter().enumerate() {
+            tenants.entry(event.0.tenant_id).or_default().push(i);
+        }
+        let mut written = Written::default();
+        for (tenant, indexes) in tenants {
+            let conn = match self.directory.connect(tenant).await {
+                Ok(conn) => conn,
+                Err(ApiError::NotFound(_)) => {
+                    tracing::debug!(%tenant, "events of a tenant that is gone; dropped");
+                    written.inserted += indexes.len();
+                    continue;
+                }
+                // The database or tenant-resolver cannot be reached: hold the batch.
+                Err(err @ ApiError::Unavailable { .. }) => {
+                    anyhow::bail!("tenant {tenant}'s database: {err}")
+                }
+                // Suspended, or anything else that waiting will not mend: retried, then
+                // dead-lettered (kept for a replay) without holding up other tenants.
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "a tenant's events cannot be written");
+                    written.refused.extend(indexes);
+                    continue;
+                }
+            };
+            let outcome = async {
+                let mut tx = conn.begin().await?;
+                let mut outcomes = Vec::with_capacity(indexes.len());
+                for &i in &indexes {
+                    outcomes.push(apply(&mut tx, &events[i]).await?);
+                }
+                tx.commit().await?;
+                sqlx::Result::Ok(outcomes)
+            }
+            .await;
+            match outcome {
+                Ok(outcomes) => {
+                    for outcome in outcomes {
+                        match outcome {
+                            Outcome::Done => written.inserted += 1,
+                            Outcome::Duplicate => written.duplicates += 1,
+                        }
+                    }
+                }
+                Err(err @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)) => {
+                    anyhow::bail!("tenant {tenant}'s database: {err}")
+                }
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "writing a tenant's notifications failed");
+                    written.refused.extend(indexes);
+                }
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Applies one event to its tenant's database.
+async fn apply(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
+    let user = event.uuid("user_id");
+    let project = event.uuid("project_id");
+    match (event.kind(), user, project) {
+        (keys::USER_UPDATED, Some(user), _) if event.flag("removed") => {
+            db::exclusions::add(conn, user, Uuid::nil()).await?;
+        }
+        (keys::USER_CREATED, Some(user), _) => {
+            db::exclusions::remove(conn, user, Uuid::nil()).await?;
+        }
+        (keys::PROJECT_USER_REMOVED, Some(user), Some(project)) => {
+            db::exclusions::add(conn, user, project).await?;
+        }
+        (keys::PROJECT_USER_ADDED, Some(user), Some(project)) => {
+            db::exclusions::remove(conn, user, project).await?;
+        }
+        (kind, _, _) if TASK_EVENTS.contains(&kind) => return tell(conn, event).await,
+        _ => {}
+    }
+    Ok(Outcome::Done)
+}
+
+/// Stores the notifications a task event gives.
+async fn tell(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
+    let Some(task_id) = event.uuid("task_id") else {
+        return Ok(Outcome::Done);
+    };
+    let column = (event.kind() == keys::TASK_STATUS_CHANGED)
+        .then(|| event.uuid("to"))
+        .flatten();
+    let Some((project_id, facts)) =
+        db::tasks::facts(conn, task_id, column, event.uuid("comment_id")).await?
+    else {
+        // Deleted since: nothing to tell about.
+        return Ok(Outcome::Done);
+    };
+    let notices = fanout::notices(event, &facts);
+    if notices.is_empty() {
+        return Ok(Outcome::Done);
+    }
+    let recipients: Vec<Uuid> = notices.iter().map(|n| n.recipient).collect();
+    let excluded = db::exclusions::among(conn, &recipients, project_id).await?;
+    let task = TaskRef {
+        id: task_id,
+        key: facts.key,
+        title: facts.title,
+    };
+    let origin = Origin {
+        event_id: event.0.id,
+        occurred_at: event.0.occurred_at,
+        actor_id: event.0.actor_id,
+        project_id,
+        task: &task,
+    };
+    let mut new = 0;
+    for notice in notices.iter().filter(|n| !excluded.contains(&n.recipient)) {
+        if db::notifications::insert(conn, &origin, notice).await? {
+            new += 1;
+        }
+    }
+    metrics::counter!("notifications_created_total").increment(new);
+    let tellable = notices.len() - excluded.len().min(notices.len());
+    Ok(if new == 0 && tellable > 0 {
+        Outcome::Duplicate
+    } else {
+        Outcome::Done
+    })
+}

@@ -1,0 +1,163 @@
+//! notification-service: each member's inbox of what happened to the tasks they follow
+//! (see `docs/DESIGN.md`, Notifications).
+//!
+//! A library (`router`, `run`) with a thin `main.rs`, so tests and `cargo xtask up` can
+//! start it in-process or as a process alike. Two parts share one cancellation token:
+//! the events consumer (`common::events::consumer` into [`inbox::Inbox`], which writes
+//! each tenant's notifications to that tenant's database) and the HTTP API (`routes`).
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod inbox;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use common::auth::JwtVerifier;
+use common::db::directory::TenantDirectory;
+use common::events::Broker;
+use common::events::consumer::{AfterWrite, Consumer, Status};
+use common::internal::InternalToken;
+use common::readiness::Readiness;
+use common::server::Service;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+pub use config::Config;
+
+pub const NAME: &str = "notification-service";
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub broker: Broker,
+    pub verifier: Arc<JwtVerifier>,
+    pub databases: Arc<TenantDirectory>,
+    pub consumer: Status,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "notification-service",
+        description = "Each member's inbox of what happened to the tasks they follow."
+    ),
+    paths(
+        routes::inbox::list,
+        routes::inbox::unread_count,
+        routes::inbox::read_all,
+        routes::inbox::read,
+        routes::inbox::unread,
+        routes::inbox::archive,
+        routes::inbox::snooze,
+        routes::subscriptions::watch,
+        routes::subscriptions::unwatch,
+    )
+)]
+struct ApiDoc;
+
+/// Ready when tenant-resolver and the broker answer and the consumer is subscribed.
+pub fn router(state: AppState) -> Router {
+    let config = Arc::clone(&state.config);
+    let consumer = state.consumer.clone();
+    let service = Service {
+        name: NAME,
+        readiness: Readiness::new()
+            .http(
+                "tenant-resolver",
+                state.http.clone(),
+                format!(
+                    "{}/healthz",
+                    config.tenant_db.tenant_resolver_url.trim_end_matches('/')
+                ),
+            )
+            .rabbitmq(state.broker.clone())
+            .with("consumer", move || {
+                let consuming = consumer.consuming();
+                async move {
+                    anyhow::ensure!(consuming, "not subscribed to the events queue");
+                    Ok(())
+                }
+            }),
+        openapi: ApiDoc::openapi(),
+    };
+    common::server::app(service, routes::router().with_state(state), &config.server)
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
+    run_until(config, listener, common::shutdown::on_signal()).await
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn run_until(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, None).await
+}
+
+/// [`run_until`] with an optional hook between each batch's write and its ack (tests).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    after_write: Option<AfterWrite>,
+) -> anyhow::Result<()> {
+    config.internal.warn_if_default();
+    let server = config.server.clone();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()?;
+    let broker = Broker::new(
+        config.amqp.amqp_url.clone(),
+        &config.amqp.events_exchange,
+        NAME,
+    );
+    let databases = Arc::new(TenantDirectory::new(
+        NAME,
+        http.clone(),
+        &config.tenant_db.tenant_resolver_url,
+        InternalToken::new(config.internal.internal_token.clone()),
+        config.tenant_db.limits(),
+    ));
+    let status = Status::default();
+    let consumer = tokio::spawn(
+        Consumer {
+            broker: broker.clone(),
+            settings: config.consumer_settings(),
+            sink: inbox::Inbox {
+                directory: Arc::clone(&databases),
+            },
+            status: status.clone(),
+            after_write,
+            service: NAME,
+        }
+        .run(shutdown.clone()),
+    );
+    let connections = Arc::clone(databases.connections());
+    let reaper = tokio::spawn(Arc::clone(&connections).run_reaper(shutdown.clone()));
+    let state = AppState {
+        verifier: Arc::new(JwtVerifier::remote(
+            http.clone(),
+            config.auth.jwks_url.clone(),
+        )),
+        config: Arc::new(config),
+        http,
+        broker,
+        databases,
+        consumer: status,
+    };
+    let served = common::server::serve(listener, router(state), shutdown, &server).await;
+    consumer.await.ok();
+    reaper.await.ok();
+    connections.close().await;
+    served
+}

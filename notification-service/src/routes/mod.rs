@@ -1,0 +1,16 @@
+//! The public API under `/api/v1/notifications`: the caller's inbox and the tasks they
+//! watch, in their tenant's database (the tenant is always the token's).
+
+pub mod inbox;
+pub mod subscriptions;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    let api = Router::new()
+        .merge(inbox::router())
+        .merge(subscriptions::router());
+    Router::new().nest("/api/v1/notifications", api)
+}
