@@ -438,4 +438,51 @@ async fn the_inbox_counts_reads_snoozes_and_archives() {
         )
         .await;
     assert!(bad["detail"].as_str().unwrap().contains("nope"));
+
+    // Preferences: every kind has one; a kind kept out of the inbox is not stored.
+    let prefs = "/api/v1/notifications/preferences";
+    let shown = w.expect(&bob, Method::GET, prefs, None, 200).await;
+    assert_eq!(shown["kinds"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        shown["kinds"][0],
+        json!({"kind": "task_assigned", "in_app": true, "email": "instant"})
+    );
+    let off = json!({"kinds": [{"kind": "task_assigned", "in_app": false}]});
+    let changed = w.expect(&bob, Method::PUT, prefs, Some(off), 200).await;
+    assert_eq!(
+        changed["kinds"][0],
+        json!({"kind": "task_assigned", "in_app": false, "email": "instant"})
+    );
+    for wrong in [
+        json!({"kinds": [{"kind": "nope"}]}),
+        json!({"kinds": [{"kind": "mentioned", "email": "weekly"}]}),
+    ] {
+        w.expect(&bob, Method::PUT, prefs, Some(wrong), 400).await;
+    }
+    assert_eq!(w.expect(&bob, Method::GET, prefs, None, 200).await, changed);
+    let tasks = format!("/api/v1/projects/{project}/tasks");
+    let four = json!({"title": "four", "assignee_id": bob_id});
+    w.expect(&owner, Method::POST, &tasks, Some(four), 201)
+        .await;
+    let five = w
+        .expect(
+            &owner,
+            Method::POST,
+            &tasks,
+            Some(json!({"title": "five"})),
+            201,
+        )
+        .await;
+    let five = id(&five);
+    let watch = format!("/api/v1/notifications/subscriptions/tasks/{five}");
+    w.expect(&bob, Method::PUT, &watch, None, 204).await;
+    let comment = json!({"body": "after the change"});
+    let comments = format!("/api/v1/tasks/{five}/comments");
+    w.expect(&owner, Method::POST, &comments, Some(comment), 201)
+        .await;
+    // The comment came after the assignment, so once it is in, the assignment was handled.
+    let items = w.inbox_of(&bob, 2).await;
+    assert_eq!(kinds(&items), ["comment_added", "task_assigned"]);
+    assert_eq!(items[0]["task"]["title"], "five");
+    assert_eq!(items[1]["task"]["title"], "one", "nothing for task four");
 }

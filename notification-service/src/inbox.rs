@@ -21,7 +21,7 @@ use crate::db;
 use crate::db::notifications::Origin;
 use crate::domain::event::Event;
 use crate::domain::fanout::{self, TASK_EVENTS};
-use crate::domain::notification::TaskRef;
+use crate::domain::notification::{NewNotification, TaskRef};
 
 #[derive(Clone)]
 pub struct Inbox {
@@ -139,7 +139,22 @@ async fn tell(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let recipients: Vec<Uuid> = notices.iter().map(|n| n.recipient).collect();
-    let excluded = db::exclusions::among(conn, &recipients, project_id).await?;
+    let mut excluded = db::exclusions::among(conn, &recipients, project_id).await?;
+    // Those who keep a kind out of their inbox (one event gives at most two kinds).
+    let mut kinds: Vec<_> = notices.iter().map(|n| n.kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut silenced = Vec::new();
+    for kind in kinds {
+        let of_kind: Vec<Uuid> = notices
+            .iter()
+            .filter(|n| n.kind == kind)
+            .map(|n| n.recipient)
+            .collect();
+        for user in db::preferences::not_in_app(conn, &of_kind, kind).await? {
+            silenced.push((user, kind));
+        }
+    }
     let task = TaskRef {
         id: task_id,
         key: facts.key,
@@ -153,13 +168,17 @@ async fn tell(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
         task: &task,
     };
     let mut new = 0;
-    for notice in notices.iter().filter(|n| !excluded.contains(&n.recipient)) {
+    excluded.sort_unstable();
+    let told = |n: &&NewNotification| {
+        excluded.binary_search(&n.recipient).is_err() && !silenced.contains(&(n.recipient, n.kind))
+    };
+    let tellable = notices.iter().filter(told).count();
+    for notice in notices.iter().filter(told) {
         if db::notifications::insert(conn, &origin, notice).await? {
             new += 1;
         }
     }
     metrics::counter!("notifications_created_total").increment(new);
-    let tellable = notices.len() - excluded.len().min(notices.len());
     Ok(if new == 0 && tellable > 0 {
         Outcome::Duplicate
     } else {

@@ -56,6 +56,8 @@ pub struct AppState {
         routes::inbox::unread,
         routes::inbox::archive,
         routes::inbox::snooze,
+        routes::preferences::show,
+        routes::preferences::change,
         routes::subscriptions::watch,
         routes::subscriptions::unwatch,
     )

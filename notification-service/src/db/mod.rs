@@ -3,4 +3,5 @@
 
 pub mod exclusions;
 pub mod notifications;
+pub mod preferences;
 pub mod tasks;

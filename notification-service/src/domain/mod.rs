@@ -4,3 +4,4 @@
 pub mod event;
 pub mod fanout;
 pub mod notification;
+pub mod preference;

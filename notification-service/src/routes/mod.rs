@@ -1,7 +1,8 @@
-//! The public API under `/api/v1/notifications`: the caller's inbox and the tasks they
-//! watch, in their tenant's database (the tenant is always the token's).
+//! The public API under `/api/v1/notifications`: the caller's inbox, their choices per
+//! kind and the tasks they watch, in their tenant's database (the tenant is always the token's).
 
 pub mod inbox;
+pub mod preferences;
 pub mod subscriptions;
 
 use axum::Router;
@@ -11,6 +12,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     let api = Router::new()
         .merge(inbox::router())
+        .merge(preferences::router())
         .merge(subscriptions::router());
     Router::new().nest("/api/v1/notifications", api)
 }
