@@ -257,6 +257,29 @@ async fn the_right_people_are_told_once_and_the_actor_never() {
         2,
         "someone only mentioned once does not follow the task"
     );
+
+    // A move to another column tells the subscribers which column.
+    let board = w
+        .expect(
+            &owner,
+            Method::GET,
+            &format!("/api/v1/projects/{project}/board"),
+            None,
+            200,
+        )
+        .await;
+    let column = &board["columns"][1];
+    let moved = json!({"column_id": column["id"], "position": 0});
+    let path = format!("/api/v1/tasks/{task_id}/move");
+    w.expect(&owner, Method::POST, &path, Some(moved), 200)
+        .await;
+    let bobs = w.inbox_of(&bob, 3).await;
+    assert_eq!(bobs[0]["kind"], "task_status_changed");
+    let title = format!("WEB-1 moved to {}", column["name"].as_str().unwrap());
+    assert_eq!(bobs[0]["title"], title);
+    assert_eq!(w.inbox(&dan).await.len(), 1);
+    assert!(w.inbox(&eve).await.is_empty());
+    assert_eq!(w.inbox(&carol).await.len(), 2);
 }
 
 #[tokio::test]

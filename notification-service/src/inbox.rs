@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db;
-use crate::db::notifications::Origin;
+use crate::db::notifications::Pending;
 use crate::domain::event::Event;
 use crate::domain::fanout::{self, TASK_EVENTS};
 use crate::domain::notification::{NewNotification, TaskRef};
@@ -28,12 +28,12 @@ pub struct Inbox {
     pub directory: Arc<TenantDirectory>,
 }
 
-/// What one event did.
+/// What one event did, before its notifications are stored.
 enum Outcome {
-    /// It told someone, changed who is told, or had no one to tell.
+    /// It changed who is told, or had no one to tell.
     Done,
-    /// Everyone it would tell had been told already (a redelivery).
-    Duplicate,
+    /// It tells someone: done if any of its notifications is new, else a redelivery.
+    Tells(Uuid),
 }
 
 impl Sink for Inbox {
@@ -68,19 +68,26 @@ impl Sink for Inbox {
             let outcome = async {
                 let mut tx = conn.begin().await?;
                 let mut outcomes = Vec::with_capacity(indexes.len());
+                let mut pending = Vec::new();
                 for &i in &indexes {
-                    outcomes.push(apply(&mut tx, &events[i]).await?);
+                    outcomes.push(apply(&mut tx, &events[i], &mut pending).await?);
                 }
+                // One statement for all the tenant's new notifications of this batch.
+                let mut told = db::notifications::insert_many(&mut tx, &pending).await?;
                 tx.commit().await?;
-                sqlx::Result::Ok(outcomes)
+                metrics::counter!("notifications_created_total").increment(told.len() as u64);
+                told.sort_unstable();
+                sqlx::Result::Ok((outcomes, told))
             }
             .await;
             match outcome {
-                Ok(outcomes) => {
+                Ok((outcomes, told)) => {
                     for outcome in outcomes {
                         match outcome {
-                            Outcome::Done => written.inserted += 1,
-                            Outcome::Duplicate => written.duplicates += 1,
+                            Outcome::Tells(event) if told.binary_search(&event).is_err() => {
+                                written.duplicates += 1;
+                            }
+                            Outcome::Done | Outcome::Tells(_) => written.inserted += 1,
                         }
                     }
                 }
@@ -97,8 +104,13 @@ impl Sink for Inbox {
     }
 }
 
-/// Applies one event to its tenant's database.
-async fn apply(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
+/// Applies one event to its tenant's database; the notifications it gives are added to
+/// `pending`, stored with the rest of the batch.
+async fn apply(
+    conn: &mut PgConnection,
+    event: &Event,
+    pending: &mut Vec<Pending>,
+) -> sqlx::Result<Outcome> {
     let user = event.uuid("user_id");
     let project = event.uuid("project_id");
     match (event.kind(), user, project) {
@@ -114,14 +126,19 @@ async fn apply(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> 
         (keys::PROJECT_USER_ADDED, Some(user), Some(project)) => {
             db::exclusions::remove(conn, user, project).await?;
         }
-        (kind, _, _) if TASK_EVENTS.contains(&kind) => return tell(conn, event).await,
+        (kind, _, _) if TASK_EVENTS.contains(&kind) => return tell(conn, event, pending).await,
         _ => {}
     }
     Ok(Outcome::Done)
 }
 
-/// Stores the notifications a task event gives.
-async fn tell(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
+/// The notifications a task event gives, less those of members removed from the tenant
+/// or the project and of kinds kept out of a member's inbox.
+async fn tell(
+    conn: &mut PgConnection,
+    event: &Event,
+    pending: &mut Vec<Pending>,
+) -> sqlx::Result<Outcome> {
     let Some(task_id) = event.uuid("task_id") else {
         return Ok(Outcome::Done);
     };
@@ -139,49 +156,30 @@ async fn tell(conn: &mut PgConnection, event: &Event) -> sqlx::Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let recipients: Vec<Uuid> = notices.iter().map(|n| n.recipient).collect();
-    let mut excluded = db::exclusions::among(conn, &recipients, project_id).await?;
-    // Those who keep a kind out of their inbox (one event gives at most two kinds).
-    let mut kinds: Vec<_> = notices.iter().map(|n| n.kind).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    let mut silenced = Vec::new();
-    for kind in kinds {
-        let of_kind: Vec<Uuid> = notices
-            .iter()
-            .filter(|n| n.kind == kind)
-            .map(|n| n.recipient)
-            .collect();
-        for user in db::preferences::not_in_app(conn, &of_kind, kind).await? {
-            silenced.push((user, kind));
-        }
+    let left_out = db::exclusions::left_out(conn, &recipients, project_id).await?;
+    let told: Vec<NewNotification> = notices
+        .into_iter()
+        .filter(|n| {
+            !left_out.iter().any(|(user, kind)| {
+                *user == n.recipient && kind.as_deref().is_none_or(|k| k == n.kind.as_str())
+            })
+        })
+        .collect();
+    if told.is_empty() {
+        return Ok(Outcome::Done);
     }
     let task = TaskRef {
         id: task_id,
         key: facts.key,
         title: facts.title,
     };
-    let origin = Origin {
+    pending.extend(told.into_iter().map(|notice| Pending {
         event_id: event.0.id,
         occurred_at: event.0.occurred_at,
         actor_id: event.0.actor_id,
         project_id,
-        task: &task,
-    };
-    let mut new = 0;
-    excluded.sort_unstable();
-    let told = |n: &&NewNotification| {
-        excluded.binary_search(&n.recipient).is_err() && !silenced.contains(&(n.recipient, n.kind))
-    };
-    let tellable = notices.iter().filter(told).count();
-    for notice in notices.iter().filter(told) {
-        if db::notifications::insert(conn, &origin, notice).await? {
-            new += 1;
-        }
-    }
-    metrics::counter!("notifications_created_total").increment(new);
-    Ok(if new == 0 && tellable > 0 {
-        Outcome::Duplicate
-    } else {
-        Outcome::Done
-    })
+        task: task.clone(),
+        notice,
+    }));
+    Ok(Outcome::Tells(event.0.id))
 }

@@ -260,11 +260,12 @@ pub struct Options {
 }
 
 /// The scenarios in the order a full run takes them; `projects` is accepted for `tasks`.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "tenants",
     "gateway",
     "tasks",
     "analytics",
+    "notifications",
     "redirect",
     "footprint",
     "soak",
@@ -383,6 +384,17 @@ fn analytics_rows(r: &crate::bench_analytics::AnalyticsReport) -> Vec<Row> {
             None,
         ),
     ]
+}
+
+fn notifications_rows(r: &crate::bench_notifications::NotificationsReport) -> Vec<Row> {
+    vec![row(
+        "notifications",
+        "events into inboxes (3 notifications each)",
+        (r.stored_per_s, r.null_sink_per_s),
+        "events/s",
+        "null sink",
+        Some(Goal::AtLeast(0.6)),
+    )]
 }
 
 fn redirect_rows(r: &crate::bench_redirect::RedirectReport) -> Vec<Row> {
@@ -525,6 +537,12 @@ pub async fn run_release(
         crate::bench_analytics::print_analytics(&report);
         rows.extend(analytics_rows(&report));
         reports.insert("analytics".into(), serde_json::to_value(&report)?);
+    }
+    if wanted("notifications") {
+        let report = crate::bench_notifications::notifications_scenario(3).await?;
+        crate::bench_notifications::print_notifications(&report);
+        rows.extend(notifications_rows(&report));
+        reports.insert("notifications".into(), serde_json::to_value(&report)?);
     }
     if wanted("redirect") {
         let report = crate::bench_redirect::redirect_scenario(alternating, 5).await?;

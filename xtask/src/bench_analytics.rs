@@ -13,7 +13,7 @@ use analytics_service::domain::event::Event;
 use analytics_service::store::Store;
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::events::consumer::{Consumer, NullSink, Settings, Sink, Status, Written};
+use common::events::consumer::{Consumable, Consumer, NullSink, Settings, Sink, Status, Written};
 use common::events::{Broker, Envelope, keys};
 use common::testkit::{amqp_url, mongodb_url, unique};
 use serde::Serialize;
@@ -42,16 +42,16 @@ pub struct AnalyticsReport {
 }
 
 /// Counts what the inner sink wrote and, when asked, how long after publishing.
-struct Counted<S> {
+pub(crate) struct Counted<S> {
     inner: S,
     done: Arc<AtomicUsize>,
     lags_ms: Option<Arc<Mutex<Vec<f64>>>>,
 }
 
-impl<S: Sink<Event = Event>> Sink for Counted<S> {
-    type Event = Event;
+impl<S: Sink> Sink for Counted<S> {
+    type Event = S::Event;
 
-    async fn write(&self, events: &[Event]) -> anyhow::Result<Written> {
+    async fn write(&self, events: &[S::Event]) -> anyhow::Result<Written> {
         let written = self.inner.write(events).await?;
         if let Some(lags) = &self.lags_ms {
             let now = SystemTime::now()
@@ -62,7 +62,7 @@ impl<S: Sink<Event = Event>> Sink for Counted<S> {
             lags.extend(
                 events
                     .iter()
-                    .map(|e| (now - e.envelope.occurred_at.timestamp_millis()) as f64),
+                    .map(|e| (now - e.envelope().occurred_at.timestamp_millis()) as f64),
             );
         }
         self.done
@@ -109,17 +109,27 @@ fn settings() -> Settings {
 
 /// Starts a consumer writing to `sink`, publishes `events` (paced to `rate` per second
 /// if given) and returns the time until all of them were written.
-async fn run_once<S: Sink<Event = Event>>(
+async fn run_once<S: Sink>(
+    sink: S,
+    events: Vec<Envelope>,
+    rate: Option<f64>,
+    lags_ms: Option<Arc<Mutex<Vec<f64>>>>,
+) -> anyhow::Result<Duration> {
+    run_consumer(settings(), sink, events, rate, lags_ms).await
+}
+
+/// [`run_once`] for any consumer's settings and sink (the notifications scenario too).
+pub(crate) async fn run_consumer<S: Sink>(
+    settings: Settings,
     sink: S,
     events: Vec<Envelope>,
     rate: Option<f64>,
     lags_ms: Option<Arc<Mutex<Vec<f64>>>>,
 ) -> anyhow::Result<Duration> {
     let exchange = unique("bench.events");
-    let broker = Broker::new(amqp_url().into(), &exchange, "bench-analytics");
+    let broker = Broker::new(amqp_url().into(), &exchange, "bench-consumer");
     let done = Arc::new(AtomicUsize::new(0));
     let status = Status::default();
-    let settings = settings();
     let shutdown = CancellationToken::new();
     let consumer = Consumer {
         broker: broker.clone(),
@@ -131,7 +141,7 @@ async fn run_once<S: Sink<Event = Event>>(
         },
         status: status.clone(),
         after_write: None,
-        service: "bench-analytics",
+        service: "bench-consumer",
     };
     let task = tokio::spawn(consumer.run(shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -194,7 +204,7 @@ async fn cleanup(broker: &Broker, exchange: &str, settings: &Settings) {
     }
 }
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(samples: &mut [f64], p: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
     }
@@ -242,7 +252,7 @@ async fn store_ceiling(n: usize) -> anyhow::Result<f64> {
 pub async fn analytics_scenario(rounds: usize) -> anyhow::Result<AnalyticsReport> {
     let (mut null_best, mut stored_best, mut ceiling_best) = (f64::MIN, f64::MIN, f64::MIN);
     for round in 0..rounds {
-        let null = run_once(NullSink::default(), events(EVENTS), None, None).await?;
+        let null = run_once(NullSink::<Event>::default(), events(EVENTS), None, None).await?;
         let store = mongo_store().await?;
         let stored = run_once(store.clone(), events(EVENTS), None, None).await?;
         store.db.drop().await.ok();

@@ -37,7 +37,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tenant");
+pub(crate) static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tenant");
 
 /// Concurrent HTTP clients, and pgbench's connections.
 const CLIENTS: usize = 16;
@@ -401,7 +401,7 @@ SELECT t.id, t.project_id, t.number, p.key || '-' || t.number AS key, t.title, t
   WHERE t.project_id = :project ORDER BY c.position, t.position;
 ";
 
-async fn fake_resolver(
+pub(crate) async fn fake_resolver(
     cluster_url: &str,
     databases: Arc<Mutex<HashMap<Uuid, String>>>,
     jwks: Value,

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_analytics;
 pub mod bench_footprint;
 pub mod bench_gateway;
+pub mod bench_notifications;
 pub mod bench_projects;
 pub mod bench_redirect;
 pub mod bench_soak;

@@ -29,18 +29,24 @@ pub async fn remove(conn: &mut PgConnection, user: Uuid, scope: Uuid) -> sqlx::R
     Ok(())
 }
 
-/// Which of `users` are excluded from the tenant or from `project`.
-pub async fn among(
+/// Who of `users` is told nothing of `project`: `(user, None)` for a member removed
+/// from the tenant or the project, `(user, Some(kind))` for one who keeps `kind` out of
+/// their inbox.
+pub async fn left_out(
     conn: &mut PgConnection,
     users: &[Uuid],
     project: Uuid,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar!(
-        "select user_id from notification_exclusions
-          where user_id = any($1) and scope in ($2, '00000000-0000-0000-0000-000000000000')",
+) -> sqlx::Result<Vec<(Uuid, Option<String>)>> {
+    let rows = sqlx::query!(
+        r#"select user_id as "user_id!", null::text as "kind?" from notification_exclusions
+            where user_id = any($1) and scope in ($2, '00000000-0000-0000-0000-000000000000')
+           union all
+           select user_id, kind from notification_preferences
+            where user_id = any($1) and not in_app"#,
         users,
         project,
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.kind)).collect())
 }

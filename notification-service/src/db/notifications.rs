@@ -45,42 +45,56 @@ impl From<Row> for Notification {
     }
 }
 
-/// Where a notification comes from: its event and the task it is about.
-pub struct Origin<'a> {
+/// A notification to store: what it says and where it comes from.
+pub struct Pending {
     pub event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
     pub project_id: Uuid,
-    pub task: &'a TaskRef,
+    pub task: TaskRef,
+    pub notice: NewNotification,
 }
 
-/// Stores `notice`; `false` when this event already told this receiver (a redelivery).
-pub async fn insert(
-    conn: &mut PgConnection,
-    origin: &Origin<'_>,
-    notice: &NewNotification,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
-                                    task_key, task_title, project_id, actor_id, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         on conflict (event_id, recipient_id) do nothing",
-        common::events::uuid_v7_at(origin.occurred_at),
-        notice.recipient,
-        origin.event_id,
-        notice.kind.as_str(),
-        notice.title,
-        notice.body,
-        origin.task.id,
-        origin.task.key,
-        origin.task.title,
-        origin.project_id,
-        origin.actor_id,
-        origin.occurred_at,
+/// Stores `pending` in one statement; the events that told someone new (an event whose
+/// receivers were all told already is a redelivery).
+pub async fn insert_many(conn: &mut PgConnection, pending: &[Pending]) -> sqlx::Result<Vec<Uuid>> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&Pending) -> Uuid| pending.iter().map(f).collect::<Vec<_>>();
+    let text = |f: fn(&Pending) -> &str| pending.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = pending
+        .iter()
+        .map(|p| common::events::uuid_v7_at(p.occurred_at))
+        .collect();
+    let times: Vec<DateTime<Utc>> = pending.iter().map(|p| p.occurred_at).collect();
+    sqlx::query_scalar!(
+        r#"insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
+                                      task_key, task_title, project_id, actor_id, created_at)
+           select id, recipient, event, kind, title, body, task, key, task_title, project,
+                  nullif(actor, '00000000-0000-0000-0000-000000000000'), at
+             from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                         $6::text[], $7::uuid[], $8::text[], $9::text[], $10::uuid[],
+                         $11::uuid[], $12::timestamptz[])
+                  as u(id, recipient, event, kind, title, body, task, key, task_title,
+                       project, actor, at)
+           on conflict (event_id, recipient_id) do nothing
+           returning event_id"#,
+        &ids,
+        &column(|p| p.notice.recipient),
+        &column(|p| p.event_id),
+        &text(|p| p.notice.kind.as_str()) as &[&str],
+        &text(|p| &p.notice.title) as &[&str],
+        &text(|p| &p.notice.body) as &[&str],
+        &column(|p| p.task.id),
+        &text(|p| &p.task.key) as &[&str],
+        &text(|p| &p.task.title) as &[&str],
+        &column(|p| p.project_id),
+        &column(|p| p.actor_id.unwrap_or_default()),
+        &times,
     )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_all(conn)
+    .await
 }
 
 /// What a page of the inbox shows.

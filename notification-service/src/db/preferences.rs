@@ -48,19 +48,3 @@ pub async fn put(conn: &mut PgConnection, user: Uuid, choice: &Preference) -> sq
     .await?;
     Ok(())
 }
-
-/// Which of `users` keep `kind` out of their inbox.
-pub async fn not_in_app(
-    conn: &mut PgConnection,
-    users: &[Uuid],
-    kind: Kind,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar!(
-        "select user_id from notification_preferences
-          where user_id = any($1) and kind = $2 and not in_app",
-        users,
-        kind.as_str(),
-    )
-    .fetch_all(conn)
-    .await
-}

@@ -28,64 +28,52 @@ pub async fn find(conn: &mut PgConnection, task: Uuid) -> sqlx::Result<Option<Ta
     .await
 }
 
-/// Everything the fan-out needs about `task`; `column` and `comment` name the column a
-/// status change moved it into and the comment a `task.comment_added` is about.
+/// Everything the fan-out needs about `task`, in one statement; `column` and `comment`
+/// name the column a status change moved it into and the comment a
+/// `task.comment_added` is about. `None` when the task is gone.
 pub async fn facts(
     conn: &mut PgConnection,
     task: Uuid,
     column: Option<Uuid>,
     comment: Option<Uuid>,
 ) -> sqlx::Result<Option<(Uuid, TaskFacts)>> {
-    let Some(row) = find(&mut *conn, task).await? else {
-        return Ok(None);
-    };
-    let commenters = sqlx::query_scalar!(
-        "select distinct author_id from comments where task_id = $1",
+    let row = sqlx::query!(
+        r#"select t.project_id, p.key || '-' || t.number as "key!", t.title, t.reporter_id,
+                  t.assignee_id,
+                  array(select distinct author_id from comments where task_id = t.id)
+                      as "commenters!",
+                  array(select user_id from task_watchers where task_id = t.id and watching)
+                      as "watchers!",
+                  array(select user_id from task_watchers where task_id = t.id and not watching)
+                      as "unwatchers!",
+                  (select name from board_columns where id = $2) as "column_name?",
+                  (select left(body, 280) from comments where id = $3) as "comment?"
+             from tasks t join projects p on p.id = t.project_id
+            where t.id = $1"#,
         task,
+        column,
+        comment,
     )
-    .fetch_all(&mut *conn)
+    .fetch_optional(conn)
     .await?;
-    let watches = sqlx::query!(
-        "select user_id, watching from task_watchers where task_id = $1",
-        task,
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|w| (w.user_id, w.watching))
-    .collect();
-    let column = match column {
-        Some(id) => {
-            sqlx::query_scalar!("select name from board_columns where id = $1", id)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        None => None,
-    };
-    let comment = match comment {
-        Some(id) => {
-            sqlx::query_scalar!(
-                r#"select left(body, 280) as "body!" from comments where id = $1"#,
-                id
-            )
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-        None => None,
-    };
-    Ok(Some((
-        row.project_id,
-        TaskFacts {
-            key: row.key,
-            title: row.title,
-            reporter: Some(row.reporter_id),
-            assignee: row.assignee_id,
-            commenters,
-            watches,
-            column,
-            comment,
-        },
-    )))
+    Ok(row.map(|row| {
+        let watches = (row.watchers.iter().map(|&u| (u, true)))
+            .chain(row.unwatchers.iter().map(|&u| (u, false)))
+            .collect();
+        (
+            row.project_id,
+            TaskFacts {
+                key: row.key,
+                title: row.title,
+                reporter: Some(row.reporter_id),
+                assignee: row.assignee_id,
+                commenters: row.commenters,
+                watches,
+                column: row.column_name,
+                comment: row.comment,
+            },
+        )
+    }))
 }
 
 /// Sets `user`'s explicit watch of `task` (`watching` false: told nothing of it even as
