@@ -8,50 +8,48 @@ use tokio::net::TcpListener;
 /// that server (RabbitMQ, say) without stopping it for other tests.
 pub struct TcpRelay {
     pub addr: SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cut: std::sync::Arc<tokio::sync::Notify>,
+    /// Whether the relay is up. A watch, not a notification: a connection still being
+    /// set up when the relay is cut sees the cut too, instead of missing it and staying
+    /// open through the outage.
+    up: tokio::sync::watch::Sender<bool>,
 }
 
 impl TcpRelay {
     /// Relays connections on a free local port to `target`.
     pub async fn to(target: SocketAddr) -> Self {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a relay");
         let addr = listener.local_addr().expect("relay address");
-        let up = Arc::new(AtomicBool::new(true));
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let (up2, cut2) = (Arc::clone(&up), Arc::clone(&cut));
+        let (up, watching) = tokio::sync::watch::channel(true);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
+                if !*watching.borrow() {
                     continue; // refused: dropped at once
                 }
-                let cut = Arc::clone(&cut2);
+                let mut watching = watching.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {},
-                        () = cut.notified() => {},
+                        // Also at once when the relay was cut while this one connected.
+                        _ = watching.wait_for(|up| !*up) => {},
                     }
                 });
             }
         });
-        Self { addr, up, cut }
+        Self { addr, up }
     }
 
     /// Closes every relayed connection and refuses new ones.
     pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.cut.notify_waiters();
+        self.up.send_replace(false);
     }
 
     /// Accepts connections again.
     pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.up.send_replace(true);
     }
 }

@@ -5,10 +5,10 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use common::ApiError;
 use common::auth::AuthUser;
 use common::error::Problem;
 use common::extract::{FieldErrors, Json, Query, ValidJson, Validate};
+use common::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -83,8 +83,6 @@ impl Validate for Snooze {
         errors.finish()
     }
 }
-
-use common::FieldError;
 
 /// A page of the caller's notifications, newest first, with their unread count.
 /// Snoozed notifications are hidden until their time, archived ones shown only with
