@@ -229,6 +229,16 @@ async fn a_running_relay_is_woken_by_the_commit_not_the_poll() {
         1,
         "published well before the hour-long poll"
     );
+    // The row goes once the broker's confirm is back, which may come after the message
+    // reached the queue: wait for it (bounded), well inside the hour-long poll.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while outbox_len(&db).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not delete what it published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     shutdown.cancel();
     running.await.unwrap();
     assert_eq!(outbox_len(&db).await, 0);
