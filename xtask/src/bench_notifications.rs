@@ -11,12 +11,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use clap::Parser;
 use common::auth::SigningKey;
 use common::db::directory::TenantDirectory;
-use common::db::tenants::Limits;
 use common::events::consumer::{NullSink, Settings};
 use common::events::{Envelope, keys};
 use common::internal::InternalToken;
@@ -172,18 +170,15 @@ async fn measure(
         serde_json::to_value(SigningKey::jwks([&key])?)?,
     )
     .await?;
+    // The service's own defaults, as for the consumer's settings.
+    let config = notification_service::Config::parse_from(["notification-service"]);
     let inbox = || Inbox {
         directory: Arc::new(TenantDirectory::new(
             "bench-notifications",
             reqwest::Client::new(),
             &resolver.base_url,
             InternalToken::new(secrecy::SecretString::from("bench")),
-            Limits {
-                per_cluster: 64,
-                idle: Duration::from_secs(60),
-                acquire_timeout: Duration::from_secs(5),
-                connect_timeout: Duration::from_secs(5),
-            },
+            config.tenant_db.limits(),
         )),
     };
     let (mut null_best, mut stored_best) = (f64::MIN, f64::MIN);
