@@ -6,16 +6,14 @@
 //! moved to another task or tenant or used after it lapses, and it carries nothing else:
 //! no user, no permission beyond reading that one task.
 //!
-//! Wire form: `base64url(tenant ‖ kind ‖ target ‖ expiry) "." base64url(HMAC-SHA256)`, both
-//! without padding, so it is safe in a query string as it is.
+//! Wire form ([`crate::signed`]): `base64url(tenant ‖ kind ‖ target ‖ expiry) "."
+//! base64url(HMAC-SHA256)`, both without padding, so it is safe in a query string as it is.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Args;
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use uuid::Uuid;
+
+use crate::signed::{SignedError, Signer};
 
 /// What a grant allows: reading `target` of `tenant_id` until `expires_at` (Unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,44 +71,27 @@ const PAYLOAD_LEN: usize = 16 + 1 + 16 + 8;
 
 /// The key both sides derive grants from.
 #[derive(Clone)]
-pub struct GrantKey(Hmac<Sha256>);
+pub struct GrantKey(Signer);
 
 impl GrantKey {
     pub fn new(secret: &SecretString) -> Self {
-        Self(
-            Hmac::new_from_slice(secret.expose_secret().as_bytes())
-                .expect("HMAC takes a key of any length"),
-        )
+        Self(Signer::new(secret, CONTEXT))
     }
 
     pub fn sign(&self, grant: &ShareGrant) -> String {
-        let payload = payload(grant);
-        let tag = self.tag(&payload);
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        )
+        self.0.sign(&payload(grant))
     }
 
     /// Checks the signature (in constant time) before anything else, then the expiry
     /// against `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<ShareGrant, GrantError> {
-        let (payload, tag) = token.split_once('.').ok_or(GrantError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| GrantError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| GrantError::Malformed)?;
+        let payload = self.0.open(token).map_err(|e| match e {
+            SignedError::Malformed => GrantError::Malformed,
+            SignedError::BadSignature => GrantError::BadSignature,
+        })?;
         if payload.len() != PAYLOAD_LEN {
             return Err(GrantError::Malformed);
         }
-        let mut mac = self.0.clone();
-        mac.update(CONTEXT);
-        mac.update(&payload);
-        mac.verify_slice(&tag)
-            .map_err(|_| GrantError::BadSignature)?;
         let id = Uuid::from_slice(&payload[17..33]).map_err(|_| GrantError::Malformed)?;
         let grant = ShareGrant {
             tenant_id: Uuid::from_slice(&payload[..16]).map_err(|_| GrantError::Malformed)?,
@@ -129,13 +110,6 @@ impl GrantKey {
             return Err(GrantError::Expired);
         }
         Ok(grant)
-    }
-
-    fn tag(&self, payload: &[u8]) -> Vec<u8> {
-        let mut mac = self.0.clone();
-        mac.update(CONTEXT);
-        mac.update(payload);
-        mac.finalize().into_bytes().to_vec()
     }
 }
 

@@ -54,3 +54,33 @@ where
         }
     }
 }
+
+/// user-service's `GET /internal/users?ids=…&tenant_id=…`: which of `ids` are active
+/// members of `tenant`, in whatever shape `T` reads of `{id, name, email}`.
+pub async fn members<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    user_service_url: &str,
+    token: &InternalToken,
+    tenant: uuid::Uuid,
+    ids: &[uuid::Uuid],
+) -> reqwest::Result<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = ids
+        .iter()
+        .map(uuid::Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    http.get(format!(
+        "{}/internal/users",
+        user_service_url.trim_end_matches('/')
+    ))
+    .query(&[("ids", list), ("tenant_id", tenant.to_string())])
+    .header(reqwest::header::AUTHORIZATION, token.bearer())
+    .send()
+    .await?
+    .error_for_status()?
+    .json()
+    .await
+}

@@ -21,6 +21,7 @@ pub mod password;
 pub mod readiness;
 pub mod server;
 pub mod shutdown;
+pub mod signed;
 pub mod telemetry;
 pub mod tenant;
 #[cfg(feature = "testkit")]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use common::testkit::{
     TestDb, TestServer, amqp_url, drop_databases_and_roles, mongodb_url, parse_config,
-    postgres_url, unique,
+    postgres_url, smtp_url, unique,
 };
 use tokio::net::TcpListener;
 
@@ -62,6 +62,15 @@ impl Fleet {
     /// Starts the fleet with some of the gateway's settings changed
     /// (`("TENANT_CACHE_TTL_SECS", "1")`).
     pub async fn start_with(gateway_overrides: &[(&str, &str)]) -> Self {
+        Self::start_configured(gateway_overrides, &[]).await
+    }
+
+    /// Starts the fleet with some of the gateway's and notification-service's settings
+    /// changed.
+    pub async fn start_configured(
+        gateway_overrides: &[(&str, &str)],
+        notification_overrides: &[(&str, &str)],
+    ) -> Self {
         let (registry_db, users_db, shortener_db) =
             tokio::join!(TestDb::create(), TestDb::create(), TestDb::create());
         let listeners = [
@@ -182,9 +191,13 @@ impl Fleet {
                     format!("{exchange}.notifications.dead"),
                 ),
                 ("JWKS_URL", jwks.clone()),
+                ("USER_SERVICE_URL", users_url.clone()),
+                ("SMTP_URL", smtp_url()),
+                ("PUBLIC_URL", format!("http://localhost:{port}")),
+                ("MAIL_RETRY_BASE_MS", "200".to_owned()),
                 internal.clone(),
             ]),
-            &[],
+            notification_overrides,
         );
         let gateway_config: gateway::Config = parse_config(
             gateway::NAME,
@@ -292,6 +305,17 @@ impl Fleet {
             TestServer::start_on(listener, |l, s| tenant_resolver::run_until(config, l, s)).await;
     }
 
+    /// The URL of organisation `slug`'s own database (for tests that check what is stored
+    /// where no API shows it).
+    pub fn tenant_database_url(&self, slug: &str) -> String {
+        format!(
+            "{}/{}{}",
+            postgres_url().trim_end_matches('/'),
+            self.tenant_prefix,
+            slug.replace('-', "_")
+        )
+    }
+
     /// user-service's signing key, read from its key folder: lets tests sign tokens the
     /// fleet trusts, to show that each claim check holds on its own.
     pub fn signing_key(&self) -> common::auth::SigningKey {
@@ -381,6 +405,41 @@ impl Session {
 }
 
 impl Fleet {
+    /// `who`'s request through the gateway, with `body` as JSON.
+    pub async fn send(
+        &self,
+        http: &reqwest::Client,
+        who: &Session,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = http
+            .request(method, self.url(&who.host, path))
+            .bearer_auth(&who.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request through the gateway")
+    }
+
+    /// [`Fleet::send`], expecting `status`: the JSON body (or `null`).
+    pub async fn expect(
+        &self,
+        http: &reqwest::Client,
+        who: &Session,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        status: u16,
+    ) -> serde_json::Value {
+        let resp = self.send(http, who, method.clone(), path, body).await;
+        let got = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(got, status, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
     /// Signs up organisation `slug` on the starter plan (room for a member of every role)
     /// with `email` as its owner (201 or the test fails).
     pub async fn signup(&self, http: &reqwest::Client, slug: &str, email: &str) {

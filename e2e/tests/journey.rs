@@ -21,14 +21,7 @@ impl Journey {
         path: &str,
         body: Option<Value>,
     ) -> Response {
-        let mut request = self
-            .http
-            .request(method, self.fleet.url(&who.host, path))
-            .bearer_auth(&who.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request through the gateway")
+        self.fleet.send(&self.http, who, method, path, body).await
     }
 
     /// Sends and expects `status`, returning the JSON body (or `null`).
@@ -40,11 +33,9 @@ impl Journey {
         body: Option<Value>,
         status: u16,
     ) -> Value {
-        let resp = self.send(who, method.clone(), path, body).await;
-        let got = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        self.fleet
+            .expect(&self.http, who, method, path, body, status)
+            .await
     }
 
     async fn signup(&self, slug: &str, email: &str) {

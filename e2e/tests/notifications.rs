@@ -1,10 +1,13 @@
 //! notification-service end to end: changes made through the gateway reach the right
 //! people's inboxes (and nobody else's), once per event, and the inbox can be read,
-//! marked, snoozed and archived.
+//! marked, snoozed and archived; mails reach the test SMTP server at once or as a
+//! digest, with a one-click unsubscribe, and a mail that cannot be sent is given up on
+//! and recorded.
 
 use std::time::Duration;
 
 use common::events::{Broker, Envelope, keys};
+use common::testkit::{Mail, counter_total, mails_to, wait_for_mails};
 use e2e::{Fleet, Session};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
@@ -23,18 +26,9 @@ impl World {
         body: Option<Value>,
         status: u16,
     ) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), self.fleet.url(&who.host, path))
-            .bearer_auth(&who.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let resp = request.send().await.expect("request through the gateway");
-        let got = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        self.fleet
+            .expect(&self.http, who, method, path, body, status)
+            .await
     }
 
     async fn me(&self, who: &Session) -> String {
@@ -213,6 +207,12 @@ async fn the_right_people_are_told_once_and_the_actor_never() {
         201,
     )
     .await;
+    // Being added to the project tells Eve (`invited`), once.
+    let eves = w.inbox_of(&eve, 1).await;
+    assert_eq!(kinds(&eves), ["invited"]);
+    assert_eq!(eves[0]["title"], "You were added to Web (WEB)");
+    assert_eq!(eves[0]["project_id"], project);
+    assert!(eves[0]["task"].is_null());
     w.expect(
         &eve,
         Method::PUT,
@@ -248,9 +248,10 @@ async fn the_right_people_are_told_once_and_the_actor_never() {
         1,
         "an unwatched task tells nothing more"
     );
-    assert!(
-        w.inbox(&eve).await.is_empty(),
-        "a removed member is told nothing"
+    assert_eq!(
+        kinds(&w.inbox(&eve).await),
+        ["invited"],
+        "a removed member is told nothing more"
     );
     assert_eq!(
         w.inbox(&carol).await.len(),
@@ -278,7 +279,7 @@ async fn the_right_people_are_told_once_and_the_actor_never() {
     let title = format!("WEB-1 moved to {}", column["name"].as_str().unwrap());
     assert_eq!(bobs[0]["title"], title);
     assert_eq!(w.inbox(&dan).await.len(), 1);
-    assert!(w.inbox(&eve).await.is_empty());
+    assert_eq!(w.inbox(&eve).await.len(), 1);
     assert_eq!(w.inbox(&carol).await.len(), 2);
 }
 
@@ -465,7 +466,7 @@ async fn the_inbox_counts_reads_snoozes_and_archives() {
     // Preferences: every kind has one; a kind kept out of the inbox is not stored.
     let prefs = "/api/v1/notifications/preferences";
     let shown = w.expect(&bob, Method::GET, prefs, None, 200).await;
-    assert_eq!(shown["kinds"].as_array().unwrap().len(), 4);
+    assert_eq!(shown["kinds"].as_array().unwrap().len(), 5);
     assert_eq!(
         shown["kinds"][0],
         json!({"kind": "task_assigned", "in_app": true, "email": "instant"})
@@ -508,4 +509,353 @@ async fn the_inbox_counts_reads_snoozes_and_archives() {
     assert_eq!(kinds(&items), ["comment_added", "task_assigned"]);
     assert_eq!(items[0]["task"]["title"], "five");
     assert_eq!(items[1]["task"]["title"], "one", "nothing for task four");
+}
+
+/// A fresh address, so that what the shared test SMTP server holds for it is this test's.
+fn address(name: &str) -> String {
+    format!("{}@acme.test", common::testkit::unique(name))
+}
+
+/// The URL in a mail's `List-Unsubscribe: <…>`.
+fn unsubscribe_url(mail: &Mail) -> String {
+    let header = mail.header("List-Unsubscribe").expect("List-Unsubscribe");
+    header
+        .trim()
+        .strip_prefix('<')
+        .and_then(|h| h.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("List-Unsubscribe is one <URL>: {header}"))
+        .to_owned()
+}
+
+/// A world of acme's owner and one member whose address is new, with a project.
+async fn mail_world(fleet: Fleet) -> (World, Session, Session, String, String) {
+    let http = fleet.client(&["acme", "globex"]);
+    let owner_email = address("olive");
+    fleet.signup(&http, "acme", &owner_email).await;
+    let owner = fleet.login(&http, "acme", &owner_email).await;
+    let bob_email = address("bob");
+    let bob = fleet.join(&http, &owner, &bob_email, "member").await;
+    let w = World { fleet, http };
+    let project = id(&w
+        .expect(
+            &owner,
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"key": "WEB", "name": "Web"})),
+            201,
+        )
+        .await);
+    (w, owner, bob, bob_email, project)
+}
+
+async fn email_choice(w: &World, who: &Session, kind: &str) -> String {
+    let prefs = w
+        .expect(
+            who,
+            Method::GET,
+            "/api/v1/notifications/preferences",
+            None,
+            200,
+        )
+        .await;
+    prefs["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == kind)
+        .expect("every kind has a choice")["email"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_instant_mail_carries_one_click_unsubscribe_that_acts_only_on_post() {
+    let (w, owner, bob, bob_email, project) = mail_world(Fleet::start().await).await;
+    let bob_id = w.me(&bob).await;
+    let tasks = format!("/api/v1/projects/{project}/tasks");
+    w.expect(
+        &owner,
+        Method::POST,
+        &tasks,
+        Some(json!({"title": "Ship it", "assignee_id": bob_id})),
+        201,
+    )
+    .await;
+    let mails = wait_for_mails(&bob_email, 1, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let mail = &mails[0];
+    assert_eq!(mail.subject, "WEB-1 was assigned to you");
+    assert!(mail.text.contains("WEB-1 · Ship it"), "{}", mail.text);
+    assert!(mail.html.contains("Ship it"));
+    assert_eq!(
+        mail.header("List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let url = unsubscribe_url(mail);
+    assert!(
+        url.starts_with(&format!(
+            "http://localhost:{}/api/v1/notifications/unsubscribe?token=",
+            w.fleet.port
+        )),
+        "{url}"
+    );
+
+    // Opening the link shows a page with a button; it changes nothing.
+    let page = w.http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains(r#"method="post""#));
+    assert_eq!(email_choice(&w, &bob, "task_assigned").await, "instant");
+
+    // Another organisation's host, or a changed token, is no link.
+    let token = url.split_once("token=").unwrap().1;
+    let elsewhere = w.fleet.url(
+        "globex.localhost",
+        &format!("/api/v1/notifications/unsubscribe?token={token}"),
+    );
+    w.fleet.signup(&w.http, "globex", &address("hank")).await;
+    let refused = w.http.post(&elsewhere).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let forged = format!("{}x", &url);
+    assert_eq!(w.http.post(&forged).send().await.unwrap().status(), 400);
+    assert_eq!(email_choice(&w, &bob, "task_assigned").await, "instant");
+
+    // One click (RFC 8058): that kind's email is off; the inbox and other kinds stay.
+    let one_click = || {
+        w.http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+    };
+    assert_eq!(one_click().await.unwrap().status(), 200);
+    assert_eq!(one_click().await.unwrap().status(), 200, "twice is fine");
+    let prefs = w
+        .expect(
+            &bob,
+            Method::GET,
+            "/api/v1/notifications/preferences",
+            None,
+            200,
+        )
+        .await;
+    let assigned = &prefs["kinds"][0];
+    assert_eq!(
+        assigned,
+        &json!({"kind": "task_assigned", "in_app": true, "email": "off"})
+    );
+    assert_eq!(email_choice(&w, &bob, "mentioned").await, "instant");
+
+    // The next assignment reaches the inbox and no mailbox.
+    w.expect(
+        &owner,
+        Method::POST,
+        &tasks,
+        Some(json!({"title": "Ship more", "assignee_id": bob_id})),
+        201,
+    )
+    .await;
+    w.inbox_of(&bob, 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(mails_to(&bob_email).len(), 1);
+}
+
+#[tokio::test]
+async fn a_digest_combines_the_notices_of_its_window_into_one_mail() {
+    let fleet = Fleet::start_configured(&[], &[("DIGEST_INTERVAL_SECS", "10")]).await;
+    let (w, owner, bob, bob_email, project) = mail_world(fleet).await;
+    let bob_id = w.me(&bob).await;
+    let task = id(&w
+        .expect(
+            &owner,
+            Method::POST,
+            &format!("/api/v1/projects/{project}/tasks"),
+            Some(json!({"title": "Ship it", "assignee_id": bob_id})),
+            201,
+        )
+        .await);
+    // Ten comments Bob follows as the assignee: `comment_added` goes in a digest.
+    for n in 1..=10 {
+        w.expect(
+            &owner,
+            Method::POST,
+            &format!("/api/v1/tasks/{task}/comments"),
+            Some(json!({"body": format!("Note {n}")})),
+            201,
+        )
+        .await;
+    }
+    w.inbox_of(&bob, 11).await;
+    let mails = wait_for_mails(&bob_email, 2, Duration::from_secs(45)).await;
+    assert_eq!(mails.len(), 2, "the assignment at once, then one digest");
+    let digest = mails
+        .iter()
+        .find(|m| m.subject != "WEB-1 was assigned to you")
+        .expect("the digest");
+    assert_eq!(digest.subject, "10 updates in Nexus");
+    for n in 1..=10 {
+        assert!(
+            digest.text.contains(&format!("Note {n}\n")),
+            "{}",
+            digest.text
+        );
+    }
+    assert_eq!(digest.text.matches("New comment on WEB-1").count(), 10);
+    assert!(digest.header("List-Unsubscribe").is_some());
+    assert_eq!(
+        digest.header("List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
+
+    // The digest's link turns off the digest's kinds only.
+    let resp = w.http.post(unsubscribe_url(digest)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(email_choice(&w, &bob, "comment_added").await, "off");
+    assert_eq!(email_choice(&w, &bob, "task_assigned").await, "instant");
+}
+
+#[tokio::test]
+async fn a_mail_that_keeps_failing_is_given_up_on_and_recorded_without_holding_the_inbox() {
+    // Nothing listens on port 1: every try fails.
+    let fleet = Fleet::start_configured(
+        &[],
+        &[
+            ("SMTP_URL", "smtp://127.0.0.1:1"),
+            ("MAIL_MAX_ATTEMPTS", "3"),
+            ("MAIL_RETRY_BASE_MS", "100"),
+        ],
+    )
+    .await;
+    let (w, owner, bob, _, project) = mail_world(fleet).await;
+    let bob_id = w.me(&bob).await;
+    w.expect(
+        &owner,
+        Method::POST,
+        &format!("/api/v1/projects/{project}/tasks"),
+        Some(json!({"title": "Ship it", "assignee_id": bob_id})),
+        201,
+    )
+    .await;
+    let told = w.inbox_of(&bob, 1).await;
+    let notification: uuid::Uuid = id(&told[0]).parse().unwrap();
+    let metrics = w.fleet.notifications.url("/metrics");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        if counter_total(&text, "notification_emails_total", &[("outcome", "failed")]) >= 1 {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never given up on");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        counter_total(
+            &text,
+            "notification_emails_total",
+            &[("outcome", "retried")]
+        ),
+        2,
+        "tried three times"
+    );
+    assert_eq!(
+        counter_total(&text, "notification_emails_total", &[("outcome", "sent")]),
+        0
+    );
+    // Kept in the tenant's database, with why.
+    let mut db =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&w.fleet.tenant_database_url("acme"))
+            .await
+            .expect("acme's database");
+    let delivery = notification_service::db::emails::delivery(&mut db, notification)
+        .await
+        .unwrap()
+        .expect("the mail's row");
+    assert_eq!(delivery.attempts, 3);
+    assert!(delivery.failed_at.is_some() && delivery.sent_at.is_none());
+    let error = delivery.last_error;
+    assert!(error.unwrap_or_default().starts_with("SMTP:"));
+}
+
+#[tokio::test]
+async fn a_member_removed_from_the_organisation_is_told_nothing_more() {
+    let fleet = Fleet::start().await;
+    let http = fleet.client(&["acme"]);
+    fleet.signup(&http, "acme", "olive@acme.test").await;
+    let owner = fleet.login(&http, "acme", "olive@acme.test").await;
+    let bob = fleet.join(&http, &owner, "bob@acme.test", "member").await;
+    let carol = fleet.join(&http, &owner, "carol@acme.test", "member").await;
+    let w = World { fleet, http };
+    let bob_id = w.me(&bob).await;
+    let project = id(&w
+        .expect(
+            &owner,
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"key": "OPS", "name": "Ops"})),
+            201,
+        )
+        .await);
+    let task = id(&w
+        .expect(
+            &owner,
+            Method::POST,
+            &format!("/api/v1/projects/{project}/tasks"),
+            Some(json!({"title": "Rotate keys", "assignee_id": bob_id})),
+            201,
+        )
+        .await);
+    w.inbox_of(&bob, 1).await;
+    w.expect(
+        &carol,
+        Method::PUT,
+        &format!("/api/v1/notifications/subscriptions/tasks/{task}"),
+        None,
+        204,
+    )
+    .await;
+    w.expect(
+        &owner,
+        Method::DELETE,
+        &format!("/api/v1/users/{bob_id}"),
+        None,
+        204,
+    )
+    .await;
+    w.expect(
+        &owner,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/comments"),
+        Some(json!({"body": "Still on it?"})),
+        201,
+    )
+    .await;
+    // Carol, a watcher, is told: the comment's event has been handled for everyone.
+    assert_eq!(kinds(&w.inbox_of(&carol, 1).await), ["comment_added"]);
+    let mut db =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&w.fleet.tenant_database_url("acme"))
+            .await
+            .expect("acme's database");
+    let filter = notification_service::db::notifications::Filter {
+        unread_only: false,
+        kind: None,
+        archived: false,
+        before: None,
+        limit: 100,
+    };
+    let bobs =
+        notification_service::db::notifications::list(&mut db, bob_id.parse().unwrap(), &filter)
+            .await
+            .unwrap();
+    let kinds_of_bob: Vec<&str> = bobs.iter().map(|n| n.kind.as_str()).collect();
+    assert_eq!(
+        kinds_of_bob,
+        ["task_assigned"],
+        "nothing after the removal, though still the task's assignee"
+    );
 }

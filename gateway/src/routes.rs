@@ -70,7 +70,7 @@ const fn route(prefix: &'static str, host: HostKind, auth: AuthMode, upstream: U
 }
 
 /// The contract's table. `/internal/...` is deliberately absent: never routed.
-pub const TABLE: [Route; 14] = [
+pub const TABLE: [Route; 15] = [
     route(
         "/api/v1/tenants",
         HostKind::Apex,
@@ -157,6 +157,14 @@ pub const TABLE: [Route; 14] = [
         AuthMode::Jwt,
         Upstream::Notifications,
     ),
+    // Mails' unsubscribe links: the signed token is the permission (checked upstream),
+    // and links point at the public URL, so any host.
+    route(
+        "/api/v1/notifications/unsubscribe",
+        HostKind::Any,
+        AuthMode::Public,
+        Upstream::Notifications,
+    ),
 ];
 
 /// The longest prefix that matches `path` on a segment boundary.
@@ -188,6 +196,14 @@ mod tests {
         assert_eq!(
             find("/s/abc12345").unwrap().upstream,
             Upstream::UrlShortener
+        );
+        assert_eq!(
+            find("/api/v1/notifications/unsubscribe").unwrap().auth,
+            AuthMode::Public
+        );
+        assert_eq!(
+            find("/api/v1/notifications/1/read").unwrap().auth,
+            AuthMode::Jwt
         );
         assert!(find("/sx").is_none());
         assert!(find("/api/v1/tasksx").is_none());

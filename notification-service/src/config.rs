@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{AmqpArgs, AuthArgs, InternalArgs, ServerArgs, TenantDbArgs};
+use secrecy::SecretString;
 
 /// notification-service: each member's inbox of what happened to the tasks they follow,
 /// fed by the events, kept in the tenant's database.
@@ -58,6 +59,8 @@ pub struct Config {
     )]
     pub max_attempts: u32,
     #[command(flatten)]
+    pub mail: MailArgs,
+    #[command(flatten)]
     pub tenant_db: TenantDbArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -68,6 +71,53 @@ pub struct Config {
     #[command(flatten)]
     pub internal: InternalArgs,
 }
+
+/// How notifications leave by email.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MailArgs {
+    /// SMTP server mails are sent through: `smtp://host:port` (plain, for a local catcher),
+    /// `smtp://host:port?tls=required` (STARTTLS) or `smtps://user:pass@host` (TLS).
+    #[arg(long, env = "SMTP_URL", default_value = "smtp://127.0.0.1:1025",
+          value_parser = common::config::secret, hide_env_values = true)]
+    pub smtp_url: SecretString,
+    /// The `From` of every mail.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Nexus <notifications@nexus.localhost>"
+    )]
+    pub mail_from: String,
+    /// Seconds a receiver's digest collects notices before it is sent as one mail (the
+    /// window opens with the first notice).
+    #[arg(long, env = "DIGEST_INTERVAL_SECS", default_value_t = 3600)]
+    pub digest_interval_secs: u64,
+    /// Times a mail is tried before it is given up on (kept, with the last error).
+    #[arg(long, env = "MAIL_MAX_ATTEMPTS", default_value_t = 8)]
+    pub mail_max_attempts: u32,
+    /// Milliseconds before a failed mail is tried again, doubled with each attempt (with
+    /// jitter, at most an hour).
+    #[arg(long, env = "MAIL_RETRY_BASE_MS", default_value_t = 30_000)]
+    pub mail_retry_base_ms: u64,
+    /// Public base URL of the gateway: unsubscribe links are this plus
+    /// `/api/v1/notifications/unsubscribe?token=…`.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:8080")]
+    pub public_url: String,
+    /// Secret unsubscribe links are signed with. Set a long random value in production;
+    /// the default is for local development only.
+    #[arg(long, env = "UNSUBSCRIBE_SECRET", default_value = DEV_UNSUBSCRIBE_SECRET,
+          value_parser = common::config::secret, hide_env_values = true)]
+    pub unsubscribe_secret: SecretString,
+    /// user-service's base URL (receivers' addresses, from `/internal/users`).
+    #[arg(
+        long,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub user_service_url: String,
+}
+
+/// The development default of `UNSUBSCRIBE_SECRET`; the service warns when it runs with it.
+pub const DEV_UNSUBSCRIBE_SECRET: &str = "nexus-dev-unsubscribe-secret";
 
 /// The routing keys notification-service reads.
 pub const BINDINGS: [&str; 3] = ["task.#", "project.#", "user.#"];

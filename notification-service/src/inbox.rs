@@ -21,11 +21,17 @@ use crate::db;
 use crate::db::notifications::Pending;
 use crate::domain::event::Event;
 use crate::domain::fanout::{self, TASK_EVENTS};
-use crate::domain::notification::{NewNotification, TaskRef};
+use crate::domain::notification::{Kind, NewNotification, TaskRef};
+use crate::mailer::Mailer;
 
 #[derive(Clone)]
 pub struct Inbox {
     pub directory: Arc<TenantDirectory>,
+    /// Told of each tenant whose batch queued mail (and of each tenant the first time
+    /// this process writes to it, for mail left from before a restart).
+    pub mailer: Arc<Mailer>,
+    /// Seconds a new digest window stays open (`DIGEST_INTERVAL_SECS`).
+    pub digest_secs: f64,
 }
 
 /// What one event did, before its notifications are stored.
@@ -72,16 +78,21 @@ impl Sink for Inbox {
                 for &i in &indexes {
                     outcomes.push(apply(&mut tx, &events[i], &mut pending).await?);
                 }
-                // One statement for all the tenant's new notifications of this batch.
-                let mut told = db::notifications::insert_many(&mut tx, &pending).await?;
+                // One statement for all the tenant's new notifications of this batch
+                // (and the mails they queue).
+                let stored =
+                    db::notifications::insert_many(&mut tx, &pending, self.digest_secs).await?;
                 tx.commit().await?;
-                metrics::counter!("notifications_created_total").increment(told.len() as u64);
-                told.sort_unstable();
-                sqlx::Result::Ok((outcomes, told))
+                metrics::counter!("notifications_created_total")
+                    .increment(stored.events.len() as u64);
+                sqlx::Result::Ok((outcomes, stored))
             }
             .await;
             match outcome {
-                Ok((outcomes, told)) => {
+                Ok((outcomes, stored)) => {
+                    self.mailer.touch(tenant, stored.mails > 0);
+                    let mut told = stored.events;
+                    told.sort_unstable();
                     for outcome in outcomes {
                         match outcome {
                             Outcome::Tells(event) if told.binary_search(&event).is_err() => {
@@ -125,6 +136,7 @@ async fn apply(
         }
         (keys::PROJECT_USER_ADDED, Some(user), Some(project)) => {
             db::exclusions::remove(conn, user, project).await?;
+            return invite(conn, event, user, project, pending).await;
         }
         (kind, _, _) if TASK_EVENTS.contains(&kind) => return tell(conn, event, pending).await,
         _ => {}
@@ -178,8 +190,46 @@ async fn tell(
         occurred_at: event.0.occurred_at,
         actor_id: event.0.actor_id,
         project_id,
-        task: task.clone(),
+        task: Some(task.clone()),
         notice,
     }));
+    Ok(Outcome::Tells(event.0.id))
+}
+
+/// `invited`: a member added to a project by someone else is told, unless they chose
+/// to keep the kind out of their inbox.
+async fn invite(
+    conn: &mut PgConnection,
+    event: &Event,
+    user: Uuid,
+    project: Uuid,
+    pending: &mut Vec<Pending>,
+) -> sqlx::Result<Outcome> {
+    if event.0.actor_id == Some(user) {
+        return Ok(Outcome::Done);
+    }
+    let Some((name, key)) = db::tasks::project(conn, project).await? else {
+        return Ok(Outcome::Done);
+    };
+    let left_out = db::exclusions::left_out(conn, &[user], project).await?;
+    if left_out
+        .iter()
+        .any(|(_, kind)| kind.as_deref().is_none_or(|k| k == Kind::Invited.as_str()))
+    {
+        return Ok(Outcome::Done);
+    }
+    pending.push(Pending {
+        event_id: event.0.id,
+        occurred_at: event.0.occurred_at,
+        actor_id: event.0.actor_id,
+        project_id: project,
+        task: None,
+        notice: NewNotification {
+            recipient: user,
+            kind: Kind::Invited,
+            title: format!("You were added to {name} ({key})"),
+            body: String::new(),
+        },
+    });
     Ok(Outcome::Tells(event.0.id))
 }

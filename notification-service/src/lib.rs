@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod inbox;
+pub mod mailer;
 pub mod routes;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 pub use config::Config;
+use mailer::Mailer;
 
 pub const NAME: &str = "notification-service";
 
@@ -39,6 +41,7 @@ pub struct AppState {
     pub broker: Broker,
     pub verifier: Arc<JwtVerifier>,
     pub databases: Arc<TenantDirectory>,
+    pub mailer: Arc<Mailer>,
     pub consumer: Status,
 }
 
@@ -60,6 +63,8 @@ pub struct AppState {
         routes::preferences::change,
         routes::subscriptions::watch,
         routes::subscriptions::unwatch,
+        routes::unsubscribe::confirm,
+        routes::unsubscribe::unsubscribe,
     )
 )]
 struct ApiDoc;
@@ -123,13 +128,21 @@ pub async fn run_with(
         &config.amqp.events_exchange,
         NAME,
     );
+    let internal = InternalToken::new(config.internal.internal_token.clone());
     let databases = Arc::new(TenantDirectory::new(
         NAME,
         http.clone(),
         &config.tenant_db.tenant_resolver_url,
-        InternalToken::new(config.internal.internal_token.clone()),
+        internal.clone(),
         config.tenant_db.limits(),
     ));
+    let mailer = Arc::new(Mailer::new(
+        &config.mail,
+        Arc::clone(&databases),
+        http.clone(),
+        internal,
+    )?);
+    let mailing = tokio::spawn(Arc::clone(&mailer).run(shutdown.clone()));
     let status = Status::default();
     let consumer = tokio::spawn(
         Consumer {
@@ -137,6 +150,8 @@ pub async fn run_with(
             settings: config.consumer_settings(),
             sink: inbox::Inbox {
                 directory: Arc::clone(&databases),
+                mailer: Arc::clone(&mailer),
+                digest_secs: config.mail.digest_interval_secs as f64,
             },
             status: status.clone(),
             after_write,
@@ -155,10 +170,12 @@ pub async fn run_with(
         http,
         broker,
         databases,
+        mailer,
         consumer: status,
     };
     let served = common::server::serve(listener, router(state), shutdown, &server).await;
     consumer.await.ok();
+    mailing.await.ok();
     reaper.await.ok();
     connections.close().await;
     served

@@ -52,39 +52,34 @@ pub async fn members(
     ids: &[Uuid],
     what: &str,
 ) -> Result<Vec<Member>, ApiError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let list = ids
-        .iter()
-        .map(Uuid::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let url = format!(
-        "{}/internal/users",
-        state.config.user_service_url.trim_end_matches('/')
-    );
-    let request = state
-        .http
-        .get(url)
-        .query(&[("ids", list), ("tenant_id", tenant.to_string())]);
-    internal_get(state, request, what).await
+    common::internal::members(
+        &state.http,
+        &state.config.user_service_url,
+        &state.internal,
+        tenant,
+        ids,
+    )
+    .await
+    .map_err(|e| unavailable(&e, what))
 }
 
-/// GETs another service's internal endpoint as JSON. Any failure is a 503 saying that
-/// `what` cannot be checked right now (the cause goes to the log).
+/// A failed internal call as the client sees it: a 503 saying that `what` cannot be
+/// checked right now (the cause goes to the log).
+fn unavailable(e: &reqwest::Error, what: &str) -> ApiError {
+    tracing::warn!(error = %e, what, "internal call failed");
+    ApiError::Unavailable {
+        retry_after: 5,
+        detail: format!("{what} cannot be checked right now."),
+    }
+}
+
+/// GETs another service's internal endpoint as JSON; any failure is [`unavailable`].
 async fn internal_get<T: DeserializeOwned>(
     state: &AppState,
     request: reqwest::RequestBuilder,
     what: &str,
 ) -> Result<T, ApiError> {
-    let unavailable = |e: reqwest::Error| {
-        tracing::warn!(error = %e, what, "internal call failed");
-        ApiError::Unavailable {
-            retry_after: 5,
-            detail: format!("{what} cannot be checked right now."),
-        }
-    };
+    let unavailable = |e: reqwest::Error| unavailable(&e, what);
     request
         .header(reqwest::header::AUTHORIZATION, state.internal.bearer())
         .send()

@@ -1,5 +1,6 @@
 //! The servers the fleet and the tests need: PostgreSQL and RabbitMQ must be running;
-//! MongoDB is started as the `nx-27017` stand-in when none answers.
+//! MongoDB is started as the `nx-27017` stand-in when none answers, and an SMTP server as
+//! `aiosmtpd` (writing what it receives to a Maildir the tests read).
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,13 @@ use anyhow::{Context, bail};
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
+/// Where `cargo xtask up` sends mail (notification-service's default `SMTP_URL`).
+pub const DEFAULT_SMTP_URL: &str = "smtp://127.0.0.1:1025";
+/// The tests' own SMTP server, apart from whatever catches the fleet's mail, so that what
+/// they read is only what they sent.
+pub const DEFAULT_TEST_SMTP_URL: &str = "smtp://127.0.0.1:2525";
+/// The SMTP stand-in's version, pinned likewise.
+pub const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// The stand-in's version, pinned so every machine runs the same server.
 pub const NX_27017: &str = "nx-27017==0.8.1";
 /// The API fuzzer the security tests run, pinned likewise.
@@ -21,6 +29,7 @@ pub struct Urls {
     pub postgres: String,
     pub amqp: String,
     pub mongodb: String,
+    pub smtp: String,
 }
 
 impl Urls {
@@ -31,6 +40,7 @@ impl Urls {
             postgres: var("POSTGRES_URL", DEFAULT_POSTGRES_URL),
             amqp: var("AMQP_URL", DEFAULT_AMQP_URL),
             mongodb: var("MONGODB_URL", DEFAULT_MONGODB_URL),
+            smtp: var("SMTP_URL", DEFAULT_SMTP_URL),
         }
     }
 }
@@ -141,6 +151,61 @@ pub fn ensure_mongodb(url: &str, state: &Path) -> anyhow::Result<()> {
     }
     println!("✓ nx-27017 answers at {host}:{port} (stop it with `cargo xtask down`)");
     Ok(())
+}
+
+/// Uses the SMTP server at `url` if one answers; otherwise, for a local address, installs
+/// `aiosmtpd` into `.nexus/venv` and starts it there, writing every mail it receives to
+/// the Maildir `<state>/mail/<port>` (returned, for the tests to read).
+pub fn ensure_smtp(url: &str, state: &Path) -> anyhow::Result<PathBuf> {
+    let (host, port) =
+        host_port(url, 25).with_context(|| format!("cannot read SMTP_URL {url:?}"))?;
+    let maildir = state.join("mail").join(port.to_string());
+    if answers(&host, port) {
+        println!("✓ an SMTP server answers at {host}:{port}");
+        return Ok(maildir);
+    }
+    if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+        bail!("No SMTP server answers at {host}:{port} ({url}). Start one or set SMTP_URL.");
+    }
+    println!(
+        "• No SMTP server answers at {host}:{port}: starting aiosmtpd, writing mail to {} \
+         (docker compose runs Mailpit)",
+        maildir.display()
+    );
+    let server = pip_tool(state, "aiosmtpd", AIOSMTPD)?;
+    for dir in ["logs", "pids"] {
+        std::fs::create_dir_all(state.join(dir))?;
+    }
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.join(sub))?;
+    }
+    let name = format!("aiosmtpd-{port}");
+    let log = std::fs::File::create(state.join(format!("logs/{name}.log")))?;
+    let child = Command::new(&server)
+        .args(["-n", "-l", &format!("{host}:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting aiosmtpd")?;
+    std::fs::write(
+        state.join(format!("pids/{name}.pid")),
+        child.id().to_string(),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answers(&host, port) {
+        if Instant::now() > deadline {
+            bail!(
+                "aiosmtpd did not start listening on {host}:{port}; see {}",
+                state.join(format!("logs/{name}.log")).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("✓ aiosmtpd answers at {host}:{port} (stop it with `cargo xtask down`)");
+    Ok(maildir)
 }
 
 /// `.nexus/venv/bin/<command>`, installing `requirement` from PyPI into the venv (made

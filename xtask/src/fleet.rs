@@ -33,6 +33,7 @@ pub fn up(options: &UpOptions) -> anyhow::Result<()> {
     let urls = deps::Urls::from_env();
     deps::require_postgres_and_rabbitmq(&urls)?;
     deps::ensure_mongodb(&urls.mongodb, &state)?;
+    deps::ensure_smtp(&urls.smtp, &state)?;
     let bin_dir = build(options.release)?;
     if options.detach {
         up_detached(&bin_dir, &state)
@@ -216,6 +217,7 @@ impl Fleet {
         let urls = deps::Urls::from_env();
         deps::require_postgres_and_rabbitmq(&urls)?;
         deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
+        deps::ensure_smtp(&urls.smtp, &state_dir())?;
         let bin_dir = build(true)?;
         fs::create_dir_all(dir)?;
         let mut fleet = Fleet {
@@ -292,14 +294,31 @@ pub fn readyz_status(port: u16) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Stops what `up --detach` (and the MongoDB stand-in) started: SIGTERM, then SIGKILL
+/// Stops what `up --detach` (and the MongoDB and SMTP stand-ins) started: SIGTERM, then SIGKILL
 /// for anything still running after the drain period.
 pub fn down() -> anyhow::Result<()> {
     let state = state_dir();
     let mut stopping = Vec::new();
-    let names = SERVICES.iter().map(|s| s.name).chain(["nx-27017"]);
+    let stand_ins = fs::read_dir(state.join("pids"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e
+                .file_name()
+                .to_string_lossy()
+                .strip_suffix(".pid")?
+                .to_owned();
+            name.starts_with("aiosmtpd-").then_some(name)
+        })
+        .collect::<Vec<_>>();
+    let names = SERVICES
+        .iter()
+        .map(|s| s.name.to_owned())
+        .chain(["nx-27017".to_owned()])
+        .chain(stand_ins);
     for name in names {
-        let path = pid_path(&state, name);
+        let path = pid_path(&state, &name);
         let Ok(pid) = fs::read_to_string(&path) else {
             continue;
         };

@@ -144,6 +144,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let urls = deps::Urls::from_env();
     deps::require_postgres_and_rabbitmq(&urls)?;
     deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
+    let test_smtp =
+        std::env::var("TEST_SMTP_URL").unwrap_or_else(|_| deps::DEFAULT_TEST_SMTP_URL.into());
+    let maildir = deps::ensure_smtp(&test_smtp, &state_dir())?;
     deps::ensure_test_packages()?;
     deps::pip_tool(&state_dir(), "schemathesis", deps::SCHEMATHESIS)?;
     let nextest = xtask::cargo()
@@ -179,7 +182,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         runner
             .env("NEXUS_TEST_POSTGRES_URL", &urls.postgres)
             .env("NEXUS_TEST_AMQP_URL", &urls.amqp)
-            .env("NEXUS_TEST_MONGODB_URL", &urls.mongodb);
+            .env("NEXUS_TEST_MONGODB_URL", &urls.mongodb)
+            .env("NEXUS_TEST_SMTP_URL", &test_smtp)
+            .env("NEXUS_TEST_MAILDIR", &maildir);
         runner
     };
     if !args.is_empty() {

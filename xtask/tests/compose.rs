@@ -9,7 +9,12 @@ use xtask::deps::host_port;
 use xtask::services::SERVICES;
 use xtask::workspace_root;
 
-const INFRA: [(&str, u16); 3] = [("postgres", 5432), ("rabbitmq", 5672), ("mongodb", 27017)];
+const INFRA: [(&str, u16); 4] = [
+    ("postgres", 5432),
+    ("rabbitmq", 5672),
+    ("mongodb", 27017),
+    ("mailpit", 1025),
+];
 
 fn compose() -> Value {
     let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
@@ -191,9 +196,10 @@ fn each_service_listens_on_its_contract_port() {
 }
 
 /// The URLs a service connects to: `*_URL` variables and the `name=url,…` list of
-/// `TENANT_CLUSTERS` (not public URL templates such as `TENANT_URL_TEMPLATE`).
+/// `TENANT_CLUSTERS` (not the public URLs users are sent to: `PUBLIC_URL`,
+/// `TENANT_URL_TEMPLATE`).
 fn connection_urls<'a>(var: &str, value: &'a str) -> Vec<&'a str> {
-    if var.ends_with("_URL") {
+    if var.ends_with("_URL") && var != "PUBLIC_URL" {
         vec![value]
     } else if var == "TENANT_CLUSTERS" {
         value

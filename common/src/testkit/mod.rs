@@ -8,12 +8,13 @@
 //! The kit is split by what a test needs: `db` (throw-away databases), `server` (a
 //! service in-process), `events` (a tap on an exchange), `asserts` (what every service's
 //! tests check), `process` (a service as a process), `relay` (an outage of one server),
-//! `mongo`, and `wire` (raw HTTP/1.1 for differential tests of a lane, used by path). Everything else is re-exported here, so tests name `common::testkit::TestDb` and
+//! `mail` (what the test SMTP server received), `mongo`, and `wire` (raw HTTP/1.1 for differential tests of a lane, used by path). Everything else is re-exported here, so tests name `common::testkit::TestDb` and
 //! the like, whichever file it lives in.
 
 mod asserts;
 mod db;
 mod events;
+mod mail;
 mod mongo;
 mod process;
 mod relay;
@@ -28,6 +29,7 @@ pub use db::{
     TestDb, assert_tables_exist, create_database, drop_database, drop_databases_and_roles,
 };
 pub use events::{EventTap, envelopes};
+pub use mail::{Mail, mails_to, smtp_url, wait_for_mails};
 pub use mongo::mongo_database;
 pub use process::{assert_stops_cleanly_on_sigterm, parse_config};
 pub use relay::TcpRelay;

@@ -1,6 +1,7 @@
 //! The data layer: every statement notification-service runs on a tenant's database,
 //! compile-checked against the tenant schema (`migrations/tenant/`).
 
+pub mod emails;
 pub mod exclusions;
 pub mod notifications;
 pub mod preferences;

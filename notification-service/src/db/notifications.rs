@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::notification::{NewNotification, Notification, TaskRef};
+use crate::domain::notification::{Kind, NewNotification, Notification, TaskRef};
+use crate::domain::preference::Preference;
 
 /// A stored notification.
 pub struct Row {
@@ -51,50 +52,111 @@ pub struct Pending {
     pub occurred_at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
     pub project_id: Uuid,
-    pub task: TaskRef,
+    /// The task it is about (none for a project's).
+    pub task: Option<TaskRef>,
     pub notice: NewNotification,
 }
 
-/// Stores `pending` in one statement; the events that told someone new (an event whose
-/// receivers were all told already is a redelivery).
-pub async fn insert_many(conn: &mut PgConnection, pending: &[Pending]) -> sqlx::Result<Vec<Uuid>> {
+/// What [`insert_many`] stored.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The events that told someone new (an event whose receivers were all told already
+    /// is a redelivery).
+    pub events: Vec<Uuid>,
+    /// Mails queued for them (`notification_emails`).
+    pub mails: i64,
+}
+
+/// Stores `pending` in one statement, and queues the mail of each new one its receiver
+/// wants by email (their choice for its kind, else the kind's default): due now, or, for
+/// a digest, when the receiver's open digest window closes (a new window closes
+/// `digest_secs` from now).
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    pending: &[Pending],
+    digest_secs: f64,
+) -> sqlx::Result<Stored> {
     if pending.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Stored::default());
     }
     let column = |f: fn(&Pending) -> Uuid| pending.iter().map(f).collect::<Vec<_>>();
     let text = |f: fn(&Pending) -> &str| pending.iter().map(f).collect::<Vec<_>>();
+    let task = |f: fn(&TaskRef) -> &str| {
+        pending
+            .iter()
+            .map(|p| p.task.as_ref().map(f))
+            .collect::<Vec<_>>()
+    };
     let ids: Vec<Uuid> = pending
         .iter()
         .map(|p| common::events::uuid_v7_at(p.occurred_at))
         .collect();
     let times: Vec<DateTime<Utc>> = pending.iter().map(|p| p.occurred_at).collect();
-    sqlx::query_scalar!(
-        r#"insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
-                                      task_key, task_title, project_id, actor_id, created_at)
-           select id, recipient, event, kind, title, body, task, key, task_title, project,
-                  nullif(actor, '00000000-0000-0000-0000-000000000000'), at
-             from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                         $6::text[], $7::uuid[], $8::text[], $9::text[], $10::uuid[],
-                         $11::uuid[], $12::timestamptz[])
-                  as u(id, recipient, event, kind, title, body, task, key, task_title,
-                       project, actor, at)
-           on conflict (event_id, recipient_id) do nothing
-           returning event_id"#,
+    let task_ids: Vec<Option<Uuid>> = pending
+        .iter()
+        .map(|p| p.task.as_ref().map(|t| t.id))
+        .collect();
+    let defaults: Vec<Preference> = Kind::ALL.map(Preference::default_for).to_vec();
+    let rows = sqlx::query!(
+        r#"with inserted as (
+             insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
+                                        task_key, task_title, project_id, actor_id, created_at)
+             select id, recipient, event, kind, title, body, task, key, task_title, project,
+                    nullif(actor, '00000000-0000-0000-0000-000000000000'), at
+               from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                           $6::text[], $7::uuid[], $8::text[], $9::text[], $10::uuid[],
+                           $11::uuid[], $12::timestamptz[])
+                    as u(id, recipient, event, kind, title, body, task, key, task_title,
+                         project, actor, at)
+             on conflict (event_id, recipient_id) do nothing
+             returning id, recipient_id, kind, event_id
+           ), wanted as (
+             select i.id, i.recipient_id,
+                    coalesce(p.email, d.email) = 'digest' as digest
+               from inserted i
+               join unnest($13::text[], $14::text[]) as d(kind, email) on d.kind = i.kind
+               left join notification_preferences p
+                      on p.user_id = i.recipient_id and p.kind = i.kind
+              where coalesce(p.email, d.email) <> 'off'
+           ), mailed as (
+             insert into notification_emails (notification_id, recipient_id, digest,
+                                              next_attempt_at)
+             select w.id, w.recipient_id, w.digest,
+                    case when w.digest then coalesce(
+                        (select min(e.next_attempt_at) from notification_emails e
+                          where e.recipient_id = w.recipient_id and e.digest
+                            and e.attempts = 0 and e.sent_at is null and e.failed_at is null),
+                        now() + make_interval(secs => $15))
+                    else now() end
+               from wanted w
+             returning 1
+           )
+           select event_id, (select count(*) from mailed) as "mails!" from inserted"#,
         &ids,
         &column(|p| p.notice.recipient),
         &column(|p| p.event_id),
         &text(|p| p.notice.kind.as_str()) as &[&str],
         &text(|p| &p.notice.title) as &[&str],
         &text(|p| &p.notice.body) as &[&str],
-        &column(|p| p.task.id),
-        &text(|p| &p.task.key) as &[&str],
-        &text(|p| &p.task.title) as &[&str],
+        &task_ids as &[Option<Uuid>],
+        &task(|t| &t.key) as &[Option<&str>],
+        &task(|t| &t.title) as &[Option<&str>],
         &column(|p| p.project_id),
         &column(|p| p.actor_id.unwrap_or_default()),
         &times,
+        &defaults.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>() as &[&str],
+        &defaults
+            .iter()
+            .map(|d| d.email.as_str())
+            .collect::<Vec<_>>() as &[&str],
+        digest_secs,
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(Stored {
+        mails: rows.first().map_or(0, |r| r.mails),
+        events: rows.into_iter().map(|r| r.event_id).collect(),
+    })
 }
 
 /// What a page of the inbox shows.

@@ -98,3 +98,14 @@ pub async fn set_watch(
     .await?;
     Ok(())
 }
+
+/// The name and key of `project`, or `None` when it is gone.
+pub async fn project(
+    conn: &mut PgConnection,
+    project: Uuid,
+) -> sqlx::Result<Option<(String, String)>> {
+    let row = sqlx::query!("select name, key from projects where id = $1", project)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| (r.name, r.key)))
+}

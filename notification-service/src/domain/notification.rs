@@ -19,14 +19,17 @@ pub enum Kind {
     CommentAdded,
     /// A comment mentions the receiver (instead of `comment_added`).
     Mentioned,
+    /// The receiver was added to a project.
+    Invited,
 }
 
 impl Kind {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::TaskAssigned,
         Self::TaskStatusChanged,
         Self::CommentAdded,
         Self::Mentioned,
+        Self::Invited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Kind {
             Self::TaskStatusChanged => "task_status_changed",
             Self::CommentAdded => "comment_added",
             Self::Mentioned => "mentioned",
+            Self::Invited => "invited",
         }
     }
 

@@ -42,10 +42,11 @@ pub struct Preference {
 
 impl Preference {
     /// A kind's choice until the member makes one: everything in the inbox; what is
-    /// addressed to them (an assignment, a mention) emailed at once, the rest in a digest.
+    /// addressed to them (an assignment, a mention, a new project) emailed at once, the
+    /// rest in a digest.
     pub fn default_for(kind: Kind) -> Self {
         let email = match kind {
-            Kind::TaskAssigned | Kind::Mentioned => Email::Instant,
+            Kind::TaskAssigned | Kind::Mentioned | Kind::Invited => Email::Instant,
             Kind::TaskStatusChanged | Kind::CommentAdded => Email::Digest,
         };
         Self {

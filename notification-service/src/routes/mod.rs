@@ -1,9 +1,11 @@
 //! The public API under `/api/v1/notifications`: the caller's inbox, their choices per
-//! kind and the tasks they watch, in their tenant's database (the tenant is always the token's).
+//! kind and the tasks they watch, in their tenant's database (the tenant is always the
+//! token's); and the mails' unsubscribe link (the tenant is the signed link's).
 
 pub mod inbox;
 pub mod preferences;
 pub mod subscriptions;
+pub mod unsubscribe;
 
 use axum::Router;
 
@@ -13,6 +15,7 @@ pub fn router() -> Router<AppState> {
     let api = Router::new()
         .merge(inbox::router())
         .merge(preferences::router())
-        .merge(subscriptions::router());
+        .merge(subscriptions::router())
+        .merge(unsubscribe::router());
     Router::new().nest("/api/v1/notifications", api)
 }

@@ -1,0 +1,403 @@
+//! Email delivery: sends the mails the inbox queued in each tenant's
+//! `notification_emails`, at once or when a receiver's digest window closes, over SMTP
+//! (`lettre`), beside the consumer and never in its way.
+//!
+//! The mailer keeps, in memory, when each tenant next has mail due: the inbox tells it
+//! of every tenant whose batch queued mail, and of every tenant the first time this
+//! process writes to it (mail left from before a restart is found then). At a tenant's
+//! time it claims the due mails (a lease, so two instances never send one twice while
+//! both run), looks the receivers' addresses up in user-service, sends, and marks each
+//! mail sent, put off with exponential backoff, or given up on after
+//! `MAIL_MAX_ATTEMPTS` (or at once for a permanent SMTP refusal, or a receiver who is no
+//! longer a member), the last error kept in the row. No connection is held while it
+//! waits or sends.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::ApiError;
+use common::db::directory::TenantDirectory;
+use common::internal::InternalToken;
+use futures::StreamExt;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::MailArgs;
+use crate::db;
+use crate::db::emails::Claimed;
+use crate::domain::email::{self, Letter, Notice};
+use crate::domain::notification::Kind;
+use crate::domain::unsubscribe::{Unsubscribe, UnsubscribeKey};
+
+/// Mails claimed from one tenant at a time.
+const BATCH: i64 = 200;
+/// How long a claimed mail is left to its sender before another try may take it.
+const LEASE: Duration = Duration::from_secs(120);
+/// Tenants whose mail is sent at the same time.
+const TENANTS_AT_ONCE: usize = 4;
+/// Mails of one tenant on their way to the SMTP server at the same time.
+const SENDS_AT_ONCE: usize = 8;
+/// The longest wait between two tries of a mail.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// A tenant whose mail could not be reached (database, user-service) is looked at again
+/// after this.
+const TENANT_RETRY: Duration = Duration::from_secs(5);
+
+/// A receiver as user-service names them.
+#[derive(Debug, Clone, Deserialize)]
+struct Person {
+    id: Uuid,
+    #[serde(default)]
+    name: String,
+    email: String,
+}
+
+/// What became of one mail.
+enum Outcome {
+    Sent,
+    RetryIn(Duration, String),
+    GiveUp(String),
+}
+
+#[derive(Default)]
+struct Schedule {
+    /// When each tenant next has mail due.
+    due: HashMap<Uuid, Instant>,
+    /// Tenants this process has looked at since it started.
+    seen: HashSet<Uuid>,
+}
+
+pub struct Mailer {
+    directory: Arc<TenantDirectory>,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    http: reqwest::Client,
+    user_service_url: String,
+    internal: InternalToken,
+    unsubscribe: UnsubscribeKey,
+    public_url: String,
+    max_attempts: i32,
+    retry_base: Duration,
+    schedule: Mutex<Schedule>,
+    wake: Notify,
+}
+
+impl Mailer {
+    pub fn new(
+        config: &MailArgs,
+        directory: Arc<TenantDirectory>,
+        http: reqwest::Client,
+        internal: InternalToken,
+    ) -> anyhow::Result<Self> {
+        let transport =
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose_secret())
+                .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?
+                .timeout(Some(Duration::from_secs(15)))
+                .build();
+        let from = config
+            .mail_from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("MAIL_FROM {:?}: {e}", config.mail_from))?;
+        Ok(Self {
+            directory,
+            transport,
+            from,
+            http,
+            user_service_url: config.user_service_url.clone(),
+            internal,
+            unsubscribe: UnsubscribeKey::new(&config.unsubscribe_secret),
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
+            max_attempts: i32::try_from(config.mail_max_attempts.max(1)).unwrap_or(i32::MAX),
+            retry_base: Duration::from_millis(config.mail_retry_base_ms.max(1)),
+            schedule: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The key unsubscribe links are signed with.
+    pub fn unsubscribe_key(&self) -> &UnsubscribeKey {
+        &self.unsubscribe
+    }
+
+    /// The inbox wrote `tenant`'s notifications: look at its mail now if it `queued`
+    /// some, or if this process has not looked at it yet.
+    pub fn touch(&self, tenant: Uuid, queued: bool) {
+        let mut schedule = self.schedule.lock().expect("schedule lock");
+        if schedule.seen.insert(tenant) || queued {
+            schedule.due.insert(tenant, Instant::now());
+            drop(schedule);
+            self.wake.notify_one();
+        }
+    }
+
+    fn at(&self, tenant: Uuid, when: Instant) {
+        let mut schedule = self.schedule.lock().expect("schedule lock");
+        let due = schedule.due.entry(tenant).or_insert(when);
+        *due = (*due).min(when);
+    }
+
+    /// The tenants due now, taken off the schedule, and when the next one is due.
+    fn take_due(&self) -> (Vec<Uuid>, Option<Instant>) {
+        let now = Instant::now();
+        let mut schedule = self.schedule.lock().expect("schedule lock");
+        let due: Vec<Uuid> = schedule
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(tenant, _)| *tenant)
+            .collect();
+        for tenant in &due {
+            schedule.due.remove(tenant);
+        }
+        (due, schedule.due.values().min().copied())
+    }
+
+    /// Sends every tenant's mail at its time, until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let this = &*self;
+        loop {
+            let (due, next) = self.take_due();
+            if due.is_empty() {
+                let sleep = next.map_or(Duration::from_secs(3600), |at| {
+                    at.saturating_duration_since(Instant::now())
+                });
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(sleep) => {}
+                }
+                continue;
+            }
+            futures::stream::iter(due)
+                .for_each_concurrent(TENANTS_AT_ONCE, |tenant| async move {
+                    match this.deliver(tenant).await {
+                        Ok(Some(next)) => {
+                            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                            this.at(tenant, Instant::now() + wait);
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::warn!(%tenant, error = %err, "mail: will retry");
+                            this.at(tenant, Instant::now() + TENANT_RETRY);
+                        }
+                    }
+                })
+                .await;
+        }
+    }
+
+    /// Sends `tenant`'s due mail; when its next waiting mail is due.
+    async fn deliver(&self, tenant: Uuid) -> anyhow::Result<Option<DateTime<Utc>>> {
+        loop {
+            let claimed = match self.directory.connect(tenant).await {
+                Ok(mut conn) => db::emails::claim(&mut conn, BATCH, LEASE.as_secs_f64()).await?,
+                Err(ApiError::NotFound(_)) => return Ok(None),
+                Err(err) => anyhow::bail!("tenant {tenant}'s database: {err}"),
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            let full = claimed.len() as i64 == BATCH;
+            let outcomes = self.send_all(tenant, claimed).await;
+            let mut conn = self
+                .directory
+                .connect(tenant)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {tenant}'s database: {e}"))?;
+            for (ids, outcome) in outcomes {
+                let counted = match outcome {
+                    Outcome::Sent => {
+                        db::emails::sent(&mut conn, &ids).await?;
+                        "sent"
+                    }
+                    Outcome::RetryIn(delay, error) => {
+                        let ms = delay.as_secs_f64() * 1000.0;
+                        db::emails::retry_later(&mut conn, &ids, ms, &error).await?;
+                        "retried"
+                    }
+                    Outcome::GiveUp(error) => {
+                        db::emails::give_up(&mut conn, &ids, &error).await?;
+                        "failed"
+                    }
+                };
+                metrics::counter!("notification_emails_total", "outcome" => counted).increment(1);
+            }
+            if !full {
+                break;
+            }
+        }
+        let mut conn = self
+            .directory
+            .connect(tenant)
+            .await
+            .map_err(|e| anyhow::anyhow!("tenant {tenant}'s database: {e}"))?;
+        Ok(db::emails::next_due(&mut conn).await?)
+    }
+
+    /// Groups `claimed` into mails (one per instant notice, one per receiver's digest)
+    /// and sends them; what became of each, with the notifications it carried.
+    async fn send_all(&self, tenant: Uuid, claimed: Vec<Claimed>) -> Vec<(Vec<Uuid>, Outcome)> {
+        let mut mails: Vec<Vec<Claimed>> = Vec::new();
+        let mut digests: BTreeMap<Uuid, Vec<Claimed>> = BTreeMap::new();
+        for item in claimed {
+            if item.digest {
+                digests.entry(item.recipient_id).or_default().push(item);
+            } else {
+                mails.push(vec![item]);
+            }
+        }
+        mails.extend(digests.into_values());
+        let mut recipients: Vec<Uuid> = mails.iter().map(|m| m[0].recipient_id).collect();
+        recipients.sort_unstable();
+        recipients.dedup();
+        let people: Vec<Person> = match common::internal::members(
+            &self.http,
+            &self.user_service_url,
+            &self.internal,
+            tenant,
+            &recipients,
+        )
+        .await
+        {
+            Ok(people) => people,
+            Err(err) => {
+                let error = format!("user-service: {err}");
+                return mails
+                    .into_iter()
+                    .map(|mail| {
+                        let outcome = self.failed(mail[0].attempts, error.clone(), false);
+                        (ids(&mail), outcome)
+                    })
+                    .collect();
+            }
+        };
+        futures::stream::iter(mails)
+            .map(|mail| {
+                let person = people.iter().find(|p| p.id == mail[0].recipient_id);
+                async move {
+                    let outcome = match person {
+                        Some(person) => self.send(tenant, person, &mail).await,
+                        None => Outcome::GiveUp("no longer a member of the tenant".into()),
+                    };
+                    (ids(&mail), outcome)
+                }
+            })
+            .buffer_unordered(SENDS_AT_ONCE)
+            .collect()
+            .await
+    }
+
+    async fn send(&self, tenant: Uuid, person: &Person, mail: &[Claimed]) -> Outcome {
+        let mut kinds: Vec<Kind> = mail.iter().filter_map(|m| Kind::parse(&m.kind)).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let token = self.unsubscribe.sign(&Unsubscribe {
+            tenant_id: tenant,
+            user_id: person.id,
+            kinds,
+        });
+        let link = format!(
+            "{}/api/v1/notifications/unsubscribe?token={token}",
+            self.public_url
+        );
+        let notices: Vec<Notice> = mail
+            .iter()
+            .map(|m| Notice {
+                title: m.title.clone(),
+                body: m.body.clone(),
+                task: m
+                    .task_key
+                    .as_ref()
+                    .map(|key| format!("{key} · {}", m.task_title.as_deref().unwrap_or(""))),
+            })
+            .collect();
+        let letter = if mail[0].digest {
+            email::digest(&notices, &link)
+        } else {
+            email::instant(&notices[0], &link)
+        };
+        let message = match self.message(person, letter, &link) {
+            Ok(message) => message,
+            Err(error) => return Outcome::GiveUp(error),
+        };
+        match self.transport.send(message).await {
+            Ok(_) => Outcome::Sent,
+            Err(err) => self.failed(mail[0].attempts, format!("SMTP: {err}"), err.is_permanent()),
+        }
+    }
+
+    fn message(&self, person: &Person, letter: Letter, link: &str) -> Result<Message, String> {
+        let address = person
+            .email
+            .parse()
+            .map_err(|e| format!("the address {:?}: {e}", person.email))?;
+        let name = (!person.name.is_empty()).then(|| person.name.clone());
+        Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(name, address))
+            .subject(letter.subject)
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{link}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ))
+            .multipart(MultiPart::alternative_plain_html(letter.text, letter.html))
+            .map_err(|e| format!("composing the mail: {e}"))
+    }
+
+    /// A failed try: given up on when it was the last (or `permanent`), else put off by
+    /// the attempt's backoff.
+    fn failed(&self, attempts: i32, error: String, permanent: bool) -> Outcome {
+        if permanent || attempts >= self.max_attempts {
+            tracing::warn!(attempts, error, "mail given up on");
+            Outcome::GiveUp(error)
+        } else {
+            Outcome::RetryIn(backoff(self.retry_base, attempts), error)
+        }
+    }
+}
+
+/// The wait after the `attempts`-th failed try: the base doubled per try, at most an
+/// hour, less up to a fifth at random so retries of many mails spread out.
+fn backoff(base: Duration, attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    let wait = base.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+    wait.mul_f64(1.0 - rand::thread_rng().gen_range(0.0..0.2))
+}
+
+fn ids(mail: &[Claimed]) -> Vec<Uuid> {
+    mail.iter().map(|m| m.notification_id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_try_up_to_an_hour_with_jitter_below() {
+        let base = Duration::from_secs(30);
+        for (attempts, full) in [(1, 30), (2, 60), (3, 120), (8, 3600), (40, 3600)] {
+            let wait = backoff(base, attempts);
+            let full = Duration::from_secs(full);
+            assert!(
+                wait <= full && wait > full.mul_f64(0.8),
+                "{attempts}: {wait:?}"
+            );
+        }
+    }
+}
