@@ -772,10 +772,15 @@ async fn a_mail_that_keeps_failing_is_given_up_on_and_recorded_without_holding_t
         <sqlx::PgConnection as sqlx::Connection>::connect(&w.fleet.tenant_database_url("acme"))
             .await
             .expect("acme's database");
-    let delivery = notification_service::db::emails::delivery(&mut db, notification)
-        .await
-        .unwrap()
-        .expect("the mail's row");
+    let delivery = notification_service::db::mails::of_notification(
+        &mut db,
+        bob_id.parse().unwrap(),
+        notification,
+    )
+    .await
+    .unwrap()
+    .expect("the mail's row");
+    assert!(!delivery.digest);
     assert_eq!(delivery.attempts, 3);
     assert!(delivery.failed_at.is_some() && delivery.sent_at.is_none());
     let error = delivery.last_error;

@@ -34,14 +34,14 @@ pub struct Config {
     #[arg(
         long = "notification-prefetch",
         env = "NOTIFICATION_PREFETCH",
-        default_value_t = 200
+        default_value_t = 1000
     )]
     pub prefetch: u16,
     /// Largest number of events turned into notifications in one batch.
     #[arg(
         long = "notification-batch-size",
         env = "NOTIFICATION_BATCH_SIZE",
-        default_value_t = 100
+        default_value_t = 500
     )]
     pub batch_size: usize,
     /// Milliseconds a partly filled batch waits for more events before it is written.

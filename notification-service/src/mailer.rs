@@ -1,5 +1,5 @@
 //! Email delivery: sends the mails the inbox queued in each tenant's
-//! `notification_emails`, at once or when a receiver's digest window closes, over SMTP
+//! `notification_mails`, at once or when a receiver's digest window closes, over SMTP
 //! (`lettre`), beside the consumer and never in its way.
 //!
 //! The mailer keeps, in memory, when each tenant next has mail due: the inbox tells it
@@ -12,7 +12,7 @@
 //! longer a member), the last error kept in the row. No connection is held while it
 //! waits or sends.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::config::MailArgs;
 use crate::db;
-use crate::db::emails::Claimed;
+use crate::db::mails::Claimed;
 use crate::domain::email::{self, Letter, Notice};
 use crate::domain::notification::Kind;
 use crate::domain::unsubscribe::{Unsubscribe, UnsubscribeKey};
@@ -65,6 +65,8 @@ struct Person {
 /// What became of one mail.
 enum Outcome {
     Sent,
+    /// It carried nothing (a digest whose notices were all redeliveries).
+    Empty,
     RetryIn(Duration, String),
     GiveUp(String),
 }
@@ -200,38 +202,42 @@ impl Mailer {
     async fn deliver(&self, tenant: Uuid) -> anyhow::Result<Option<DateTime<Utc>>> {
         loop {
             let claimed = match self.directory.connect(tenant).await {
-                Ok(mut conn) => db::emails::claim(&mut conn, BATCH, LEASE.as_secs_f64()).await?,
+                Ok(mut conn) => db::mails::claim(&mut conn, BATCH, LEASE.as_secs_f64()).await?,
                 Err(ApiError::NotFound(_)) => return Ok(None),
                 Err(err) => anyhow::bail!("tenant {tenant}'s database: {err}"),
             };
-            if claimed.is_empty() {
+            let mails = group(claimed);
+            if mails.is_empty() {
                 break;
             }
-            let full = claimed.len() as i64 == BATCH;
-            let outcomes = self.send_all(tenant, claimed).await;
+            let full = mails.len() as i64 == BATCH;
+            let outcomes = self.send_all(tenant, mails).await;
             let mut conn = self
                 .directory
                 .connect(tenant)
                 .await
                 .map_err(|e| anyhow::anyhow!("tenant {tenant}'s database: {e}"))?;
-            for (ids, outcome) in outcomes {
+            let mut done = Vec::new();
+            for (mail, outcome) in outcomes {
                 let counted = match outcome {
-                    Outcome::Sent => {
-                        db::emails::sent(&mut conn, &ids).await?;
-                        "sent"
-                    }
+                    Outcome::Sent => "sent",
+                    Outcome::Empty => "empty",
                     Outcome::RetryIn(delay, error) => {
                         let ms = delay.as_secs_f64() * 1000.0;
-                        db::emails::retry_later(&mut conn, &ids, ms, &error).await?;
+                        db::mails::retry_later(&mut conn, mail, ms, &error).await?;
                         "retried"
                     }
                     Outcome::GiveUp(error) => {
-                        db::emails::give_up(&mut conn, &ids, &error).await?;
+                        db::mails::give_up(&mut conn, mail, &error).await?;
                         "failed"
                     }
                 };
+                if matches!(counted, "sent" | "empty") {
+                    done.push(mail);
+                }
                 metrics::counter!("notification_emails_total", "outcome" => counted).increment(1);
             }
+            db::mails::sent(&mut conn, &done).await?;
             if !full {
                 break;
             }
@@ -241,22 +247,12 @@ impl Mailer {
             .connect(tenant)
             .await
             .map_err(|e| anyhow::anyhow!("tenant {tenant}'s database: {e}"))?;
-        Ok(db::emails::next_due(&mut conn).await?)
+        Ok(db::mails::next_due(&mut conn).await?)
     }
 
-    /// Groups `claimed` into mails (one per instant notice, one per receiver's digest)
-    /// and sends them; what became of each, with the notifications it carried.
-    async fn send_all(&self, tenant: Uuid, claimed: Vec<Claimed>) -> Vec<(Vec<Uuid>, Outcome)> {
-        let mut mails: Vec<Vec<Claimed>> = Vec::new();
-        let mut digests: BTreeMap<Uuid, Vec<Claimed>> = BTreeMap::new();
-        for item in claimed {
-            if item.digest {
-                digests.entry(item.recipient_id).or_default().push(item);
-            } else {
-                mails.push(vec![item]);
-            }
-        }
-        mails.extend(digests.into_values());
+    /// Sends each mail (its notifications, `claimed` rows of one mail id); what became of
+    /// each.
+    async fn send_all(&self, tenant: Uuid, mails: Vec<Vec<Claimed>>) -> Vec<(Uuid, Outcome)> {
         let mut recipients: Vec<Uuid> = mails.iter().map(|m| m[0].recipient_id).collect();
         recipients.sort_unstable();
         recipients.dedup();
@@ -276,7 +272,7 @@ impl Mailer {
                     .into_iter()
                     .map(|mail| {
                         let outcome = self.failed(mail[0].attempts, error.clone(), false);
-                        (ids(&mail), outcome)
+                        (mail[0].mail_id, outcome)
                     })
                     .collect();
             }
@@ -286,10 +282,11 @@ impl Mailer {
                 let person = people.iter().find(|p| p.id == mail[0].recipient_id);
                 async move {
                     let outcome = match person {
+                        _ if mail[0].notification_id.is_none() => Outcome::Empty,
                         Some(person) => self.send(tenant, person, &mail).await,
                         None => Outcome::GiveUp("no longer a member of the tenant".into()),
                     };
-                    (ids(&mail), outcome)
+                    (mail[0].mail_id, outcome)
                 }
             })
             .buffer_unordered(SENDS_AT_ONCE)
@@ -298,7 +295,10 @@ impl Mailer {
     }
 
     async fn send(&self, tenant: Uuid, person: &Person, mail: &[Claimed]) -> Outcome {
-        let mut kinds: Vec<Kind> = mail.iter().filter_map(|m| Kind::parse(&m.kind)).collect();
+        let mut kinds: Vec<Kind> = mail
+            .iter()
+            .filter_map(|m| Kind::parse(m.kind.as_deref()?))
+            .collect();
         kinds.sort_unstable();
         kinds.dedup();
         let token = self.unsubscribe.sign(&Unsubscribe {
@@ -313,8 +313,8 @@ impl Mailer {
         let notices: Vec<Notice> = mail
             .iter()
             .map(|m| Notice {
-                title: m.title.clone(),
-                body: m.body.clone(),
+                title: m.title.clone().unwrap_or_default(),
+                body: m.body.clone().unwrap_or_default(),
                 task: m
                     .task_key
                     .as_ref()
@@ -380,8 +380,16 @@ fn backoff(base: Duration, attempts: i32) -> Duration {
     wait.mul_f64(1.0 - rand::thread_rng().gen_range(0.0..0.2))
 }
 
-fn ids(mail: &[Claimed]) -> Vec<Uuid> {
-    mail.iter().map(|m| m.notification_id).collect()
+/// Claimed rows (ordered by mail) as mails: each a non-empty run of one mail id.
+fn group(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+    let mut mails: Vec<Vec<Claimed>> = Vec::new();
+    for row in claimed {
+        match mails.last_mut() {
+            Some(mail) if mail[0].mail_id == row.mail_id => mail.push(row),
+            _ => mails.push(vec![row]),
+        }
+    }
+    mails
 }
 
 #[cfg(test)]

@@ -539,7 +539,7 @@ pub async fn run_release(
         reports.insert("analytics".into(), serde_json::to_value(&report)?);
     }
     if wanted("notifications") {
-        let report = crate::bench_notifications::notifications_scenario(3).await?;
+        let report = crate::bench_notifications::notifications_scenario(5).await?;
         crate::bench_notifications::print_notifications(&report);
         rows.extend(notifications_rows(&report));
         reports.insert("notifications".into(), serde_json::to_value(&report)?);

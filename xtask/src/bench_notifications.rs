@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::bench_analytics::{percentile, run_consumer};
 use crate::bench_projects::{TENANT_MIGRATOR, fake_resolver};
 
-const EVENTS: usize = 10_000;
+const EVENTS: usize = 30_000;
 const TENANTS: usize = 10;
 const PACED_SECONDS: u64 = 10;
 

@@ -4,6 +4,8 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::fanout::LeftOut;
+
 /// Stops notifications to `user` within `scope`.
 pub async fn add(conn: &mut PgConnection, user: Uuid, scope: Uuid) -> sqlx::Result<()> {
     sqlx::query!(
@@ -29,24 +31,33 @@ pub async fn remove(conn: &mut PgConnection, user: Uuid, scope: Uuid) -> sqlx::R
     Ok(())
 }
 
-/// Who of `users` is told nothing of `project`: `(user, None)` for a member removed
-/// from the tenant or the project, `(user, Some(kind))` for one who keeps `kind` out of
-/// their inbox.
+/// Who of `users` is told nothing of which of `projects`, and who keeps which kinds out
+/// of their inbox: every such row, for [`LeftOut::keeps`] to read.
 pub async fn left_out(
     conn: &mut PgConnection,
     users: &[Uuid],
-    project: Uuid,
-) -> sqlx::Result<Vec<(Uuid, Option<String>)>> {
+    projects: &[Uuid],
+) -> sqlx::Result<LeftOut> {
     let rows = sqlx::query!(
-        r#"select user_id as "user_id!", null::text as "kind?" from notification_exclusions
-            where user_id = any($1) and scope in ($2, '00000000-0000-0000-0000-000000000000')
+        r#"select user_id as "user_id!", scope as "scope?", null::text as "kind?"
+             from notification_exclusions
+            where user_id = any($1)
+              and (scope = any($2) or scope = '00000000-0000-0000-0000-000000000000')
            union all
-           select user_id, kind from notification_preferences
+           select user_id, null::uuid, kind from notification_preferences
             where user_id = any($1) and not in_app"#,
         users,
-        project,
+        projects,
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.user_id, r.kind)).collect())
+    let mut left_out = LeftOut::default();
+    for row in rows {
+        match (row.scope, row.kind) {
+            (Some(scope), _) => left_out.removed.push((row.user_id, scope)),
+            (None, Some(kind)) => left_out.hidden.push((row.user_id, kind)),
+            (None, None) => {}
+        }
+    }
+    Ok(left_out)
 }

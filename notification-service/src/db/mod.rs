@@ -1,8 +1,8 @@
 //! The data layer: every statement notification-service runs on a tenant's database,
 //! compile-checked against the tenant schema (`migrations/tenant/`).
 
-pub mod emails;
 pub mod exclusions;
+pub mod mails;
 pub mod notifications;
 pub mod preferences;
 pub mod tasks;

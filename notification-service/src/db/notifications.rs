@@ -63,14 +63,14 @@ pub struct Stored {
     /// The events that told someone new (an event whose receivers were all told already
     /// is a redelivery).
     pub events: Vec<Uuid>,
-    /// Mails queued for them (`notification_emails`).
+    /// Mails queued or added to (`notification_mails`).
     pub mails: i64,
 }
 
-/// Stores `pending` in one statement, and queues the mail of each new one its receiver
-/// wants by email (their choice for its kind, else the kind's default): due now, or, for
-/// a digest, when the receiver's open digest window closes (a new window closes
-/// `digest_secs` from now).
+/// Stores `pending` in one statement, and puts each new one its receiver wants by email
+/// (their choice for its kind, else the kind's default) in a mail: one of its own, due
+/// now, or the receiver's open digest (opened now if they have none, due `digest_secs`
+/// later).
 pub async fn insert_many(
     conn: &mut PgConnection,
     pending: &[Pending],
@@ -98,40 +98,44 @@ pub async fn insert_many(
         .collect();
     let defaults: Vec<Preference> = Kind::ALL.map(Preference::default_for).to_vec();
     let rows = sqlx::query!(
-        r#"with inserted as (
-             insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
-                                        task_key, task_title, project_id, actor_id, created_at)
-             select id, recipient, event, kind, title, body, task, key, task_title, project,
-                    nullif(actor, '00000000-0000-0000-0000-000000000000'), at
+        r#"with new as (
+             select u.*, coalesce(p.email, d.email) as email
                from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                            $6::text[], $7::uuid[], $8::text[], $9::text[], $10::uuid[],
                            $11::uuid[], $12::timestamptz[])
                     as u(id, recipient, event, kind, title, body, task, key, task_title,
                          project, actor, at)
-             on conflict (event_id, recipient_id) do nothing
-             returning id, recipient_id, kind, event_id
-           ), wanted as (
-             select i.id, i.recipient_id,
-                    coalesce(p.email, d.email) = 'digest' as digest
-               from inserted i
-               join unnest($13::text[], $14::text[]) as d(kind, email) on d.kind = i.kind
+               join unnest($13::text[], $14::text[]) as d(kind, email) on d.kind = u.kind
                left join notification_preferences p
-                      on p.user_id = i.recipient_id and p.kind = i.kind
-              where coalesce(p.email, d.email) <> 'off'
-           ), mailed as (
-             insert into notification_emails (notification_id, recipient_id, digest,
-                                              next_attempt_at)
-             select w.id, w.recipient_id, w.digest,
-                    case when w.digest then coalesce(
-                        (select min(e.next_attempt_at) from notification_emails e
-                          where e.recipient_id = w.recipient_id and e.digest
-                            and e.attempts = 0 and e.sent_at is null and e.failed_at is null),
-                        now() + make_interval(secs => $15))
-                    else now() end
-               from wanted w
+                      on p.user_id = u.recipient and p.kind = u.kind
+           ), windows as (
+             insert into notification_mails (id, recipient_id, digest, next_attempt_at)
+             select gen_random_uuid(), r.recipient, true, now() + make_interval(secs => $15)
+               from (select distinct recipient from new where email = 'digest') r
+             on conflict (recipient_id)
+                where digest and attempts = 0 and sent_at is null and failed_at is null
+             do update set recipient_id = excluded.recipient_id
+             returning id, recipient_id
+           ), inserted as (
+             insert into notifications (id, recipient_id, event_id, kind, title, body, task_id,
+                                        task_key, task_title, project_id, actor_id, created_at,
+                                        mail_id)
+             select n.id, n.recipient, n.event, n.kind, n.title, n.body, n.task, n.key,
+                    n.task_title, n.project,
+                    nullif(n.actor, '00000000-0000-0000-0000-000000000000'), n.at,
+                    case n.email when 'instant' then n.id when 'digest' then w.id end
+               from new n
+               left join windows w on w.recipient_id = n.recipient and n.email = 'digest'
+             on conflict (event_id, recipient_id) do nothing
+             returning id, recipient_id, event_id, mail_id = id as instant
+           ), instant as (
+             insert into notification_mails (id, recipient_id, digest, next_attempt_at)
+             select id, recipient_id, false, now() from inserted where instant
              returning 1
            )
-           select event_id, (select count(*) from mailed) as "mails!" from inserted"#,
+           select event_id,
+                  (select count(*) from instant) + (select count(*) from windows) as "mails!"
+             from inserted"#,
         &ids,
         &column(|p| p.notice.recipient),
         &column(|p| p.event_id),

@@ -28,39 +28,57 @@ pub async fn find(conn: &mut PgConnection, task: Uuid) -> sqlx::Result<Option<Ta
     .await
 }
 
-/// Everything the fan-out needs about `task`, in one statement; `column` and `comment`
-/// name the column a status change moved it into and the comment a
-/// `task.comment_added` is about. `None` when the task is gone.
+/// What one event asks about its task: the task, the column a status change moved it
+/// into, the comment a `task.comment_added` is about.
+#[derive(Debug, Clone, Copy)]
+pub struct FactsQuery {
+    pub task: Uuid,
+    pub column: Option<Uuid>,
+    pub comment: Option<Uuid>,
+}
+
+/// Everything the fan-out needs about each asked task, in one statement for all of them:
+/// `(project, facts)` in the order asked, `None` for a task that is gone.
 pub async fn facts(
     conn: &mut PgConnection,
-    task: Uuid,
-    column: Option<Uuid>,
-    comment: Option<Uuid>,
-) -> sqlx::Result<Option<(Uuid, TaskFacts)>> {
-    let row = sqlx::query!(
-        r#"select t.project_id, p.key || '-' || t.number as "key!", t.title, t.reporter_id,
-                  t.assignee_id,
+    asked: &[FactsQuery],
+) -> sqlx::Result<Vec<Option<(Uuid, TaskFacts)>>> {
+    let tasks: Vec<Uuid> = asked.iter().map(|q| q.task).collect();
+    let columns: Vec<Option<Uuid>> = asked.iter().map(|q| q.column).collect();
+    let comments: Vec<Option<Uuid>> = asked.iter().map(|q| q.comment).collect();
+    let rows = sqlx::query!(
+        r#"select u.ord as "ord!", t.project_id, p.key || '-' || t.number as "key!", t.title,
+                  t.reporter_id, t.assignee_id,
                   array(select distinct author_id from comments where task_id = t.id)
                       as "commenters!",
                   array(select user_id from task_watchers where task_id = t.id and watching)
                       as "watchers!",
                   array(select user_id from task_watchers where task_id = t.id and not watching)
                       as "unwatchers!",
-                  (select name from board_columns where id = $2) as "column_name?",
-                  (select left(body, 280) from comments where id = $3) as "comment?"
-             from tasks t join projects p on p.id = t.project_id
-            where t.id = $1"#,
-        task,
-        column,
-        comment,
+                  (select name from board_columns where id = u.col) as "column_name?",
+                  (select left(body, 280) from comments where id = u.com) as "comment?"
+             from unnest($1::uuid[], $2::uuid[], $3::uuid[]) with ordinality
+                  as u(task, col, com, ord)
+             join tasks t on t.id = u.task
+             join projects p on p.id = t.project_id"#,
+        &tasks,
+        &columns as &[Option<Uuid>],
+        &comments as &[Option<Uuid>],
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(row.map(|row| {
+    let mut found: Vec<Option<(Uuid, TaskFacts)>> = vec![None; asked.len()];
+    for row in rows {
         let watches = (row.watchers.iter().map(|&u| (u, true)))
             .chain(row.unwatchers.iter().map(|&u| (u, false)))
             .collect();
-        (
+        let Some(slot) = usize::try_from(row.ord - 1)
+            .ok()
+            .and_then(|i| found.get_mut(i))
+        else {
+            continue;
+        };
+        *slot = Some((
             row.project_id,
             TaskFacts {
                 key: row.key,
@@ -72,8 +90,9 @@ pub async fn facts(
                 column: row.column_name,
                 comment: row.comment,
             },
-        )
-    }))
+        ));
+    }
+    Ok(found)
 }
 
 /// Sets `user`'s explicit watch of `task` (`watching` false: told nothing of it even as

@@ -48,6 +48,31 @@ impl TaskFacts {
     }
 }
 
+/// Who is not told what: members removed from the tenant (scope nil) or from a project,
+/// and the kinds members keep out of their inbox.
+#[derive(Debug, Clone, Default)]
+pub struct LeftOut {
+    /// `(user, scope)`: the project they were removed from, or nil for the tenant.
+    pub removed: Vec<(Uuid, Uuid)>,
+    /// `(user, kind)`: a kind they keep out of their inbox.
+    pub hidden: Vec<(Uuid, String)>,
+}
+
+impl LeftOut {
+    /// Whether `user` is told a notice of `kind` about `project`.
+    pub fn keeps(&self, user: Uuid, project: Uuid, kind: Kind) -> bool {
+        let removed = self
+            .removed
+            .iter()
+            .any(|&(u, scope)| u == user && (scope.is_nil() || scope == project));
+        let hidden = self
+            .hidden
+            .iter()
+            .any(|(u, k)| *u == user && k == kind.as_str());
+        !removed && !hidden
+    }
+}
+
 /// The event kinds that make notifications (each about one task).
 pub const TASK_EVENTS: [&str; 4] = [
     keys::TASK_CREATED,
@@ -199,6 +224,22 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(told(&notices(&comment, &task)), expected);
+    }
+
+    #[test]
+    fn removed_members_and_hidden_kinds_are_left_out_where_they_apply() {
+        let [gone, moved, quiet, told] = people(4).try_into().unwrap();
+        let [here, elsewhere] = people(2).try_into().unwrap();
+        let left = LeftOut {
+            removed: vec![(gone, Uuid::nil()), (moved, elsewhere)],
+            hidden: vec![(quiet, "comment_added".into())],
+        };
+        assert!(!left.keeps(gone, here, Kind::TaskAssigned));
+        assert!(left.keeps(moved, here, Kind::TaskAssigned));
+        assert!(!left.keeps(moved, elsewhere, Kind::TaskAssigned));
+        assert!(!left.keeps(quiet, here, Kind::CommentAdded));
+        assert!(left.keeps(quiet, here, Kind::Mentioned));
+        assert!(left.keeps(told, here, Kind::CommentAdded));
     }
 
     #[test]
