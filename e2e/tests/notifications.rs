@@ -285,22 +285,14 @@ async fn the_right_people_are_told_once_and_the_actor_never() {
 
 #[tokio::test]
 async fn the_inbox_counts_reads_snoozes_and_archives() {
-    let fleet = Fleet::start().await;
-    let http = fleet.client(&["acme"]);
-    fleet.signup(&http, "acme", "olive@acme.test").await;
-    let owner = fleet.login(&http, "acme", "olive@acme.test").await;
-    let bob = fleet.join(&http, &owner, "bob@acme.test", "member").await;
-    let w = World { fleet, http };
-    let bob_id = w.me(&bob).await;
-    let project = id(&w
-        .expect(
-            &owner,
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"key": "OPS", "name": "Ops"})),
-            201,
-        )
-        .await);
+    let Acme {
+        w,
+        owner,
+        bob,
+        bob_id,
+        project,
+        ..
+    } = acme(Fleet::start().await, "OPS").await;
     for title in ["one", "two", "three"] {
         w.expect(
             &owner,
@@ -527,8 +519,18 @@ fn unsubscribe_url(mail: &Mail) -> String {
         .to_owned()
 }
 
-/// A world of acme's owner and one member whose address is new, with a project.
-async fn mail_world(fleet: Fleet) -> (World, Session, Session, String, String) {
+/// Acme with its owner, one member (Bob) and a project keyed `key`; both addresses are
+/// new, so the mail the test SMTP server holds for them is this test's.
+struct Acme {
+    w: World,
+    owner: Session,
+    bob: Session,
+    bob_email: String,
+    bob_id: String,
+    project: String,
+}
+
+async fn acme(fleet: Fleet, key: &str) -> Acme {
     let http = fleet.client(&["acme", "globex"]);
     let owner_email = address("olive");
     fleet.signup(&http, "acme", &owner_email).await;
@@ -536,16 +538,24 @@ async fn mail_world(fleet: Fleet) -> (World, Session, Session, String, String) {
     let bob_email = address("bob");
     let bob = fleet.join(&http, &owner, &bob_email, "member").await;
     let w = World { fleet, http };
+    let bob_id = w.me(&bob).await;
     let project = id(&w
         .expect(
             &owner,
             Method::POST,
             "/api/v1/projects",
-            Some(json!({"key": "WEB", "name": "Web"})),
+            Some(json!({"key": key, "name": key})),
             201,
         )
         .await);
-    (w, owner, bob, bob_email, project)
+    Acme {
+        w,
+        owner,
+        bob,
+        bob_email,
+        bob_id,
+        project,
+    }
 }
 
 async fn email_choice(w: &World, who: &Session, kind: &str) -> String {
@@ -571,8 +581,14 @@ async fn email_choice(w: &World, who: &Session, kind: &str) -> String {
 
 #[tokio::test]
 async fn an_instant_mail_carries_one_click_unsubscribe_that_acts_only_on_post() {
-    let (w, owner, bob, bob_email, project) = mail_world(Fleet::start().await).await;
-    let bob_id = w.me(&bob).await;
+    let Acme {
+        w,
+        owner,
+        bob,
+        bob_email,
+        bob_id,
+        project,
+    } = acme(Fleet::start().await, "WEB").await;
     let tasks = format!("/api/v1/projects/{project}/tasks");
     w.expect(
         &owner,
@@ -669,8 +685,14 @@ async fn an_instant_mail_carries_one_click_unsubscribe_that_acts_only_on_post() 
 #[tokio::test]
 async fn a_digest_combines_the_notices_of_its_window_into_one_mail() {
     let fleet = Fleet::start_configured(&[], &[("DIGEST_INTERVAL_SECS", "10")]).await;
-    let (w, owner, bob, bob_email, project) = mail_world(fleet).await;
-    let bob_id = w.me(&bob).await;
+    let Acme {
+        w,
+        owner,
+        bob,
+        bob_email,
+        bob_id,
+        project,
+    } = acme(fleet, "WEB").await;
     let task = id(&w
         .expect(
             &owner,
@@ -732,8 +754,14 @@ async fn a_mail_that_keeps_failing_is_given_up_on_and_recorded_without_holding_t
         ],
     )
     .await;
-    let (w, owner, bob, _, project) = mail_world(fleet).await;
-    let bob_id = w.me(&bob).await;
+    let Acme {
+        w,
+        owner,
+        bob,
+        bob_id,
+        project,
+        ..
+    } = acme(fleet, "WEB").await;
     w.expect(
         &owner,
         Method::POST,
@@ -789,23 +817,18 @@ async fn a_mail_that_keeps_failing_is_given_up_on_and_recorded_without_holding_t
 
 #[tokio::test]
 async fn a_member_removed_from_the_organisation_is_told_nothing_more() {
-    let fleet = Fleet::start().await;
-    let http = fleet.client(&["acme"]);
-    fleet.signup(&http, "acme", "olive@acme.test").await;
-    let owner = fleet.login(&http, "acme", "olive@acme.test").await;
-    let bob = fleet.join(&http, &owner, "bob@acme.test", "member").await;
-    let carol = fleet.join(&http, &owner, "carol@acme.test", "member").await;
-    let w = World { fleet, http };
-    let bob_id = w.me(&bob).await;
-    let project = id(&w
-        .expect(
-            &owner,
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"key": "OPS", "name": "Ops"})),
-            201,
-        )
-        .await);
+    let Acme {
+        w,
+        owner,
+        bob,
+        bob_id,
+        project,
+        ..
+    } = acme(Fleet::start().await, "OPS").await;
+    let carol = w
+        .fleet
+        .join(&w.http, &owner, &address("carol"), "member")
+        .await;
     let task = id(&w
         .expect(
             &owner,

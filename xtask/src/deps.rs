@@ -14,9 +14,6 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
 /// Where `cargo xtask up` sends mail (notification-service's default `SMTP_URL`).
 pub const DEFAULT_SMTP_URL: &str = "smtp://127.0.0.1:1025";
-/// The tests' own SMTP server, apart from whatever catches the fleet's mail, so that what
-/// they read is only what they sent.
-pub const DEFAULT_TEST_SMTP_URL: &str = "smtp://127.0.0.1:2525";
 /// The SMTP stand-in's version, pinned likewise.
 pub const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// The stand-in's version, pinned so every machine runs the same server.
@@ -155,23 +152,66 @@ pub fn ensure_mongodb(url: &str, state: &Path) -> anyhow::Result<()> {
 
 /// Uses the SMTP server at `url` if one answers; otherwise, for a local address, installs
 /// `aiosmtpd` into `.nexus/venv` and starts it there, writing every mail it receives to
-/// the Maildir `<state>/mail/<port>` (returned, for the tests to read).
-pub fn ensure_smtp(url: &str, state: &Path) -> anyhow::Result<PathBuf> {
+/// the Maildir `<state>/mail/<port>`.
+pub fn ensure_smtp(url: &str, state: &Path) -> anyhow::Result<()> {
     let (host, port) =
         host_port(url, 25).with_context(|| format!("cannot read SMTP_URL {url:?}"))?;
-    let maildir = state.join("mail").join(port.to_string());
     if answers(&host, port) {
         println!("✓ an SMTP server answers at {host}:{port}");
-        return Ok(maildir);
+        return Ok(());
     }
     if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
         bail!("No SMTP server answers at {host}:{port} ({url}). Start one or set SMTP_URL.");
     }
+    let maildir = state.join("mail").join(port.to_string());
     println!(
         "• No SMTP server answers at {host}:{port}: starting aiosmtpd, writing mail to {} \
          (docker compose runs Mailpit)",
         maildir.display()
     );
+    start_aiosmtpd(state, &host, port, &maildir, &format!("aiosmtpd-{port}"))
+}
+
+/// The tests' own SMTP server, one per checkout: `aiosmtpd` on a free loopback port,
+/// writing to the Maildir `<state>/mail/test` the tests read. Reused while the one an
+/// earlier run started still answers (its port is kept in `<state>/mail/test.port`);
+/// never a server some other checkout or program runs. Returns `(SMTP URL, Maildir)`.
+pub fn ensure_test_smtp(state: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let maildir = state.join("mail").join("test");
+    let port_file = state.join("mail").join("test.port");
+    let name = "aiosmtpd-test";
+    let ours_alive = std::fs::read_to_string(state.join(format!("pids/{name}.pid")))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let recorded = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    if let Some(port) = recorded.filter(|&p| ours_alive && answers("127.0.0.1", p)) {
+        println!("✓ the tests' SMTP server answers at 127.0.0.1:{port}");
+        return Ok((format!("smtp://127.0.0.1:{port}"), maildir));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    println!(
+        "• Starting aiosmtpd for the tests at 127.0.0.1:{port}, writing mail to {}",
+        maildir.display()
+    );
+    start_aiosmtpd(state, "127.0.0.1", port, &maildir, name)?;
+    std::fs::write(&port_file, port.to_string())?;
+    Ok((format!("smtp://127.0.0.1:{port}"), maildir))
+}
+
+/// Starts `aiosmtpd` (installed into `.nexus/venv` if missing) on `host:port`, writing
+/// to the Maildir `maildir`, with its pid in `<state>/pids/<name>.pid` for `down`.
+fn start_aiosmtpd(
+    state: &Path,
+    host: &str,
+    port: u16,
+    maildir: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
     let server = pip_tool(state, "aiosmtpd", AIOSMTPD)?;
     for dir in ["logs", "pids"] {
         std::fs::create_dir_all(state.join(dir))?;
@@ -179,12 +219,11 @@ pub fn ensure_smtp(url: &str, state: &Path) -> anyhow::Result<PathBuf> {
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(maildir.join(sub))?;
     }
-    let name = format!("aiosmtpd-{port}");
     let log = std::fs::File::create(state.join(format!("logs/{name}.log")))?;
     let child = Command::new(&server)
         .args(["-n", "-l", &format!("{host}:{port}")])
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
+        .arg(maildir)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -195,7 +234,7 @@ pub fn ensure_smtp(url: &str, state: &Path) -> anyhow::Result<PathBuf> {
         child.id().to_string(),
     )?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !answers(&host, port) {
+    while !answers(host, port) {
         if Instant::now() > deadline {
             bail!(
                 "aiosmtpd did not start listening on {host}:{port}; see {}",
@@ -205,7 +244,7 @@ pub fn ensure_smtp(url: &str, state: &Path) -> anyhow::Result<PathBuf> {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("✓ aiosmtpd answers at {host}:{port} (stop it with `cargo xtask down`)");
-    Ok(maildir)
+    Ok(())
 }
 
 /// `.nexus/venv/bin/<command>`, installing `requirement` from PyPI into the venv (made

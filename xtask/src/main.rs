@@ -144,9 +144,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let urls = deps::Urls::from_env();
     deps::require_postgres_and_rabbitmq(&urls)?;
     deps::ensure_mongodb(&urls.mongodb, &state_dir())?;
-    let test_smtp =
-        std::env::var("TEST_SMTP_URL").unwrap_or_else(|_| deps::DEFAULT_TEST_SMTP_URL.into());
-    let maildir = deps::ensure_smtp(&test_smtp, &state_dir())?;
+    let (test_smtp, maildir) = deps::ensure_test_smtp(&state_dir())?;
     deps::ensure_test_packages()?;
     deps::pip_tool(&state_dir(), "schemathesis", deps::SCHEMATHESIS)?;
     let nextest = xtask::cargo()

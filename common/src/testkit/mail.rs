@@ -1,22 +1,28 @@
-//! What the tests' SMTP server received: `cargo xtask test` starts `aiosmtpd` on
-//! `NEXUS_TEST_SMTP_URL`, writing each mail into the Maildir `NEXUS_TEST_MAILDIR`, and
-//! tests read the mails addressed to the receivers they made up.
+//! What the tests' SMTP server received: `cargo xtask test` runs `aiosmtpd` (its own, on
+//! a free port) and tells the tests where (`NEXUS_TEST_SMTP_URL`) and which Maildir it
+//! writes each mail into (`NEXUS_TEST_MAILDIR`); tests read the mails addressed to the
+//! receivers they made up.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mail_parser::MessageParser;
 
-/// The SMTP server the services under test send to (`NEXUS_TEST_SMTP_URL`).
+/// The SMTP server the services under test send to (`NEXUS_TEST_SMTP_URL`; without it,
+/// the one an earlier `cargo xtask test` of this checkout started).
 pub fn smtp_url() -> String {
-    std::env::var("NEXUS_TEST_SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:2525".to_owned())
+    std::env::var("NEXUS_TEST_SMTP_URL").unwrap_or_else(|_| {
+        let port = std::fs::read_to_string(state().join("mail/test.port")).unwrap_or_default();
+        format!("smtp://127.0.0.1:{}", port.trim())
+    })
+}
+
+fn state() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.nexus")
 }
 
 fn maildir() -> PathBuf {
-    std::env::var_os("NEXUS_TEST_MAILDIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.nexus/mail/2525"),
-        PathBuf::from,
-    )
+    std::env::var_os("NEXUS_TEST_MAILDIR").map_or_else(|| state().join("mail/test"), PathBuf::from)
 }
 
 /// One received mail.
