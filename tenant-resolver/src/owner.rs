@@ -1,4 +1,5 @@
-//! Asks user-service to create a new tenant's owner (internal API, see `docs/DESIGN.md`).
+//! Asks user-service to create a new tenant's owner, or to undo that for a signup that
+//! failed (internal API, see `docs/DESIGN.md`).
 
 use std::time::Duration;
 
@@ -112,5 +113,26 @@ impl UserService {
             });
         }
         Err(OwnerError::Unavailable(format!("answered {status}")))
+    }
+
+    /// `DELETE /internal/tenants/{id}/owner/{user_id}`: undoes [`Self::create_owner`]
+    /// for a signup that failed after it (already undone counts as done).
+    pub async fn remove_owner(&self, tenant_id: Uuid, user_id: Uuid) -> anyhow::Result<()> {
+        let status = self
+            .http
+            .delete(format!(
+                "{}/internal/tenants/{tenant_id}/owner/{user_id}",
+                self.base_url
+            ))
+            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(
+            status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
+            "user-service answered {status}"
+        );
+        Ok(())
     }
 }

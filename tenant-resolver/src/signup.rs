@@ -1,6 +1,7 @@
 //! Signup: a new organisation gets its registry row, its own role and database (a copy
-//! of the migrated template), its owner account, and a `tenant.created` event. Any
-//! failure undoes what was created, so no orphan database, role or row remains.
+//! of the migrated template) and, at the same time, its owner account, then a
+//! `tenant.created` event. Any failure undoes what was created (the owner through
+//! user-service), so no orphan database, role, row or account remains.
 
 use common::ApiError;
 use common::db::ConstraintExt;
@@ -94,20 +95,22 @@ pub async fn signup(
     .on_constraint(tenants::SLUG_KEY, slug_taken)
     .on_constraint(tenants::DATABASE_KEY, slug_taken)?;
 
-    let finished = async {
+    // The owner is made while the database is copied (user-service hashes the password
+    // meanwhile); a failure of either undoes both.
+    let (copied, owner) = tokio::join!(
         create_tenant_database(
             cluster,
             prefix,
             &names,
             &password,
             state.config.tenant_connection_limit,
-        )
-        .await?;
-        let owner_id = state
-            .users
-            .create_owner(id, slug.as_str(), &req.owner)
-            .await
-            .map_err(owner_error)?;
+        ),
+        state.users.create_owner(id, slug.as_str(), &req.owner),
+    );
+    let owner_id = owner.as_ref().ok().copied();
+    let finished = async {
+        let owner_id = owner.map_err(owner_error)?;
+        copied?;
         let mut tx = state.pool.begin().await?;
         let tenant = tenants::activate(&mut *tx, id, cluster.template_version()).await?;
         let event = Envelope::new(
@@ -125,6 +128,11 @@ pub async fn signup(
     let tenant = match finished {
         Ok(tenant) => tenant,
         Err(err) => {
+            if let Some(owner_id) = owner_id
+                && let Err(undo) = state.users.remove_owner(id, owner_id).await
+            {
+                tracing::error!(tenant = %slug, %owner_id, error = format!("{undo:#}"), "cannot undo a failed signup's owner");
+            }
             if let Err(cleanup) = drop_tenant_database(cluster, &names).await {
                 tracing::error!(tenant = %slug, error = format!("{cleanup:#}"), "cannot drop a failed signup's database; the sweeper will retry");
                 return Err(err);

@@ -145,6 +145,7 @@ pub async fn emit(
         routes::invites::list,
         routes::invites::revoke,
         routes::internal::create_owner,
+        routes::internal::remove_owner,
         routes::internal::summaries,
         routes::internal::revocations
     )

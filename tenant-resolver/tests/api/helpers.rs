@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use common::auth::{Claims, Role, SigningKey};
 use common::testkit::{
     TestDb, TestServer, amqp_url, drop_databases_and_roles, parse_config, postgres_url, unique,
@@ -29,10 +29,15 @@ pub enum OwnerMode {
     RefusePassword = 2,
 }
 
+/// An owner the fake made: (tenant id, user id).
+pub type Owner = (Uuid, Uuid);
+
 #[derive(Clone, Default)]
 struct FakeState {
     mode: Arc<AtomicU8>,
     owners: Arc<Mutex<Vec<(Uuid, Value)>>>,
+    made: Arc<Mutex<Vec<Owner>>>,
+    undone: Arc<Mutex<Vec<Owner>>>,
     jwks: Arc<Mutex<Value>>,
 }
 
@@ -57,6 +62,15 @@ impl FakeUsers {
                 }),
             )
             .route("/internal/tenants/{id}/owner", post(create_owner))
+            .route(
+                "/internal/tenants/{id}/owner/{user_id}",
+                delete(
+                    |State(s): State<FakeState>, Path((tenant, user)): Path<(Uuid, Uuid)>| async move {
+                        s.undone.lock().unwrap().push((tenant, user));
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
             .with_state(state.clone());
         Self {
             server: TestServer::router(router).await,
@@ -72,6 +86,14 @@ impl FakeUsers {
     /// Owner requests received: (tenant id, body).
     pub fn owners(&self) -> Vec<(Uuid, Value)> {
         self.state.owners.lock().unwrap().clone()
+    }
+
+    /// Owners made, and those undone since.
+    pub fn made_and_undone(&self) -> (Vec<Owner>, Vec<Owner>) {
+        (
+            self.state.made.lock().unwrap().clone(),
+            self.state.undone.lock().unwrap().clone(),
+        )
     }
 
     /// An access token of `role` in the tenant.
@@ -102,7 +124,9 @@ async fn create_owner(
             .into_response(),
         _ => {
             s.owners.lock().unwrap().push((tenant, body));
-            (StatusCode::CREATED, axum::Json(json!({"user_id": Uuid::now_v7()}))).into_response()
+            let user = Uuid::now_v7();
+            s.made.lock().unwrap().push((tenant, user));
+            (StatusCode::CREATED, axum::Json(json!({"user_id": user}))).into_response()
         }
     }
 }

@@ -206,6 +206,29 @@ async fn a_failure_after_the_database_was_created_leaves_nothing_behind() {
 }
 
 #[tokio::test]
+async fn a_database_that_cannot_be_made_undoes_the_owner_made_meanwhile() {
+    let app = spawn_app().await;
+    // Something already has the new tenant's database name: the copy fails, after (or
+    // while) user-service made the owner.
+    let mut admin =
+        sqlx::PgConnection::connect(&format!("{}/postgres", common::testkit::postgres_url()))
+            .await
+            .unwrap();
+    common::testkit::create_database(&mut admin, &format!("{}acme", app.prefix), None)
+        .await
+        .unwrap();
+
+    let resp = app.signup(&signup_body("acme")).await;
+
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let (made, undone) = app.users.made_and_undone();
+    assert_eq!(made.len(), 1, "the owner was made beside the copy");
+    assert_eq!(undone, made, "and undone with the signup");
+    assert_eq!(app.registry_count().await, 0, "no registry row");
+    assert!(app.roles().await.is_empty(), "no orphan role");
+}
+
+#[tokio::test]
 async fn an_owner_refused_by_user_service_is_a_400_naming_the_field() {
     let app = spawn_app().await;
     app.users.set_mode(OwnerMode::RefusePassword);

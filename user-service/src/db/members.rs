@@ -145,3 +145,16 @@ pub async fn seats_used(db: impl PgExecutor<'_>, tenant: Uuid) -> sqlx::Result<i
     .fetch_one(db)
     .await
 }
+
+/// Deletes `user`'s membership of `tenant` outright (a signup's undo: the tenant never
+/// existed); whether there was one.
+pub async fn delete(db: impl PgExecutor<'_>, tenant: Uuid, user: Uuid) -> sqlx::Result<bool> {
+    let deleted = sqlx::query!(
+        "delete from memberships where tenant_id = $1 and user_id = $2",
+        tenant,
+        user,
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected() > 0)
+}

@@ -109,3 +109,18 @@ pub async fn summaries(
     .fetch_all(db)
     .await
 }
+
+/// Deletes `user` if nothing refers to it any more (no membership, active or removed; no
+/// session; no invite sent): an account made for a signup that was undone. Whether it was.
+pub async fn delete_if_unused(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<bool> {
+    let deleted = sqlx::query!(
+        "delete from users u where u.id = $1
+            and not exists (select 1 from memberships m where m.user_id = u.id)
+            and not exists (select 1 from refresh_tokens r where r.user_id = u.id)
+            and not exists (select 1 from invites i where i.invited_by = u.id)",
+        user,
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected() > 0)
+}

@@ -1,9 +1,9 @@
-//! `/internal/...`: the owner of a new tenant (tenant-resolver's signup) and user
-//! summaries for other services. Internal token required.
+//! `/internal/...`: the owner of a new tenant (tenant-resolver's signup, and its undo)
+//! and user summaries for other services. Internal token required.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use common::auth::Role;
 use common::db::ConstraintExt;
@@ -24,6 +24,10 @@ use crate::{AppState, emit, password};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/internal/tenants/{tenant_id}/owner", post(create_owner))
+        .route(
+            "/internal/tenants/{tenant_id}/owner/{user_id}",
+            delete(remove_owner),
+        )
         .route("/internal/users", get(summaries))
         .route("/internal/revocations", get(revocations))
 }
@@ -152,6 +156,30 @@ pub async fn create_owner(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(OwnerCreated { user_id })))
+}
+
+/// Undoes [`create_owner`] for a signup that failed after it (tenant-resolver makes the
+/// owner while the tenant's database is copied): the membership goes, and the account
+/// too when it was made for this signup (nothing else refers to it). An account that
+/// joined with its own password keeps its other organisations. 204; 404 when there is no
+/// such membership (already undone).
+#[utoipa::path(delete, path = "/internal/tenants/{tenant_id}/owner/{user_id}", tag = "internal",
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn remove_owner(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Path((tenant_id, user_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    if !members::delete(&mut *tx, tenant_id, user_id).await? {
+        return Err(ApiError::NotFound(
+            "No such owner of that organisation.".into(),
+        ));
+    }
+    let account_removed = users::delete_if_unused(&mut *tx, user_id).await?;
+    tx.commit().await?;
+    tracing::info!(%tenant_id, %user_id, account_removed, "a failed signup's owner undone");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

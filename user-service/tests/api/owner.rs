@@ -130,3 +130,60 @@ async fn summaries_name_users_by_id() {
     assert_eq!(of_globex.as_array().unwrap().len(), 1);
     assert_eq!(of_globex[0]["id"], json!(gil));
 }
+
+#[tokio::test]
+async fn undoing_a_signups_owner_removes_the_membership_and_only_an_account_made_for_it() {
+    let app = spawn_app().await;
+    let (acme, globex) = (Tenant::new("acme"), Tenant::new("globex"));
+    let olive = app.owner(&acme, "olive@acme.test").await;
+    assert_eq!(app.owner(&globex, "olive@acme.test").await, olive);
+    let gil = app.owner(&globex, "gil@globex.test").await;
+    let undo = |tenant: uuid::Uuid, user: uuid::Uuid, token: &str| {
+        app.server
+            .client
+            .delete(
+                app.server
+                    .url(&format!("/internal/tenants/{tenant}/owner/{user}")),
+            )
+            .bearer_auth(token)
+            .send()
+    };
+    let user = |id: uuid::Uuid| {
+        sqlx::query_scalar!(
+            r#"select count(*) as "count!" from users where id = $1"#,
+            id
+        )
+        .fetch_one(&app.db.pool)
+    };
+    let memberships = |tenant: uuid::Uuid| {
+        sqlx::query_scalar!(
+            r#"select count(*) as "count!" from memberships where tenant_id = $1"#,
+            tenant
+        )
+        .fetch_one(&app.db.pool)
+    };
+
+    expect_problem(undo(globex.id, gil, "wrong").await.unwrap(), 401).await;
+    assert_eq!(user(gil).await.unwrap(), 1);
+
+    // Gil's account was made for globex's signup: undone with it. Olive's account was
+    // made for acme's and joined globex with its password: it stays, in acme only.
+    assert_eq!(
+        undo(globex.id, gil, INTERNAL_TOKEN).await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        undo(globex.id, olive, INTERNAL_TOKEN)
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(user(gil).await.unwrap(), 0);
+    assert_eq!(user(olive).await.unwrap(), 1);
+    assert_eq!(memberships(globex.id).await.unwrap(), 0);
+    assert_eq!(memberships(acme.id).await.unwrap(), 1);
+
+    // Done already: 404, nothing more changes.
+    expect_problem(undo(globex.id, gil, INTERNAL_TOKEN).await.unwrap(), 404).await;
+}
