@@ -17,6 +17,7 @@ pub mod internal;
 pub mod lane;
 pub mod metrics;
 pub mod pages;
+pub mod paging;
 pub mod password;
 pub mod readiness;
 pub mod server;

@@ -107,7 +107,7 @@ pub async fn list(
         None => None,
     };
     let mut conn = state.databases.connect(user.tenant_id).await?;
-    let mut rows = db::notifications::list(
+    let rows = db::notifications::list(
         &mut conn,
         user.user_id,
         &Filter {
@@ -119,14 +119,11 @@ pub async fn list(
         },
     )
     .await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(usize::try_from(limit).unwrap_or(100));
-        rows.last().map(|n| n.id)
-    });
+    let (rows, next_cursor) = common::paging::page(rows, limit, |n| n.id);
     let unread_count = db::notifications::unread_count(&mut conn, user.user_id).await?;
     Ok(Json(InboxPage {
         items: rows.into_iter().map(Notification::from).collect(),
-        next_cursor: next_cursor.flatten(),
+        next_cursor,
         unread_count,
     }))
 }

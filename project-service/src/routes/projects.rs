@@ -219,14 +219,7 @@ pub async fn activity_log(
     db::projects::find(&mut conn, id)
         .await?
         .ok_or_else(Project::missing)?;
-    let mut items =
-        db::activity::page(&mut conn, id, filter.task_id, filter.cursor, limit + 1).await?;
-    let next_cursor = (items.len() as i64 > limit).then(|| {
-        items.truncate(usize::try_from(limit).unwrap_or(200));
-        items.last().map(|a| a.id)
-    });
-    Ok(Json(ActivityPage {
-        items,
-        next_cursor: next_cursor.flatten(),
-    }))
+    let items = db::activity::page(&mut conn, id, filter.task_id, filter.cursor, limit + 1).await?;
+    let (items, next_cursor) = common::paging::page(items, limit, |a| a.id);
+    Ok(Json(ActivityPage { items, next_cursor }))
 }

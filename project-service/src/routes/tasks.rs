@@ -262,15 +262,9 @@ pub async fn list(
     db::projects::find(&mut conn, project_id)
         .await?
         .ok_or_else(Project::missing)?;
-    let mut items = db::tasks::list(&mut conn, project_id, &filter, after, limit + 1).await?;
-    let next_cursor = (items.len() as i64 > limit).then(|| {
-        items.truncate(usize::try_from(limit).unwrap_or(200));
-        items.last().map(|t| t.id.to_string())
-    });
-    Ok(Json(TaskPage {
-        items,
-        next_cursor: next_cursor.flatten(),
-    }))
+    let items = db::tasks::list(&mut conn, project_id, &filter, after, limit + 1).await?;
+    let (items, next_cursor) = common::paging::page(items, limit, |t| t.id.to_string());
+    Ok(Json(TaskPage { items, next_cursor }))
 }
 
 /// A parent's progress: how many of its subtasks sit in a `done` column.

@@ -244,7 +244,7 @@ pub async fn list(
         return Err(ApiError::validation("limit", "must be between 1 and 200"));
     }
     let cursor = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut rows = db::list(
+    let rows = db::list(
         &state.pool,
         user.tenant_id,
         creator,
@@ -252,9 +252,7 @@ pub async fn list(
         limit + 1,
     )
     .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more.then(|| rows.last().map(encode_cursor)).flatten();
+    let (rows, next_cursor) = common::paging::page(rows, limit, encode_cursor);
     Ok(Json(LinkList {
         items: rows.iter().map(|r| Link::from_row(&state, r)).collect(),
         next_cursor,

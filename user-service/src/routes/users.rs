@@ -182,15 +182,8 @@ pub async fn list(
         })
         .transpose()?;
     let items = members::page(&state.pool, user.tenant_id, after, limit + 1).await?;
-    let more = items.len() as i64 > limit;
-    let items: Vec<Member> = items.into_iter().take(limit as usize).collect();
-    let next_cursor = more
-        .then(|| {
-            items
-                .last()
-                .map(|m| URL_SAFE_NO_PAD.encode(m.id.as_bytes()))
-        })
-        .flatten();
+    let (items, next_cursor) =
+        common::paging::page(items, limit, |m| URL_SAFE_NO_PAD.encode(m.id.as_bytes()));
     Ok(Json(MemberPage { items, next_cursor }))
 }
 
