@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::ApiError;
 use common::db::directory::TenantDirectory;
+use common::db::tenants::TenantConnection;
 use common::internal::InternalToken;
 use futures::StreamExt;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -201,22 +202,20 @@ impl Mailer {
     /// Sends `tenant`'s due mail; when its next waiting mail is due.
     async fn deliver(&self, tenant: Uuid) -> anyhow::Result<Option<DateTime<Utc>>> {
         loop {
-            let claimed = match self.directory.connect(tenant).await {
-                Ok(mut conn) => db::mails::claim(&mut conn, BATCH, LEASE.as_secs_f64()).await?,
-                Err(ApiError::NotFound(_)) => return Ok(None),
-                Err(err) => anyhow::bail!("tenant {tenant}'s database: {err}"),
+            let Some(mut conn) = self.connect(tenant).await? else {
+                return Ok(None);
             };
+            let claimed = db::mails::claim(&mut conn, BATCH, LEASE.as_secs_f64()).await?;
+            drop(conn);
             let mails = group(claimed);
             if mails.is_empty() {
                 break;
             }
             let full = mails.len() as i64 == BATCH;
             let outcomes = self.send_all(tenant, mails).await;
-            let mut conn = self
-                .directory
-                .connect(tenant)
-                .await
-                .map_err(|e| anyhow::anyhow!("tenant {tenant}'s database: {e}"))?;
+            let Some(mut conn) = self.connect(tenant).await? else {
+                return Ok(None);
+            };
             let mut done = Vec::new();
             for (mail, outcome) in outcomes {
                 let counted = match outcome {
@@ -242,12 +241,20 @@ impl Mailer {
                 break;
             }
         }
-        let mut conn = self
-            .directory
-            .connect(tenant)
-            .await
-            .map_err(|e| anyhow::anyhow!("tenant {tenant}'s database: {e}"))?;
+        let Some(mut conn) = self.connect(tenant).await? else {
+            return Ok(None);
+        };
         Ok(db::mails::next_due(&mut conn).await?)
+    }
+
+    /// A connection to `tenant`'s database; `None` when the tenant is gone (it has no
+    /// mail left to send). No connection is held across a send.
+    async fn connect(&self, tenant: Uuid) -> anyhow::Result<Option<TenantConnection>> {
+        match self.directory.connect(tenant).await {
+            Ok(conn) => Ok(Some(conn)),
+            Err(ApiError::NotFound(_)) => Ok(None),
+            Err(err) => anyhow::bail!("tenant {tenant}'s database: {err}"),
+        }
     }
 
     /// Sends each mail (its notifications, `claimed` rows of one mail id); what became of
