@@ -128,7 +128,8 @@ pub const DEV_SHARE_GRANT_SECRET: &str = "nexus-dev-share-grant-secret";
 /// The secret url-shortener signs share grants with and project-service checks them with.
 #[derive(Debug, Clone, Args)]
 pub struct GrantArgs {
-    /// Shared secret of share-link grants (url-shortener signs, project-service verifies).
+    /// Shared secret of share-link grants (url-shortener signs; project-service and
+    /// notification-service, for a share page's live stream, verify).
     /// Set a long random value in production; the default is for local development only.
     #[arg(long, env = "SHARE_GRANT_SECRET", default_value = DEV_SHARE_GRANT_SECRET,
           value_parser = crate::config::secret, hide_env_values = true)]

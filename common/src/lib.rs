@@ -16,6 +16,7 @@ pub mod grant;
 pub mod internal;
 pub mod lane;
 pub mod metrics;
+pub mod opaque;
 pub mod pages;
 pub mod paging;
 pub mod password;

@@ -9,10 +9,12 @@
 //!
 //! Every page is the same document ([`document`]): doctype, language, charset, viewport,
 //! `noindex`, a title ending in "· Nexus", one inline stylesheet and the body in `<main>`;
-//! no scripts, nothing loaded from elsewhere. Its answer ([`respond`]) carries a CSP that
-//! allows exactly that stylesheet by its hash and nothing else (no scripts, images,
-//! frames, or forms unless the page posts one), and [`protect`]'s headers: never cached,
-//! never framed, no referrer, not sniffed, not indexed.
+//! nothing loaded from elsewhere, and no script unless the page updates itself live (the
+//! share pages: [`Style::with_script`], one inline script after `<main>`). Its answer
+//! ([`respond`]) carries a CSP that allows exactly that stylesheet (and that script) by
+//! its hash and nothing else (no images, frames, or forms unless the page posts one; a
+//! page with a script may connect to its own origin only), and [`protect`]'s headers:
+//! never cached, never framed, no referrer, not sniffed, not indexed.
 
 use std::fmt::Write as _;
 
@@ -28,15 +30,30 @@ pub struct Style {
     css: &'static str,
     /// `'sha256-…'`, the CSP source that allows exactly this stylesheet.
     source: String,
+    /// The page's one script and its CSP source, if it has one.
+    script: Option<(&'static str, String)>,
+}
+
+/// `'sha256-…'` of an inline stylesheet or script.
+fn source_of(text: &str) -> String {
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text));
+    format!("'sha256-{hash}'")
 }
 
 impl Style {
     pub fn new(css: &'static str) -> Self {
-        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css));
         Self {
             css,
-            source: format!("'sha256-{hash}'"),
+            source: source_of(css),
+            script: None,
         }
+    }
+
+    /// The same pages with one inline script (after `<main>`), allowed by its hash; it may
+    /// connect (fetch, EventSource) to the page's own origin only.
+    pub fn with_script(mut self, js: &'static str) -> Self {
+        self.script = Some((js, source_of(js)));
+        self
     }
 
     pub fn css(&self) -> &'static str {
@@ -62,7 +79,12 @@ pub fn document(title: &str, style: &Style, body: &Markup) -> Markup {
                 title { (title) " · Nexus" }
                 style { (PreEscaped(style.css())) }
             }
-            body { main { (body) } }
+            body {
+                main { (body) }
+                @if let Some((js, _)) = &style.script {
+                    script { (PreEscaped(*js)) }
+                }
+            }
         }
     }
 }
@@ -79,10 +101,11 @@ pub enum Forms<'a> {
 /// The page's `Content-Security-Policy`: its own stylesheet, the forms it may post, and
 /// nothing else.
 pub fn csp(style: &Style, forms: Forms<'_>) -> String {
-    let mut policy = format!(
-        "default-src 'none'; style-src {}; base-uri 'none'; form-action ",
-        style.source()
-    );
+    let mut policy = format!("default-src 'none'; style-src {}; ", style.source());
+    if let Some((_, script)) = &style.script {
+        let _ = write!(policy, "script-src {script}; connect-src 'self'; ");
+    }
+    policy.push_str("base-uri 'none'; form-action ");
     match forms {
         Forms::None => policy.push_str("'none'"),
         Forms::SelfAnd(origins) => {
@@ -172,6 +195,21 @@ mod tests {
         assert!(
             csp(&STYLE, Forms::SelfAnd("https://acme.example.com"))
                 .contains("form-action 'self' https://acme.example.com;")
+        );
+        let live = Style::new("p{a:b}").with_script("go()");
+        let policy = csp(&live, Forms::None);
+        assert!(
+            policy.contains(&format!(
+                "script-src 'sha256-{}'; connect-src 'self';",
+                base64::engine::general_purpose::STANDARD.encode(Sha256::digest("go()"))
+            )),
+            "{policy}"
+        );
+        assert!(!csp(&STYLE, Forms::None).contains("script-src"));
+        let page = document("t", &live, &html! { p { "x" } }).into_string();
+        assert!(
+            page.ends_with("</main><script>go()</script></body></html>"),
+            "{page}"
         );
         let page = respond(StatusCode::GONE, &STYLE, Forms::None, html! { p { "x" } });
         assert_eq!(page.status(), StatusCode::GONE);

@@ -15,6 +15,8 @@ use common::testkit::{
 };
 use tokio::net::TcpListener;
 
+pub mod sse;
+
 pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
 pub const SHARE_GRANT_SECRET: &str = "e2e-share-grant-secret";
 
@@ -32,6 +34,7 @@ pub struct Fleet {
     pub exchange: String,
     pub mongo_database: String,
     resolver_config: tenant_resolver::Config,
+    notifications_config: notification_service::Config,
     tenant_prefix: String,
     keys_dir: PathBuf,
     attachments_dir: PathBuf,
@@ -195,6 +198,7 @@ impl Fleet {
                 ("SMTP_URL", smtp_url()),
                 ("PUBLIC_URL", format!("http://localhost:{port}")),
                 ("MAIL_RETRY_BASE_MS", "200".to_owned()),
+                ("SHARE_GRANT_SECRET", SHARE_GRANT_SECRET.to_owned()),
                 internal.clone(),
             ]),
             notification_overrides,
@@ -235,7 +239,7 @@ impl Fleet {
         })
         .await;
         let notifications = TestServer::start_on(notifications_l, |l, s| {
-            notification_service::run_until(notifications_config, l, s)
+            notification_service::run_until(notifications_config.clone(), l, s)
         })
         .await;
         let gateway =
@@ -253,6 +257,7 @@ impl Fleet {
             exchange,
             mongo_database,
             resolver_config,
+            notifications_config,
             tenant_prefix,
             keys_dir,
             attachments_dir,
@@ -303,6 +308,32 @@ impl Fleet {
         let config = self.resolver_config.clone();
         self.tenant_resolver =
             TestServer::start_on(listener, |l, s| tenant_resolver::run_until(config, l, s)).await;
+    }
+
+    /// Another notification-service instance beside the fleet's, with the same settings
+    /// (its own consumer on the shared queue, its own stream fanout queue), not behind the
+    /// gateway: call it directly.
+    pub async fn another_notification_service(&self) -> TestServer {
+        let config = self.notifications_config.clone();
+        let server = TestServer::start_on(listener().await, |l, s| {
+            notification_service::run_until(config, l, s)
+        })
+        .await;
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !http
+            .get(format!("{}/readyz", server.base_url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second notification-service never became ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        server
     }
 
     /// The URL of organisation `slug`'s own database (for tests that check what is stored

@@ -1,6 +1,7 @@
 //! A real browser (Debian's headless Chromium, driven through chromedriver over
 //! WebDriver) opens a protected share link through the gateway, gets the password wrong
-//! and then right, and lands on the read-only task page; it also loads `/docs` and the
+//! and then right, and lands on the read-only task page, which then follows the task live
+//! (a status changed through the API shows without a reload); it also loads `/docs` and the
 //! analytics dashboard. Each page is saved as a PNG under `target/e2e-artifacts/`, and
 //! the browser's console must stay free of errors.
 
@@ -164,9 +165,17 @@ async fn text_of(browser: &Client, css: &str) -> String {
     }
 }
 
+/// A task shared by a protected link.
+struct Shared {
+    token: String,
+    short_url: String,
+    task: String,
+    project: String,
+}
+
 /// Signs up acme, and returns the owner's token and a protected link to a task that has
 /// a comment trying to inject a script.
-async fn shared_task(fleet: &Fleet) -> (String, String) {
+async fn shared_task(fleet: &Fleet) -> Shared {
     let http = fleet.client(&["acme"]);
     fleet.signup(&http, "acme", "olive@acme.test").await;
     let token = fleet.login(&http, "acme", "olive@acme.test").await.token;
@@ -208,13 +217,19 @@ async fn shared_task(fleet: &Fleet) -> (String, String) {
     .json()
     .await
     .unwrap();
-    (token, link["short_url"].as_str().unwrap().to_owned())
+    Shared {
+        short_url: link["short_url"].as_str().unwrap().to_owned(),
+        task: tid.to_owned(),
+        project: project["id"].as_str().unwrap().to_owned(),
+        token,
+    }
 }
 
 #[tokio::test]
 async fn a_browser_opens_a_protected_share_link_and_renders_the_docs_and_the_dashboard() {
     let fleet = Fleet::start().await;
-    let (token, short_url) = shared_task(&fleet).await;
+    let shared = shared_task(&fleet).await;
+    let (token, short_url) = (shared.token.clone(), shared.short_url.clone());
     let driver = Driver::start();
     let browser = driver.browser().await;
 
@@ -275,6 +290,70 @@ async fn a_browser_opens_a_protected_share_link_and_renders_the_docs_and_the_das
         console_errors(&browser).await,
         Vec::<String>::new(),
         "share pages"
+    );
+
+    // The page follows the task live: its status changed through the API shows within
+    // two seconds, without a reload (a mark left on the page survives).
+    browser
+        .execute("window.nexusMark = 'still here'; return true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(text_of(&browser, "dd .pill").await, "To do");
+    // The stream is open before the change is made (the page opens it as it loads).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = fleet.client(&["acme"]);
+    let board: Value = http
+        .get(fleet.url(
+            "acme.localhost",
+            &format!("/api/v1/projects/{}/board", shared.project),
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let done = board["columns"][2]["id"].as_str().unwrap().to_owned();
+    let moved = http
+        .post(fleet.url(
+            "acme.localhost",
+            &format!("/api/v1/tasks/{}/move", shared.task),
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"column_id": done, "position": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let changed = Instant::now();
+    loop {
+        let status = browser
+            .find(Locator::Css("dd .pill"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if status == "Done" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "the page still says {status:?} two seconds after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mark = browser
+        .execute("return window.nexusMark || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, json!("still here"), "the page was not reloaded");
+    screenshot(&browser, "03b-shared-task-live.png").await;
+    assert_eq!(
+        console_errors(&browser).await,
+        Vec::<String>::new(),
+        "the live share page"
     );
 
     browser

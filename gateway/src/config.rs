@@ -73,6 +73,14 @@ pub struct Config {
     /// members, changed roles): the longest such a token keeps working.
     #[arg(long, env = "REVOCATION_POLL_MS", default_value_t = 1000)]
     pub revocation_poll_ms: u64,
+    /// Event streams (`/api/v1/stream`) one user may hold open at once through this
+    /// gateway; past it a new one is refused with 429.
+    #[arg(long, env = "STREAMS_PER_USER", default_value_t = 8)]
+    pub streams_per_user: usize,
+    /// Event streams one tenant may hold open at once through this gateway (its users'
+    /// and its share pages'); past it a new one is refused with 429.
+    #[arg(long, env = "STREAMS_PER_TENANT", default_value_t = 2000)]
+    pub streams_per_tenant: usize,
     /// Requests per minute per tenant and user on authenticated routes.
     #[arg(long, env = "RATE_LIMIT_USER_PER_MIN", default_value_t = 1200)]
     pub rate_limit_user_per_min: u32,

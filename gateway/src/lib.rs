@@ -13,8 +13,8 @@ pub mod limits;
 mod meter;
 mod proxy;
 mod recent;
-pub mod revocations;
 pub mod routes;
+pub mod streams;
 pub mod tenants;
 pub mod tokens;
 pub mod upstreams;
@@ -29,9 +29,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::IntoResponse;
 use common::auth::JwtVerifier;
+use common::auth::revocations::{self, Revocations};
 use common::internal::InternalToken;
 use common::readiness::Readiness;
 use common::server::Service;
+use routes::Upstream;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::predicate::Predicate;
@@ -47,9 +49,10 @@ pub struct AppState {
     pub upstreams: Arc<upstreams::Upstreams>,
     pub tenants: Arc<tenants::TenantCache>,
     pub tokens: Arc<tokens::TokenCache>,
-    pub revocations: Arc<revocations::Revocations>,
+    pub revocations: Arc<Revocations>,
     pub internal: InternalToken,
     pub limits: Arc<limits::Limits>,
+    pub streams: Arc<streams::Streams>,
     pub docs: docs::DocsCache,
 }
 
@@ -59,7 +62,7 @@ impl AppState {
         let upstreams = Arc::new(upstreams::Upstreams::new(&config)?);
         let token = InternalToken::new(config.internal.internal_token.clone());
         let verifier = JwtVerifier::remote(upstreams.client.clone(), config.auth.jwks_url.clone());
-        let revocations = Arc::new(revocations::Revocations::default());
+        let revocations = Arc::new(Revocations::default());
         Ok(Self {
             tenants: Arc::new(tenants::TenantCache::new(
                 Duration::from_secs(config.tenant_cache_ttl_secs),
@@ -76,6 +79,10 @@ impl AppState {
             limits: Arc::new(limits::Limits::new(
                 config.rate_limit_user_per_min,
                 config.rate_limit_ip_per_min,
+            )),
+            streams: Arc::new(streams::Streams::new(
+                config.streams_per_user,
+                config.streams_per_tenant,
             )),
             upstreams,
             config: Arc::new(config),
@@ -152,9 +159,17 @@ fn router_of(state: Arc<AppState>) -> Router {
 const COMPRESS_MIN_BYTES: u16 = 256;
 
 /// Whether a `Content-Type` is JSON or text, the answers worth compressing (binary
-/// downloads such as attachments pass as they are). Both paths ask this.
+/// downloads such as attachments pass as they are, and event streams, which an encoder
+/// would hold back until its buffer fills). Both paths ask this.
 fn is_compressible_type(content_type: &[u8]) -> bool {
     let value = content_type.trim_ascii_start();
+    let stream = b"text/event-stream";
+    if value
+        .get(..stream.len())
+        .is_some_and(|v| v.eq_ignore_ascii_case(stream))
+    {
+        return false;
+    }
     [
         &b"application/json"[..],
         b"application/problem+json",
@@ -309,12 +324,29 @@ pub fn run(config: Config, listener: std::net::TcpListener, workers: usize) -> a
 
 /// Periodic upkeep: forget rate-limit keys that are back to full capacity.
 fn background(state: &AppState, shutdown: &CancellationToken) {
-    tokio::spawn(Arc::clone(&state.revocations).follow(
+    let (revocations, upstreams, token) = (
+        Arc::clone(&state.revocations),
         Arc::clone(&state.upstreams),
         state.internal.clone(),
-        Duration::from_millis(state.config.revocation_poll_ms),
-        shutdown.clone(),
-    ));
+    );
+    let every = Duration::from_millis(state.config.revocation_poll_ms);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let fetch = |cursor| {
+            let (upstreams, token) = (Arc::clone(&upstreams), token.clone());
+            async move {
+                let page = upstreams
+                    .send(Upstream::UserService, |client, base| {
+                        revocations::request(client, base, &token, cursor)
+                    })
+                    .await
+                    .map_err(|err| anyhow::anyhow!("user-service: {err:?}"))?
+                    .error_for_status()?;
+                Ok(page.json::<revocations::Page>().await?)
+            }
+        };
+        revocations.follow(fetch, every, stop).await;
+    });
     let limits = Arc::clone(&state.limits);
     let stop = shutdown.clone();
     tokio::spawn(async move {

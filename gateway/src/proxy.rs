@@ -12,10 +12,13 @@ use axum::response::{IntoResponse, Response};
 use common::ApiError;
 use common::auth::bearer_token;
 use common::telemetry::{self, REQUEST_ID_HEADER};
+use futures::StreamExt;
+use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::limits::{RateLimit, Subject};
 use crate::routes::{self, AuthMode, HostKind};
+use crate::streams::{Full, STREAM_USER_HEADER, Slot};
 use crate::tenants::{Host, Tenant};
 use crate::upstreams::{Instance, Unreachable};
 
@@ -153,6 +156,8 @@ pub(crate) struct Admitted<'s> {
     pub instance: &'s Instance,
     /// The subject's budget, for the `RateLimit-*` fields of the answer.
     pub rate: Option<RateLimit>,
+    /// An event stream's place in the open-stream limits, held until its body ends.
+    pub stream: Option<Slot>,
 }
 
 /// The edge checks of a routed request, in order: body limit, host kind, tenant, token,
@@ -206,9 +211,10 @@ pub(crate) async fn admit<'s>(
     };
     seen.tenant.clone_from(&tenant);
 
+    let bearer = ask.authorization.and_then(bearer_token);
     let subject = match route.auth {
-        AuthMode::Jwt => {
-            let token = ask.authorization.and_then(bearer_token).ok_or_else(|| {
+        AuthMode::Jwt | AuthMode::Ticket if route.auth == AuthMode::Jwt || bearer.is_some() => {
+            let token = bearer.ok_or_else(|| {
                 ApiError::Unauthorized("A bearer access token is required.".into()).into_response()
             })?;
             let claims = state
@@ -228,8 +234,10 @@ pub(crate) async fn admit<'s>(
                 user: claims.sub,
             })
         }
-        AuthMode::Public if route.limit_by_ip => Some(Subject::Address(ask.client)),
-        AuthMode::Public | AuthMode::Grant => None,
+        AuthMode::Public | AuthMode::Ticket if route.limit_by_ip => {
+            Some(Subject::Address(ask.client))
+        }
+        AuthMode::Public | AuthMode::Ticket | AuthMode::Grant | AuthMode::Jwt => None,
     };
     let rate = match subject {
         Some(subject) => Some(state.limits.check(subject).map_err(|limited| {
@@ -243,6 +251,21 @@ pub(crate) async fn admit<'s>(
         })?),
         None => None,
     };
+    let stream = match (route.stream, &tenant) {
+        (true, Some(tenant)) => {
+            let user = match subject {
+                Some(Subject::User { user, .. }) => Some(user),
+                _ => None,
+            };
+            Some(
+                state
+                    .streams
+                    .admit(tenant.id, user)
+                    .map_err(|full| too_many_streams(full).into_response())?,
+            )
+        }
+        _ => None,
+    };
     let instance = state
         .upstreams
         .pick(route.upstream)
@@ -251,6 +274,7 @@ pub(crate) async fn admit<'s>(
         tenant,
         instance,
         rate,
+        stream,
     })
 }
 
@@ -287,6 +311,7 @@ async fn forward(
         tenant,
         instance,
         rate,
+        stream,
     } = admit(state, route, &ask, seen).await?;
 
     let (mut parts, body) = req.into_parts();
@@ -324,7 +349,33 @@ async fn forward(
     if let Some(rate) = rate {
         parts.headers.extend(rate.headers());
     }
-    Ok(Response::from_parts(parts, Body::new(body)))
+    let Some(mut slot) = stream else {
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    };
+    if let Some(user) = parts.headers.remove(STREAM_USER_HEADER)
+        && let Some(user) = user.to_str().ok().and_then(|u| u.parse().ok())
+    {
+        slot.name_user(user)
+            .map_err(|full| too_many_streams(full).into_response())?;
+    }
+    // The slot goes with the body: the stream's place is freed when either side ends it.
+    let body = body.into_data_stream().map(move |frame| {
+        let _held = &slot;
+        frame
+    });
+    Ok(Response::from_parts(parts, Body::from_stream(body)))
+}
+
+/// The 429 of a stream past a limit of [`crate::streams`].
+fn too_many_streams(full: Full) -> ApiError {
+    let detail = match full {
+        Full::Tenant(n) => format!("This organisation has {n} live streams open; close one first."),
+        Full::User(n) => format!("You have {n} live streams open; close one first."),
+    };
+    ApiError::TooManyRequests {
+        retry_after: 5,
+        detail,
+    }
 }
 
 /// The client address as a header value (written without allocating a `String`).

@@ -15,6 +15,9 @@ pub enum AuthMode {
     Jwt,
     /// A signed grant in the query, verified by the upstream (share pages).
     Grant,
+    /// An event stream: a bearer token is verified at the edge as on [`AuthMode::Jwt`];
+    /// without one, the single-use ticket in the query is redeemed by the upstream.
+    Ticket,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +60,9 @@ pub struct Route {
     pub upstream: Upstream,
     /// Whether the per-address limit applies (public routes worth throttling).
     pub limit_by_ip: bool,
+    /// A long-lived event stream: served by hyper (never the fast lane), unbuffered,
+    /// outside the request timeout, and counted against the open-stream limits.
+    pub stream: bool,
 }
 
 const fn route(prefix: &'static str, host: HostKind, auth: AuthMode, upstream: Upstream) -> Route {
@@ -65,12 +71,20 @@ const fn route(prefix: &'static str, host: HostKind, auth: AuthMode, upstream: U
         host,
         auth,
         upstream,
-        limit_by_ip: matches!(auth, AuthMode::Public),
+        limit_by_ip: matches!(auth, AuthMode::Public | AuthMode::Ticket),
+        stream: false,
+    }
+}
+
+const fn stream(prefix: &'static str, auth: AuthMode) -> Route {
+    Route {
+        stream: true,
+        ..route(prefix, HostKind::Tenant, auth, Upstream::Notifications)
     }
 }
 
 /// The contract's table. `/internal/...` is deliberately absent: never routed.
-pub const TABLE: [Route; 15] = [
+pub const TABLE: [Route; 18] = [
     route(
         "/api/v1/tenants",
         HostKind::Apex,
@@ -108,6 +122,7 @@ pub const TABLE: [Route; 15] = [
         auth: AuthMode::Public,
         upstream: Upstream::UserService,
         limit_by_ip: false,
+        stream: false,
     },
     route(
         "/api/v1/projects",
@@ -165,6 +180,16 @@ pub const TABLE: [Route; 15] = [
         AuthMode::Public,
         Upstream::Notifications,
     ),
+    // The live stream: a bearer token, or a ticket (EventSource cannot send headers).
+    stream("/api/v1/stream", AuthMode::Ticket),
+    route(
+        "/api/v1/stream/tickets",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::Notifications,
+    ),
+    // A share page's stream, authorised by the page's grant (checked upstream).
+    stream("/api/v1/stream/shared", AuthMode::Grant),
 ];
 
 /// The longest prefix that matches `path` on a segment boundary.
@@ -205,6 +230,12 @@ mod tests {
             find("/api/v1/notifications/1/read").unwrap().auth,
             AuthMode::Jwt
         );
+        let stream = find("/api/v1/stream").unwrap();
+        assert!(stream.stream && stream.auth == AuthMode::Ticket);
+        assert_eq!(find("/api/v1/stream/tickets").unwrap().auth, AuthMode::Jwt);
+        assert!(!find("/api/v1/stream/tickets").unwrap().stream);
+        assert_eq!(find("/api/v1/stream/shared").unwrap().auth, AuthMode::Grant);
+        assert!(find("/api/v1/streams").is_none());
         assert!(find("/sx").is_none());
         assert!(find("/api/v1/tasksx").is_none());
         assert!(

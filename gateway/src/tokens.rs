@@ -10,7 +10,7 @@ use common::auth::{Claims, JwtVerifier};
 use moka::sync::Cache;
 
 use crate::recent::PerThread;
-use crate::revocations::Revocations;
+use common::auth::revocations::Revocations;
 
 pub struct TokenCache {
     verifier: Arc<JwtVerifier>,

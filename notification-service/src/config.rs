@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{AmqpArgs, AuthArgs, InternalArgs, ServerArgs, TenantDbArgs};
+use common::grant::GrantArgs;
 use secrecy::SecretString;
 
 /// notification-service: each member's inbox of what happened to the tasks they follow,
@@ -61,6 +62,10 @@ pub struct Config {
     #[command(flatten)]
     pub mail: MailArgs,
     #[command(flatten)]
+    pub stream: StreamArgs,
+    #[command(flatten)]
+    pub grant: GrantArgs,
+    #[command(flatten)]
     pub tenant_db: TenantDbArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -114,6 +119,22 @@ pub struct MailArgs {
         default_value = "http://127.0.0.1:8082"
     )]
     pub user_service_url: String,
+}
+
+/// The live stream (`GET /api/v1/stream`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Seconds the stream's window keeps an event: a client that comes back with an older
+    /// `Last-Event-ID` gets a `reset` instead of what it missed.
+    #[arg(long, env = "STREAM_RETENTION_SECS", default_value_t = 3600)]
+    pub stream_retention_secs: u64,
+    /// Seconds a ticket from `POST /api/v1/stream/tickets` may open a stream.
+    #[arg(long, env = "STREAM_TICKET_TTL_SECS", default_value_t = 60)]
+    pub stream_ticket_ttl_secs: u64,
+    /// Milliseconds between polls of user-service's access-token revocations (removed
+    /// members, changed roles): the longest such a token keeps working.
+    #[arg(long, env = "REVOCATION_POLL_MS", default_value_t = 1000)]
+    pub revocation_poll_ms: u64,
 }
 
 /// The development default of `UNSUBSCRIBE_SECRET`; the service warns when it runs with it.

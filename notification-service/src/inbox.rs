@@ -29,6 +29,8 @@ use crate::db::tasks::FactsQuery;
 use crate::domain::event::Event;
 use crate::domain::fanout::{self, TASK_EVENTS};
 use crate::domain::notification::{Kind, NewNotification, TaskRef};
+use crate::domain::stream::{Batch, Item};
+use crate::live::{self, Hub};
 use crate::mailer::Mailer;
 
 /// Tenants of one batch written at the same time (each on its own connection).
@@ -42,6 +44,10 @@ pub struct Inbox {
     pub mailer: Arc<Mailer>,
     /// Seconds a new digest window stays open (`DIGEST_INTERVAL_SECS`).
     pub digest_secs: f64,
+    /// Told of what each tenant's batch appended to its live stream.
+    pub hub: Arc<Hub>,
+    /// Seconds the stream's window keeps an event (`STREAM_RETENTION_SECS`).
+    pub retention_secs: f64,
 }
 
 /// What one event did, before its notifications are stored.
@@ -136,13 +142,24 @@ impl Inbox {
             // mails they queue).
             let stored =
                 db::notifications::insert_many(&mut tx, &pending, self.digest_secs).await?;
+            // The live stream's window: the batch's project events, each followed by the
+            // notifications it gave.
+            let (rows, mut items) = live::of_batch(&mine, &pending, &stored.notifications);
+            let appended = db::stream::append(&mut tx, &rows).await?;
+            if self.hub.prune_due(tenant) {
+                db::stream::prune(&mut tx, self.retention_secs).await?;
+            }
             tx.commit().await?;
             metrics::counter!("notifications_created_total").increment(stored.events.len() as u64);
-            sqlx::Result::Ok((outcomes, stored))
+            items.extend(appended.into_iter().map(Item::Event));
+            sqlx::Result::Ok((outcomes, stored, items))
         }
         .await;
         match outcome {
-            Ok((outcomes, stored)) => {
+            Ok((outcomes, stored, items)) => {
+                if !items.is_empty() {
+                    self.hub.publish(&Batch { tenant, items }).await;
+                }
                 self.mailer.touch(tenant, stored.mails > 0);
                 let mut told = stored.events;
                 told.sort_unstable();

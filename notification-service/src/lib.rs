@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod inbox;
+pub mod live;
 pub mod mailer;
 pub mod routes;
 
@@ -19,9 +20,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::FromRef;
 use common::auth::JwtVerifier;
+use common::auth::revocations::{self, Revocations};
 use common::db::directory::TenantDirectory;
 use common::events::Broker;
 use common::events::consumer::{AfterWrite, Consumer, Status};
+use common::grant::GrantKey;
 use common::internal::InternalToken;
 use common::readiness::Readiness;
 use common::server::Service;
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 pub use config::Config;
+use live::Hub;
 use mailer::Mailer;
 
 pub const NAME: &str = "notification-service";
@@ -43,6 +47,11 @@ pub struct AppState {
     pub databases: Arc<TenantDirectory>,
     pub mailer: Arc<Mailer>,
     pub consumer: Status,
+    pub hub: Arc<Hub>,
+    pub revocations: Arc<Revocations>,
+    pub grants: GrantKey,
+    /// Cancelled when the service stops: open streams end.
+    pub shutdown: CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -65,6 +74,9 @@ pub struct AppState {
         routes::subscriptions::unwatch,
         routes::unsubscribe::confirm,
         routes::unsubscribe::unsubscribe,
+        routes::stream::ticket,
+        routes::stream::open,
+        routes::stream::shared,
     )
 )]
 struct ApiDoc;
@@ -73,6 +85,7 @@ struct ApiDoc;
 pub fn router(state: AppState) -> Router {
     let config = Arc::clone(&state.config);
     let consumer = state.consumer.clone();
+    let hub = Arc::clone(&state.hub);
     let service = Service {
         name: NAME,
         readiness: Readiness::new()
@@ -89,6 +102,13 @@ pub fn router(state: AppState) -> Router {
                 let consuming = consumer.consuming();
                 async move {
                     anyhow::ensure!(consuming, "not subscribed to the events queue");
+                    Ok(())
+                }
+            })
+            .with("stream", move || {
+                let listening = hub.listening();
+                async move {
+                    anyhow::ensure!(listening, "not subscribed to the stream fanout");
                     Ok(())
                 }
             }),
@@ -140,9 +160,32 @@ pub async fn run_with(
         &config.mail,
         Arc::clone(&databases),
         http.clone(),
-        internal,
+        internal.clone(),
     )?);
     let mailing = tokio::spawn(Arc::clone(&mailer).run(shutdown.clone()));
+    let hub = Arc::new(Hub::new(
+        broker.clone(),
+        Duration::from_secs(config.stream.stream_retention_secs),
+    ));
+    let listening = tokio::spawn(Arc::clone(&hub).run(shutdown.clone()));
+    let revocations = Arc::new(Revocations::default());
+    let following = tokio::spawn({
+        let (revocations, http, token, stop) = (
+            Arc::clone(&revocations),
+            http.clone(),
+            internal.clone(),
+            shutdown.clone(),
+        );
+        let base = config.mail.user_service_url.clone();
+        let every = Duration::from_millis(config.stream.revocation_poll_ms);
+        async move {
+            let fetch = |cursor| {
+                let request = revocations::request(&http, &base, &token, cursor);
+                async move { Ok(request.send().await?.error_for_status()?.json().await?) }
+            };
+            revocations.follow(fetch, every, stop).await;
+        }
+    });
     let status = Status::default();
     let consumer = tokio::spawn(
         Consumer {
@@ -152,6 +195,8 @@ pub async fn run_with(
                 directory: Arc::clone(&databases),
                 mailer: Arc::clone(&mailer),
                 digest_secs: config.mail.digest_interval_secs as f64,
+                hub: Arc::clone(&hub),
+                retention_secs: config.stream.stream_retention_secs as f64,
             },
             status: status.clone(),
             after_write,
@@ -162,6 +207,10 @@ pub async fn run_with(
     let connections = Arc::clone(databases.connections());
     let reaper = tokio::spawn(Arc::clone(&connections).run_reaper(shutdown.clone()));
     let state = AppState {
+        grants: config.grant.key(),
+        hub,
+        revocations,
+        shutdown: shutdown.clone(),
         verifier: Arc::new(JwtVerifier::remote(
             http.clone(),
             config.auth.jwks_url.clone(),
@@ -176,6 +225,8 @@ pub async fn run_with(
     let served = common::server::serve(listener, router(state), shutdown, &server).await;
     consumer.await.ok();
     mailing.await.ok();
+    listening.await.ok();
+    following.await.ok();
     reaper.await.ok();
     connections.close().await;
     served

@@ -4,6 +4,7 @@
 //! A library (`router`, `run`) with a thin `main.rs`, so tests and `cargo xtask up` can
 //! start it in-process or as a process alike.
 
+pub mod access;
 pub mod config;
 pub mod databases;
 pub mod db;

@@ -5,10 +5,14 @@
 //! ```ignore
 //! let mut tx = Tenant::write(&state, &user, Perm::TasksWrite).await?;
 //! let task = db::tasks::find(&mut tx, id).await?.ok_or_else(Task::missing)?;
+//! access::readable(&mut tx, &user, task.project_id, Task::missing).await?;
 //! tx.record(Change::task(task.project_id, id, "task.updated").after(&task)).await?;
 //! tx.emit(keys::TASK_ASSIGNED, json!({..})).await?;
 //! tx.commit().await?;
 //! ```
+//!
+//! Which of the tenant's projects the caller reads is [`crate::access`]'s to say: a
+//! handler asks it once it knows the project.
 //!
 //! The tenant is always the token's (`AuthUser` has checked it against the gateway's
 //! `X-Tenant-Id`), so a token only ever reaches its own tenant's data. Events emitted in a

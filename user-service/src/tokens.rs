@@ -1,14 +1,10 @@
 //! Access tokens (EdDSA JWTs, 15 minutes) and refresh tokens (opaque, stored hashed,
 //! rotated on every use; reuse of a rotated one revokes its family, RFC 9700).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Duration, Utc};
 use common::ApiError;
 use common::auth::{ACCESS_TOKEN_TTL_SECS, Claims, Role};
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -32,15 +28,8 @@ pub struct Grant {
     pub role: Role,
 }
 
-pub fn hash_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-fn new_refresh_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+pub use common::opaque::hash as hash_token;
+use common::opaque::token as new_refresh_token;
 
 /// Signs an access token and stores a new refresh token in `family` (a new family when
 /// `None`), inside the caller's transaction.

@@ -16,11 +16,12 @@ use clap::Parser;
 use common::auth::SigningKey;
 use common::db::directory::TenantDirectory;
 use common::events::consumer::{NullSink, Settings};
-use common::events::{Envelope, keys};
+use common::events::{Broker, Envelope, keys};
 use common::internal::InternalToken;
-use common::testkit::{create_database, drop_database, postgres_url, unique};
+use common::testkit::{amqp_url, create_database, drop_database, postgres_url, unique};
 use notification_service::domain::event::Event;
 use notification_service::inbox::Inbox;
+use notification_service::live::Hub;
 use notification_service::mailer::Mailer;
 use serde::Serialize;
 use serde_json::json;
@@ -190,10 +191,17 @@ async fn measure(
             reqwest::Client::new(),
             token,
         )?;
+        // The live stream's appends and fanout are part of every batch's work too.
+        let broker = Broker::new(amqp_url().into(), unique("bench.notifications"), "bench");
         Ok(Inbox {
             directory,
             mailer: Arc::new(mailer),
             digest_secs: config.mail.digest_interval_secs as f64,
+            hub: Arc::new(Hub::new(
+                broker,
+                std::time::Duration::from_secs(config.stream.stream_retention_secs),
+            )),
+            retention_secs: config.stream.stream_retention_secs as f64,
         })
     };
     let (mut null_best, mut stored_best) = (f64::MIN, f64::MIN);

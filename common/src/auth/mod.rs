@@ -1,7 +1,9 @@
 //! Who is calling: access-token claims, roles and their permissions, token verification
 //! against user-service's JWKS, and the `AuthUser` extractor handlers use.
 
+pub mod access;
 mod keys;
+pub mod revocations;
 mod roles;
 mod verify;
 

@@ -3,6 +3,7 @@
 
 mod broker;
 pub mod consumer;
+pub mod fanout;
 pub mod outbox;
 
 pub use broker::{Broker, Message};
@@ -50,6 +51,9 @@ pub mod keys {
     pub const TASK_CREATED: &str = "task.created";
     pub const TASK_STATUS_CHANGED: &str = "task.status_changed";
     pub const TASK_ASSIGNED: &str = "task.assigned";
+    pub const TASK_UPDATED: &str = "task.updated";
+    pub const TASK_MOVED: &str = "task.moved";
+    pub const TASK_DELETED: &str = "task.deleted";
     pub const TASK_COMMENT_ADDED: &str = "task.comment_added";
     pub const TASK_TIME_LOGGED: &str = "task.time_logged";
     pub const TASK_ATTACHMENT_ADDED: &str = "task.attachment_added";

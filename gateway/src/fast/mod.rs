@@ -18,7 +18,7 @@
 //! paths, CORS requests with an `Origin`, upstreams spoken to over h2c) go through the
 //! gateway's router from the lane, which writes the answer. What the lane does not read
 //! goes to hyper ([`hand_over`]), with the bytes read so far, before anything has been
-//! answered, and the connection stays there: h2c (prior knowledge) clients, HTTP/1.0,
+//! answered, and the connection stays there: event streams, h2c (prior knowledge) clients, HTTP/1.0,
 //! `Expect`, `Upgrade`, chunked request bodies, bodies over [`MAX_BUFFERED_BODY`]
 //! (streamed by hyper), heads over `MAX_HEAD_BYTES` or with more than [`MAX_HEADERS`]
 //! fields, and whatever breaks `common::edge`'s Host rules (hyper answers those with its
@@ -234,8 +234,13 @@ impl Lane<'_> {
         facts: &Facts<'_>,
         body: &[u8],
     ) -> Next {
-        let route = routes::find(facts.path)
-            .filter(|route| !facts.origin && self.state.upstreams.is_http1(route.upstream));
+        let route = routes::find(facts.path);
+        if route.is_some_and(|route| route.stream) {
+            // An event stream is written as it comes, for as long as it lasts: hyper's.
+            return Next::HandOver;
+        }
+        let route =
+            route.filter(|route| !facts.origin && self.state.upstreams.is_http1(route.upstream));
         let Some(route) = route else {
             return self.through_router(client, req, facts, body).await;
         };

@@ -5,4 +5,5 @@ pub mod exclusions;
 pub mod mails;
 pub mod notifications;
 pub mod preferences;
+pub mod stream;
 pub mod tasks;

@@ -65,6 +65,8 @@ pub struct Stored {
     pub events: Vec<Uuid>,
     /// Mails queued or added to (`notification_mails`).
     pub mails: i64,
+    /// The notifications stored (an id and its place in what was given), in that order.
+    pub notifications: Vec<(Uuid, usize)>,
 }
 
 /// Stores `pending` in one statement, and puts each new one its receiver wants by email
@@ -133,7 +135,7 @@ pub async fn insert_many(
              select id, recipient_id, false, now() from inserted where instant
              returning 1
            )
-           select event_id,
+           select id, event_id,
                   (select count(*) from instant) + (select count(*) from windows) as "mails!"
              from inserted"#,
         &ids,
@@ -157,9 +159,17 @@ pub async fn insert_many(
     )
     .fetch_all(conn)
     .await?;
+    let place: std::collections::HashMap<Uuid, usize> =
+        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut notifications: Vec<(Uuid, usize)> = rows
+        .iter()
+        .filter_map(|r| Some((r.id, *place.get(&r.id)?)))
+        .collect();
+    notifications.sort_unstable_by_key(|(_, at)| *at);
     Ok(Stored {
         mails: rows.first().map_or(0, |r| r.mails),
         events: rows.into_iter().map(|r| r.event_id).collect(),
+        notifications,
     })
 }
 

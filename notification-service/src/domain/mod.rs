@@ -6,4 +6,5 @@ pub mod event;
 pub mod fanout;
 pub mod notification;
 pub mod preference;
+pub mod stream;
 pub mod unsubscribe;

@@ -4,6 +4,7 @@
 
 pub mod inbox;
 pub mod preferences;
+pub mod stream;
 pub mod subscriptions;
 pub mod unsubscribe;
 
@@ -17,5 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(preferences::router())
         .merge(subscriptions::router())
         .merge(unsubscribe::router());
-    Router::new().nest("/api/v1/notifications", api)
+    Router::new()
+        .nest("/api/v1/notifications", api)
+        .merge(stream::router())
 }

@@ -112,7 +112,7 @@ async fn serves_health_readiness_metrics_and_openapi() {
     assert_ops_routes(
         &app.server,
         notification_service::NAME,
-        &["tenant-resolver", "rabbitmq", "consumer"],
+        &["tenant-resolver", "rabbitmq", "consumer", "stream"],
     )
     .await;
     let doc: serde_json::Value = reqwest::get(app.server.url("/openapi.json"))

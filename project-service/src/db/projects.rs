@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::domain::project::{NewProject, Project, ProjectChanges};
 
-/// Inserts a project (its name trimmed). A taken key violates `projects_key_key`.
+/// Inserts a project (its name trimmed; visible to the tenant unless `new` says
+/// otherwise). A taken key violates `projects_key_key`.
 pub async fn insert(
     conn: &mut PgConnection,
     new: &NewProject,
@@ -13,15 +14,16 @@ pub async fn insert(
 ) -> sqlx::Result<Project> {
     sqlx::query_as!(
         Project,
-        "insert into projects (id, key, name, description, created_by)
-         values ($1, $2, $3, $4, $5)
-         returning id, key, name, description, archived, created_by, created_at, updated_at,
-                   version",
+        "insert into projects (id, key, name, description, created_by, visibility)
+         values ($1, $2, $3, $4, $5, coalesce($6, 'tenant'))
+         returning id, key, name, description, archived, visibility, created_by, created_at,
+                   updated_at, version",
         Uuid::now_v7(),
         new.key,
         new.name.trim(),
         new.description,
         created_by,
+        new.visibility,
     )
     .fetch_one(conn)
     .await
@@ -34,23 +36,57 @@ pub async fn count_active(conn: &mut PgConnection) -> sqlx::Result<i64> {
         .await
 }
 
-/// The newest 500 projects, archived ones too.
-pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Project>> {
+/// The newest 500 projects `user` reads, archived ones too: those whose visibility is
+/// one of `as_member` where `user` is a project member, else one of `as_other`.
+pub async fn list_readable(
+    conn: &mut PgConnection,
+    user: Uuid,
+    as_member: &[&str],
+    as_other: &[&str],
+) -> sqlx::Result<Vec<Project>> {
     sqlx::query_as!(
         Project,
-        "select id, key, name, description, archived, created_by, created_at, updated_at,
-                version
-         from projects order by id desc limit 500"
+        "select id, key, name, description, archived, visibility, created_by, created_at,
+                updated_at, version
+         from projects p
+         where visibility = any(case
+             when exists(select 1 from project_members m
+                         where m.project_id = p.id and m.user_id = $1) then $2::text[]
+             else $3::text[] end)
+         order by id desc limit 500",
+        user,
+        as_member as &[&str],
+        as_other as &[&str],
     )
     .fetch_all(conn)
     .await
 }
 
+/// A project's visibility and whether `user` is one of its members; `None` when there is
+/// no such project.
+pub async fn visibility(
+    conn: &mut PgConnection,
+    id: Uuid,
+    user: Uuid,
+) -> sqlx::Result<Option<(String, bool)>> {
+    let found = sqlx::query!(
+        r#"select visibility,
+                  exists(select 1 from project_members m
+                         where m.project_id = p.id and m.user_id = $2) as "member!"
+           from projects p where id = $1"#,
+        id,
+        user,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.map(|p| (p.visibility, p.member)))
+}
+
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Project>> {
     sqlx::query_as!(
         Project,
-        "select id, key, name, description, archived, created_by, created_at, updated_at,
-                version
+        "select id, key, name, description, archived, visibility, created_by, created_at,
+                updated_at, version
          from projects where id = $1",
         id,
     )
@@ -62,8 +98,8 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Proj
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Project>> {
     sqlx::query_as!(
         Project,
-        "select id, key, name, description, archived, created_by, created_at, updated_at,
-                version
+        "select id, key, name, description, archived, visibility, created_by, created_at,
+                updated_at, version
          from projects where id = $1 for update",
         id,
     )
@@ -80,14 +116,16 @@ pub async fn update(
     sqlx::query_as!(
         Project,
         "update projects set name = coalesce($2, name), description = coalesce($3, description),
-             archived = coalesce($4, archived), updated_at = now(), version = version + 1
+             archived = coalesce($4, archived), visibility = coalesce($5, visibility),
+             updated_at = now(), version = version + 1
          where id = $1
-         returning id, key, name, description, archived, created_by, created_at, updated_at,
-                   version",
+         returning id, key, name, description, archived, visibility, created_by, created_at,
+                   updated_at, version",
         id,
         changes.name.as_deref().map(str::trim),
         changes.description,
         changes.archived,
+        changes.visibility,
     )
     .fetch_one(conn)
     .await

@@ -1,8 +1,9 @@
 //! Projects: a key their tasks are numbered under (`WEB-42`), a name and a description,
-//! archived or active.
+//! archived or active, and who reads them (`visibility`, [`common::auth::access`]).
 
 use chrono::{DateTime, Utc};
 use common::ApiError;
+use common::auth::access::VISIBILITIES;
 use common::error::FieldError;
 use common::extract::{FieldErrors, Validate};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,9 @@ pub struct Project {
     pub name: String,
     pub description: String,
     pub archived: bool,
+    /// `tenant` (every member of the tenant reads it) or `members` (its project members
+    /// and those who manage projects).
+    pub visibility: String,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -36,6 +40,16 @@ pub struct NewProject {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// `tenant` (the default) or `members`.
+    pub visibility: Option<String>,
+}
+
+fn check_visibility(errors: &mut FieldErrors, visibility: Option<&str>) {
+    errors.check(
+        visibility.is_none_or(|v| VISIBILITIES.contains(&v)),
+        "visibility",
+        "must be tenant or members",
+    );
 }
 
 fn check_name(errors: &mut FieldErrors, name: &str) {
@@ -65,6 +79,7 @@ impl Validate for NewProject {
             "description",
             "must be at most 10000 characters",
         );
+        check_visibility(&mut errors, self.visibility.as_deref());
         errors.finish()
     }
 }
@@ -75,6 +90,8 @@ pub struct ProjectChanges {
     pub name: Option<String>,
     pub description: Option<String>,
     pub archived: Option<bool>,
+    /// `tenant` or `members`.
+    pub visibility: Option<String>,
 }
 
 impl Validate for ProjectChanges {
@@ -83,6 +100,7 @@ impl Validate for ProjectChanges {
         if let Some(name) = &self.name {
             check_name(&mut errors, name);
         }
+        check_visibility(&mut errors, self.visibility.as_deref());
         errors.finish()
     }
 }

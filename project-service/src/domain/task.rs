@@ -41,6 +41,26 @@ impl Task {
     }
 }
 
+/// The fields a PATCH can change that differ between `before` and `after` (what
+/// `task.updated` names), in the order of [`TaskChanges`].
+pub fn changed_fields(before: &Task, after: &Task) -> Vec<&'static str> {
+    [
+        ("title", before.title != after.title),
+        ("description", before.description != after.description),
+        ("priority", before.priority != after.priority),
+        ("assignee_id", before.assignee_id != after.assignee_id),
+        ("labels", before.labels != after.labels),
+        ("due_date", before.due_date != after.due_date),
+        (
+            "estimate_minutes",
+            before.estimate_minutes != after.estimate_minutes,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, changed)| changed.then_some(field))
+    .collect()
+}
+
 /// The answer to a create or move into a column that holds its WIP limit of tasks.
 pub fn column_full(limit: i32) -> ApiError {
     ApiError::Custom {

@@ -17,6 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db::{self, locks, locks::Lock};
 use crate::domain::activity::Change;
 use crate::domain::attachment::Attachment;
@@ -54,9 +55,13 @@ pub async fn upload(
     let storage_limit = crate::upstream::plan_limits(&state, &user.tenant_slug)
         .await?
         .storage_bytes;
-    db::tasks::project_of(&mut *tenant.connect().await?, task)
-        .await?
-        .ok_or_else(Task::missing)?;
+    {
+        let mut conn = tenant.connect().await?;
+        let project = db::tasks::project_of(&mut conn, task)
+            .await?
+            .ok_or_else(Task::missing)?;
+        access::readable(&mut conn, &user, project, Task::missing).await?;
+    }
     // Received outside any transaction: a slow upload holds no database connection.
     let dir = storage::tenant_dir(&state, user.tenant_id);
     let received = storage::receive(form, &dir, state.config.attachment_max_bytes).await?;
@@ -84,6 +89,7 @@ async fn store(
     let project = db::tasks::project_of(&mut tx, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, user, project, Task::missing).await?;
     let size = i64::try_from(received.size).unwrap_or(i64::MAX);
     let known = db::attachments::has_content(&mut tx, &received.sha256).await?;
     if let Some(limit) = storage_limit.filter(|_| !known) {
@@ -135,9 +141,10 @@ pub async fn list(
     Path(task): Path<Uuid>,
 ) -> Result<Json<Vec<Attachment>>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
-    db::tasks::project_of(&mut conn, task)
+    let project = db::tasks::project_of(&mut conn, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut conn, &user, project, Task::missing).await?;
     Ok(Json(db::attachments::of_task(&mut conn, task).await?))
 }
 
@@ -152,6 +159,10 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let attachment = {
         let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
+        let project = db::tasks::project_of(&mut conn, task)
+            .await?
+            .ok_or_else(Task::missing)?;
+        access::readable(&mut conn, &user, project, Task::missing).await?;
         db::attachments::find(&mut conn, task, id)
             .await?
             .ok_or_else(Attachment::missing)?
@@ -208,6 +219,7 @@ pub async fn remove(
     let project = db::tasks::project_of(&mut tx, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project, Task::missing).await?;
     let attachment = db::attachments::find(&mut tx, task, id)
         .await?
         .ok_or_else(Attachment::missing)?;

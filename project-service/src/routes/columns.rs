@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db;
 use crate::domain::activity::Change;
 use crate::domain::column::{Column, ColumnChanges, NewColumn};
@@ -29,11 +30,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Locks the project's columns (changes to a board's columns take turns) and counts
-/// them; 404 for a project that is not there.
-async fn lock_board(conn: &mut PgConnection, project: Uuid) -> Result<i32, ApiError> {
-    db::projects::find(conn, project)
-        .await?
-        .ok_or_else(Project::missing)?;
+/// them; 404 for a project that is not there or that `user` does not read.
+async fn lock_board(
+    conn: &mut PgConnection,
+    user: &AuthUser,
+    project: Uuid,
+) -> Result<i32, ApiError> {
+    access::readable(conn, user, project, Project::missing).await?;
     Ok(db::columns::lock_all(conn, project).await?)
 }
 
@@ -47,7 +50,7 @@ pub async fn create(
     ValidJson(req): ValidJson<NewColumn>,
 ) -> Result<(StatusCode, Json<Column>), ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
-    let count = lock_board(&mut tx, project).await?;
+    let count = lock_board(&mut tx, &user, project).await?;
     let position = req.position.unwrap_or(count).min(count);
     let column = db::columns::insert_at(&mut tx, project, &req, position).await?;
     tx.record(Change::project(project, "column.created").after(&column))
@@ -67,7 +70,7 @@ pub async fn update(
     ValidJson(req): ValidJson<ColumnChanges>,
 ) -> Result<Json<Column>, ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
-    let count = lock_board(&mut tx, project).await?;
+    let count = lock_board(&mut tx, &user, project).await?;
     let before = db::columns::find(&mut tx, project, id)
         .await?
         .ok_or_else(Column::missing)?;
@@ -92,7 +95,7 @@ pub async fn remove(
     Path((project, id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
-    let count = lock_board(&mut tx, project).await?;
+    let count = lock_board(&mut tx, &user, project).await?;
     let column = db::columns::find(&mut tx, project, id)
         .await?
         .ok_or_else(Column::missing)?;

@@ -16,6 +16,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db;
 use crate::domain::activity::Change;
 use crate::domain::comment::{Comment, CommentChanges, NewComment, Shown, mentioned};
@@ -54,6 +55,7 @@ pub async fn create(
     let project = db::tasks::project_of(&mut tx, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project, Task::missing).await?;
     if let Some(parent) = req.parent_id
         && !db::comments::is_top_level(&mut tx, parent, task).await?
     {
@@ -93,9 +95,10 @@ pub async fn list(
     Path(task): Path<Uuid>,
 ) -> Result<Json<Vec<Shown>>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
-    db::tasks::project_of(&mut conn, task)
+    let project = db::tasks::project_of(&mut conn, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut conn, &user, project, Task::missing).await?;
     let comments = db::comments::of_task(&mut conn, task).await?;
     Ok(Json(comments.into_iter().map(Shown::from).collect()))
 }
@@ -139,6 +142,7 @@ pub async fn update(
     let project = db::tasks::project_of(&mut tx, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project, Task::missing).await?;
     let before = own_or_manage(&mut tx, &user, task, id, false).await?;
     let after = db::comments::update(&mut tx, id, &req.body, &mentions).await?;
     tx.record(
@@ -163,6 +167,7 @@ pub async fn remove(
     let project = db::tasks::project_of(&mut tx, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project, Task::missing).await?;
     let before = own_or_manage(&mut tx, &user, task, id, true).await?;
     db::comments::delete(&mut tx, id).await?;
     tx.record(Change::task(project, task, "comment.deleted").before(&before))

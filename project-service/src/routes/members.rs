@@ -13,6 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db;
 use crate::domain::activity::Change;
 use crate::domain::member::{Member, MemberRole};
@@ -38,9 +39,7 @@ pub async fn list(
     Path(project): Path<Uuid>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
-    db::projects::find(&mut conn, project)
-        .await?
-        .ok_or_else(Project::missing)?;
+    access::readable(&mut conn, &user, project, Project::missing).await?;
     Ok(Json(db::members::of_project(&mut conn, project).await?))
 }
 
@@ -55,9 +54,7 @@ pub async fn put(
     ValidJson(req): ValidJson<MemberRole>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
-    db::projects::find(&mut tx, project)
-        .await?
-        .ok_or_else(Project::missing)?;
+    access::readable(&mut tx, &user, project, Project::missing).await?;
     let before = db::members::lock_role(&mut tx, project, member).await?;
     let saved = db::members::put(&mut tx, project, member, &req.role).await?;
     let mut change = Change::project(project, "project.member_set")
@@ -91,6 +88,7 @@ pub async fn remove(
     Path((project, member)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
+    access::readable(&mut tx, &user, project, Project::missing).await?;
     let role = db::members::delete(&mut tx, project, member)
         .await?
         .ok_or_else(|| ApiError::NotFound("No such member of this project.".into()))?;

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db::{self, idempotency, locks};
 use crate::domain::activity::{ActivityFilter, ActivityPage, Change};
 use crate::domain::board::{Board, BoardColumn};
@@ -75,7 +76,8 @@ pub async fn create(
         .await?;
     tx.emit(
         keys::PROJECT_CREATED,
-        json!({"project_id": project.id, "key": project.key, "name": project.name}),
+        json!({"project_id": project.id, "key": project.key, "name": project.name,
+               "visibility": project.visibility}),
     )
     .await?;
     let body = json!(project);
@@ -86,7 +88,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-/// The organisation's projects, newest first (archived ones too).
+/// The organisation's projects the caller reads, newest first (archived ones too).
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
     responses((status = 200, body = Vec<Project>)))]
 pub async fn list(
@@ -94,7 +96,10 @@ pub async fn list(
     user: AuthUser,
 ) -> Result<Json<Vec<Project>>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
-    Ok(Json(db::projects::list(&mut conn).await?))
+    let (as_member, as_other) = (access::visible(&user, true), access::visible(&user, false));
+    let projects =
+        db::projects::list_readable(&mut conn, user.user_id, &as_member, &as_other).await?;
+    Ok(Json(projects))
 }
 
 /// One project.
@@ -106,12 +111,13 @@ pub async fn get_one(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Project>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
+    access::readable(&mut conn, &user, id, Project::missing).await?;
     let project = db::projects::find(&mut conn, id).await?;
     Ok(Json(project.ok_or_else(Project::missing)?))
 }
 
-/// Renames, describes, archives or restores a project. `If-Match: "<version>"` makes
-/// the write conditional (412 when stale).
+/// Renames, describes, archives or restores a project, or changes who reads it.
+/// `If-Match: "<version>"` makes the write conditional (412 when stale).
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", request_body = ProjectChanges,
     responses((status = 200, body = Project), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
@@ -124,6 +130,7 @@ pub async fn update(
     let tenant = Tenant::allow(&state, &user, Perm::ProjectsManage)?;
     let expected = if_match(&headers)?;
     let mut tx = tenant.begin().await?;
+    access::readable(&mut tx, &user, id, Project::missing).await?;
     let before = db::projects::lock(&mut tx, id)
         .await?
         .ok_or_else(Project::missing)?;
@@ -139,11 +146,12 @@ pub async fn update(
             .after(&after),
     )
     .await?;
-    tx.emit(
-        keys::PROJECT_UPDATED,
-        json!({"project_id": id, "name": req.name, "description": req.description, "archived": req.archived}),
-    )
-    .await?;
+    let mut data = json!({"project_id": id, "name": req.name, "description": req.description,
+                          "archived": req.archived});
+    if after.visibility != before.visibility {
+        data["visibility"] = json!(after.visibility);
+    }
+    tx.emit(keys::PROJECT_UPDATED, data).await?;
     tx.commit().await?;
     Ok(Json(after))
 }
@@ -157,6 +165,7 @@ pub async fn remove(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::ProjectsManage).await?;
+    access::readable(&mut tx, &user, id, Project::missing).await?;
     let project = db::projects::lock(&mut tx, id)
         .await?
         .ok_or_else(Project::missing)?;
@@ -181,6 +190,7 @@ pub async fn board(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Board>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
+    access::readable(&mut conn, &user, id, Project::missing).await?;
     let project = db::projects::find(&mut conn, id)
         .await?
         .ok_or_else(Project::missing)?;
@@ -216,9 +226,7 @@ pub async fn activity_log(
 ) -> Result<Json<ActivityPage>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
     let limit = filter.limit.unwrap_or(50).clamp(1, 200);
-    db::projects::find(&mut conn, id)
-        .await?
-        .ok_or_else(Project::missing)?;
+    access::readable(&mut conn, &user, id, Project::missing).await?;
     let items = db::activity::page(&mut conn, id, filter.task_id, filter.cursor, limit + 1).await?;
     let (items, next_cursor) = common::paging::page(items, limit, |a| a.id);
     Ok(Json(ActivityPage { items, next_cursor }))

@@ -1,5 +1,7 @@
 //! Tasks: create (numbered per project, `WEB-42`), read, list, update, move between
-//! columns under WIP limits, and delete with their subtasks.
+//! columns under WIP limits, and delete with their subtasks; each change emits its event
+//! (`task.created`, `task.updated`, `task.moved`, `task.deleted`, and `task.assigned` /
+//! `task.status_changed` when it is one).
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,12 +17,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db::{self, idempotency};
 use crate::domain::activity::Change;
 use crate::domain::column::Column;
 use crate::domain::project::Project;
 use crate::domain::task::{
-    Move, NewTask, Progress, Task, TaskChanges, TaskFilter, TaskPage, column_full,
+    Move, NewTask, Progress, Task, TaskChanges, TaskFilter, TaskPage, changed_fields, column_full,
 };
 use crate::tenant::Tenant;
 
@@ -48,6 +51,12 @@ async fn lock_column(
     found.ok_or_else(|| ApiError::validation("column_id", "is not a column of this project"))
 }
 
+/// The answer to a create in a project that is not there (or that the caller does not
+/// read) or is archived.
+fn no_open_project() -> ApiError {
+    ApiError::NotFound("There is no such project (or it is archived).".into())
+}
+
 /// Creates a task at the end of its column.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/tasks", tag = "tasks", request_body = NewTask,
     responses((status = 201, body = Task), (status = 400, body = Problem),
@@ -67,11 +76,10 @@ pub async fn create(
     {
         return Ok((status, Json(body)));
     }
+    access::readable(&mut tx, &user, project_id, no_open_project).await?;
     let number = db::projects::take_task_number(&mut tx, project_id)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound("There is no such project (or it is archived).".into())
-        })?;
+        .ok_or_else(no_open_project)?;
     if let Some(parent) = req.parent_id
         && !db::tasks::is_in_project(&mut tx, parent, project_id).await?
     {
@@ -123,12 +131,16 @@ pub async fn get_one(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Task>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
-    let task = db::tasks::find(&mut conn, id).await?;
-    Ok(Json(task.ok_or_else(Task::missing)?))
+    let task = db::tasks::find(&mut conn, id)
+        .await?
+        .ok_or_else(Task::missing)?;
+    access::readable(&mut conn, &user, task.project_id, Task::missing).await?;
+    Ok(Json(task))
 }
 
 /// Changes a task's fields. `If-Match: "<version>"` makes the write conditional (412
-/// when stale). A new assignee emits `task.assigned`.
+/// when stale). A change emits `task.updated` naming the fields changed, a new assignee
+/// also `task.assigned`.
 #[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", request_body = TaskChanges,
     responses((status = 200, body = Task), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
@@ -144,6 +156,7 @@ pub async fn update(
     let before = db::tasks::lock(&mut tx, id)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, before.project_id, Task::missing).await?;
     if expected.is_some_and(|v| v != before.version) {
         return Err(ApiError::PreconditionFailed(
             "The task changed since you read it; read it again.".into(),
@@ -167,13 +180,21 @@ pub async fn update(
         )
         .await?;
     }
+    let fields = changed_fields(&before, &after);
+    if !fields.is_empty() {
+        tx.emit(
+            keys::TASK_UPDATED,
+            json!({"task_id": id, "project_id": after.project_id, "fields": fields}),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Json(after))
 }
 
 /// Moves a task to a column and position, atomically: positions in both columns stay
-/// dense, and a full column (WIP limit) refuses with 409 `wip-limit`. A change of
-/// column emits `task.status_changed`.
+/// dense, and a full column (WIP limit) refuses with 409 `wip-limit`. Every move emits
+/// `task.moved`, a change of column also `task.status_changed`.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/move", tag = "tasks", request_body = Move,
     responses((status = 200, body = Task), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn move_task(
@@ -187,6 +208,7 @@ pub async fn move_task(
     let (project_id, from_column) = db::tasks::placement(&mut tx, id)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project_id, Task::missing).await?;
     let mut columns = [from_column, req.column_id];
     columns.sort();
     let mut target = None;
@@ -240,6 +262,12 @@ pub async fn move_task(
         )
         .await?;
     }
+    tx.emit(
+        keys::TASK_MOVED,
+        json!({"task_id": id, "project_id": project_id, "from": from_column, "to": target.id,
+               "position": position}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(after))
 }
@@ -259,9 +287,7 @@ pub async fn list(
     let limit = filter.limit.unwrap_or(50).clamp(1, 200);
     let after = filter.after()?;
     let mut conn = tenant.connect().await?;
-    db::projects::find(&mut conn, project_id)
-        .await?
-        .ok_or_else(Project::missing)?;
+    access::readable(&mut conn, &user, project_id, Project::missing).await?;
     let items = db::tasks::list(&mut conn, project_id, &filter, after, limit + 1).await?;
     let (items, next_cursor) = common::paging::page(items, limit, |t| t.id.to_string());
     Ok(Json(TaskPage { items, next_cursor }))
@@ -276,14 +302,16 @@ pub async fn progress(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Progress>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
-    db::tasks::find(&mut conn, id)
+    let project = db::tasks::project_of(&mut conn, id)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut conn, &user, project, Task::missing).await?;
     let (total, done) = db::tasks::progress(&mut conn, id).await?;
     Ok(Json(Progress { total, done }))
 }
 
-/// Deletes a task and its subtasks; the positions left behind close up.
+/// Deletes a task and its subtasks; the positions left behind close up. Emits
+/// `task.deleted` for each task deleted.
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn remove(
@@ -295,6 +323,7 @@ pub async fn remove(
     let (project_id, column) = db::tasks::placement(&mut tx, id)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project_id, Task::missing).await?;
     // Subtasks go too: lock every column they sit in, in id order, then close the gaps.
     let doomed = db::tasks::subtree(&mut tx, id).await?;
     let mut columns: Vec<Uuid> = doomed.iter().map(|(_, c)| *c).chain([column]).collect();
@@ -315,6 +344,13 @@ pub async fn remove(
     }
     tx.record(Change::project(project_id, "task.deleted").before(&before))
         .await?;
+    for task in doomed_ids {
+        tx.emit(
+            keys::TASK_DELETED,
+            json!({"task_id": task, "project_id": project_id}),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ use common::extract::{Json, Query};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db;
 use crate::domain::project::Project;
 use crate::domain::task::Task;
@@ -33,9 +34,10 @@ pub async fn task_time(
     Path(task): Path<Uuid>,
 ) -> Result<Json<TaskTime>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
-    db::tasks::project_of(&mut conn, task)
+    let project = db::tasks::project_of(&mut conn, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut conn, &user, project, Task::missing).await?;
     let (minutes, total_minutes) = db::worklogs::task_minutes(&mut conn, task).await?;
     Ok(Json(TaskTime {
         minutes,
@@ -53,9 +55,7 @@ pub async fn project_time(
     Query(range): Query<Range>,
 ) -> Result<Json<ProjectTime>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
-    db::projects::find(&mut conn, project)
-        .await?
-        .ok_or_else(Project::missing)?;
+    access::readable(&mut conn, &user, project, Project::missing).await?;
     let by_user = db::worklogs::by_user(&mut conn, &range, project).await?;
     let by_task = db::worklogs::by_task(&mut conn, &range, project).await?;
     Ok(Json(ProjectTime {

@@ -13,6 +13,7 @@ use common::extract::Json;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db::{self, locks};
 use crate::domain::task::Task;
 use crate::domain::time::{TimerStarted, WorkLog};
@@ -46,9 +47,10 @@ pub async fn start(
     Path(task): Path<Uuid>,
 ) -> Result<(StatusCode, Json<TimerStarted>), ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::TimeWrite).await?;
-    db::tasks::project_of(&mut tx, task)
+    let project = db::tasks::project_of(&mut tx, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project, Task::missing).await?;
     locks::take(&mut tx, locks::Lock::Timer(user.user_id)).await?;
     let stopped = stop_running(&mut tx, &user).await?;
     let timer = db::timers::start(&mut tx, user.user_id, task).await?;

@@ -16,6 +16,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access;
 use crate::db;
 use crate::domain::activity::Change;
 use crate::domain::project::Project;
@@ -74,6 +75,10 @@ pub async fn create(
     ValidJson(req): ValidJson<NewWorkLog>,
 ) -> Result<(StatusCode, Json<WorkLog>), ApiError> {
     let mut tx = Tenant::write(&state, &user, Perm::TimeWrite).await?;
+    let project = db::tasks::project_of(&mut tx, task)
+        .await?
+        .ok_or_else(Task::missing)?;
+    access::readable(&mut tx, &user, project, Task::missing).await?;
     let worked_on = req.worked_on.unwrap_or_else(|| Utc::now().date_naive());
     let log = log(&mut tx, &user, task, req.minutes, worked_on, &req.note).await?;
     tx.commit().await?;
@@ -89,9 +94,10 @@ pub async fn list(
     Path(task): Path<Uuid>,
 ) -> Result<Json<Vec<WorkLog>>, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::TasksRead).await?;
-    db::tasks::project_of(&mut conn, task)
+    let project = db::tasks::project_of(&mut conn, task)
         .await?
         .ok_or_else(Task::missing)?;
+    access::readable(&mut conn, &user, project, Task::missing).await?;
     Ok(Json(db::worklogs::of_task(&mut conn, task).await?))
 }
 
@@ -107,6 +113,7 @@ pub async fn remove(
     let log = db::worklogs::lock(&mut tx, task, id)
         .await?
         .ok_or_else(WorkLog::missing)?;
+    access::readable(&mut tx, &user, log.project_id, WorkLog::missing).await?;
     if log.user_id != user.user_id {
         user.require(Perm::TasksManage)?;
     }
@@ -127,9 +134,7 @@ pub async fn export(
     Query(range): Query<Range>,
 ) -> Result<Response, ApiError> {
     let mut conn = Tenant::read(&state, &user, Perm::ProjectsRead).await?;
-    db::projects::find(&mut conn, project)
-        .await?
-        .ok_or_else(Project::missing)?;
+    access::readable(&mut conn, &user, project, Project::missing).await?;
     let rows = db::worklogs::export(&mut conn, &range, project).await?;
     Ok((
         [

@@ -234,6 +234,23 @@ impl TestApp {
         }
     }
 
+    /// Another user of `tenant`, with `role`, and their user id (to make them a project
+    /// member).
+    pub fn user_of(&self, tenant: &Tenant, role: Role) -> (Uuid, Tenant) {
+        let user = Uuid::now_v7();
+        let token = self
+            .resolver
+            .key
+            .sign(&Claims::new(user, tenant.id, "t", role))
+            .unwrap();
+        let member = Tenant {
+            id: tenant.id,
+            db: Arc::clone(&tenant.db),
+            token,
+        };
+        (user, member)
+    }
+
     pub fn token(&self, tenant: Uuid, role: Role) -> String {
         self.resolver
             .key

@@ -9,3 +9,4 @@ mod projects;
 mod shared;
 mod tasks;
 mod time;
+mod visibility;

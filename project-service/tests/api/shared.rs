@@ -139,7 +139,13 @@ async fn a_valid_grant_shows_the_task_read_only_with_comments_escaped() {
     ] {
         assert!(html.contains(shown), "{shown} missing from {html}");
     }
-    assert!(!html.contains("<script"), "no script survives: {html}");
+    let (main, after) = html.split_once("</main>").expect("a main");
+    assert!(!main.contains("<script"), "no script survives: {html}");
+    assert_eq!(
+        after.matches("<script").count(),
+        1,
+        "the page's own live script alone: {html}"
+    );
     assert!(!html.contains("<form"), "read-only");
 
     let json: Value = open(&app, acme.id, &path, &grant, "application/json")

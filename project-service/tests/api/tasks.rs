@@ -411,3 +411,77 @@ async fn tasks_filter_search_page_and_report_subtask_progress() {
         .unwrap();
     assert_eq!(progress, json!({"total": 3, "done": 1}));
 }
+
+#[tokio::test]
+async fn task_changes_emit_task_updated_moved_and_deleted() {
+    let app = spawn_app().await;
+    let tap = EventTap::new(&app.exchange, "task.*").await;
+    let acme = app.tenant().await;
+    let web = app.project(&acme, "WEB").await;
+    let project = web["id"].clone();
+    let board = app.board(&acme, &web).await;
+    let [todo, doing] = [0, 1].map(|i| board["columns"][i].clone());
+    let parent = app.task(&acme, &web, "Launch").await;
+    let path = format!("/api/v1/projects/{}/tasks", project.as_str().unwrap());
+    let sub = app
+        .send(
+            &acme,
+            Method::POST,
+            &path,
+            Some(json!({"title": "Press", "parent_id": parent["id"]})),
+        )
+        .await;
+    assert_eq!(sub.status(), 201);
+    let sub: Value = sub.json().await.unwrap();
+    let task = format!("/api/v1/tasks/{}", parent["id"].as_str().unwrap());
+
+    let changes = json!({"title": "Launch v2", "labels": ["release"], "priority": "medium"});
+    let patched = app.send(&acme, Method::PATCH, &task, Some(changes)).await;
+    assert_eq!(patched.status(), 200);
+    let same = json!({"title": "Launch v2"});
+    let unchanged = app.send(&acme, Method::PATCH, &task, Some(same)).await;
+    assert_eq!(unchanged.status(), 200);
+    assert_eq!(move_to(&app, &acme, &parent, &todo, 1).await.status(), 200);
+    assert_eq!(move_to(&app, &acme, &parent, &doing, 0).await.status(), 200);
+    let deleted = app.send(&acme, Method::DELETE, &task, None).await;
+    assert_eq!(deleted.status(), 204);
+
+    let events = tap.receive_events(8, Duration::from_secs(10)).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "task.created",
+            "task.created",
+            "task.updated",
+            "task.moved",
+            "task.status_changed",
+            "task.moved",
+            "task.deleted",
+            "task.deleted"
+        ],
+        "no task.updated for a PATCH that changes nothing"
+    );
+    let id = &parent["id"];
+    assert_eq!(
+        events[2].data,
+        json!({"task_id": id, "project_id": project, "fields": ["title", "labels"]})
+    );
+    assert_eq!(
+        events[3].data,
+        json!({"task_id": id, "project_id": project, "from": todo["id"], "to": todo["id"],
+               "position": 1})
+    );
+    assert_eq!(
+        events[5].data,
+        json!({"task_id": id, "project_id": project, "from": todo["id"], "to": doing["id"],
+               "position": 0})
+    );
+    let mut gone: Vec<&Value> = events[6..].iter().map(|e| &e.data["task_id"]).collect();
+    gone.sort_by_key(|id| id.as_str());
+    let mut expected = vec![id, &sub["id"]];
+    expected.sort_by_key(|id| id.as_str());
+    assert_eq!(gone, expected);
+    assert!(events[6..].iter().all(|e| e.data["project_id"] == project));
+    tap.delete_exchange().await;
+}

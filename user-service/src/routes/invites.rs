@@ -4,15 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Duration, Utc};
 use common::auth::{AuthUser, Perm, Role};
 use common::db::ConstraintExt;
 use common::error::Problem;
 use common::extract::{FieldErrors, ValidJson, Validate};
 use common::{ApiError, FieldError};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -125,9 +122,7 @@ pub async fn create(
             "The plan allows {limit} users (members and pending invites); upgrade to invite more."
         )));
     }
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = common::opaque::token();
     let new = invites::NewInvite {
         tenant_id: user.tenant_id,
         tenant_slug: &user.tenant_slug,

@@ -70,14 +70,41 @@ margin:.4rem 0}footer{margin-top:2rem;font-size:.8rem;color:#57606a}",
     )
 });
 
+/// What keeps a shown task or board current: the page's grant opens the share stream,
+/// and each change there reads the page again (same origin, same grant) and swaps in its
+/// new `<main>`. Nothing in it comes from the page's data.
+const LIVE_JS: &str = "(()=>{const g=new URLSearchParams(location.search).get('grant');\
+if(!g||!window.EventSource)return;\
+const s=new EventSource('/api/v1/stream/shared?grant='+encodeURIComponent(g));\
+let busy=false,again=false;\
+const load=async()=>{if(busy){again=true;return}busy=true;\
+try{const r=await fetch(location.href,{headers:{Accept:'text/html'}});\
+if(r.ok){const d=new DOMParser().parseFromString(await r.text(),'text/html');\
+const m=d.querySelector('main');if(m)document.querySelector('main').replaceWith(m)}}\
+finally{busy=false;if(again){again=false;load()}}};\
+for(const e of['task.created','task.updated','task.moved','task.status_changed',\
+'task.assigned','task.deleted','task.comment_added','reset'])s.addEventListener(e,load);})();";
+
+/// [`STYLE`] and [`LIVE_JS`]: the pages that show a task or a board.
+static LIVE: LazyLock<Style> = LazyLock::new(|| Style::new(STYLE.css()).with_script(LIVE_JS));
+
 /// The page answer: `body` in the shared document with the share footer, a CSP that
 /// allows exactly [`STYLE`] and no forms, and the headers every page carries.
 pub fn page(status: StatusCode, title: &str, body: &Markup) -> Response {
+    framed(status, &STYLE, title, body)
+}
+
+/// A task's or a board's page: [`page`], kept current by [`LIVE_JS`].
+pub fn live_page(title: &str, body: &Markup) -> Response {
+    framed(StatusCode::OK, &LIVE, title, body)
+}
+
+fn framed(status: StatusCode, style: &Style, title: &str, body: &Markup) -> Response {
     let body = html! {
         (body)
         footer { "Shared read-only from Nexus." }
     };
-    respond(status, &STYLE, Forms::None, document(title, &STYLE, &body))
+    respond(status, style, Forms::None, document(title, style, &body))
 }
 
 fn task_html(page: &TaskPage) -> Markup {

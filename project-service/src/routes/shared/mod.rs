@@ -5,8 +5,10 @@
 //! database, its target must be the path's, and a grant of another tenant arriving on a
 //! tenant host (`X-Tenant-Id` from the gateway) is refused. Every refusal looks the same
 //! and shows nothing of the task. Pages are plain HTML with one inline stylesheet (allowed
-//! by hash in the CSP), no scripts, and are never cached or indexed; JSON for
-//! `Accept: application/json`.
+//! by hash in the CSP) and are never cached or indexed; JSON for `Accept: application/json`.
+//! A page that shows a task or a board also has one inline script (allowed by hash) that
+//! keeps it current: it follows `/api/v1/stream/shared` with the page's own grant and,
+//! when the task changes, reads the page again and puts its new `<main>` in place.
 
 mod grant;
 mod html;
@@ -103,7 +105,7 @@ async fn show<P: SharedPage>(
     .await;
     match result {
         Ok(page) if json => page_json(&page),
-        Ok(page) => html::page(StatusCode::OK, page.title(), &page.body()),
+        Ok(page) => html::live_page(page.title(), &page.body()),
         Err(refused) => refusal(refused, json),
     }
 }

@@ -1,27 +1,27 @@
 //! Access tokens revoked before they expire: a member removed, or their role changed.
 //!
-//! Tokens are self-contained for their lifetime, so the gateway keeps user-service's
-//! revocation list (`GET /internal/revocations`), polled every `REVOCATION_POLL_MS`, and
-//! refuses a token of (tenant, user) issued before the revocation. Entries are dropped
-//! once every token they could void has expired. While user-service cannot be reached the
-//! list stays as it was (tokens keep working until they expire, as without the list).
+//! Tokens are self-contained for their lifetime, so whoever must honour a revocation
+//! sooner (the gateway on every request, notification-service for its open streams)
+//! keeps user-service's revocation list (`GET /internal/revocations`), polled every
+//! `REVOCATION_POLL_MS`, and refuses a token of (tenant, user) issued before the
+//! revocation. Entries are dropped once every token they could void has expired. While
+//! user-service cannot be reached the list stays as it was (tokens keep working until
+//! they expire, as without the list).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::internal::InternalToken;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::routes::Upstream;
-use crate::upstreams::Upstreams;
+use crate::internal::InternalToken;
 
 /// How long an entry matters: the longest an access token lives, and a margin.
-const KEEP_SECS: i64 = common::auth::ACCESS_TOKEN_TTL_SECS + 5 * 60;
+const KEEP_SECS: i64 = super::ACCESS_TOKEN_TTL_SECS + 5 * 60;
 
 #[derive(Default)]
 pub struct Revocations {
@@ -31,8 +31,9 @@ pub struct Revocations {
     any: AtomicBool,
 }
 
+/// One page of user-service's list: the revocations after a cursor, and the next cursor.
 #[derive(Deserialize)]
-struct Page {
+pub struct Page {
     items: Vec<Item>,
     cursor: i64,
 }
@@ -67,17 +68,16 @@ impl Revocations {
         self.any.store(!entries.is_empty(), Ordering::Release);
     }
 
-    /// Polls user-service until `shutdown`.
-    pub async fn follow(
-        self: Arc<Self>,
-        upstreams: Arc<Upstreams>,
-        token: InternalToken,
-        every: Duration,
-        shutdown: CancellationToken,
-    ) {
+    /// Polls the list with `fetch` (given the cursor, none at first) every `every` until
+    /// `shutdown`.
+    pub async fn follow<F, Fut>(&self, fetch: F, every: Duration, shutdown: CancellationToken)
+    where
+        F: Fn(Option<i64>) -> Fut,
+        Fut: Future<Output = anyhow::Result<Page>>,
+    {
         let mut cursor: Option<i64> = None;
         loop {
-            match fetch(&upstreams, &token, cursor).await {
+            match fetch(cursor).await {
                 Ok(page) => {
                     cursor = Some(page.cursor);
                     self.apply(page.items, chrono::Utc::now().timestamp());
@@ -92,25 +92,23 @@ impl Revocations {
     }
 }
 
-async fn fetch(
-    upstreams: &Upstreams,
+/// The request for one page of the list from user-service at `base`.
+pub fn request(
+    client: &reqwest::Client,
+    base: &str,
     token: &InternalToken,
     cursor: Option<i64>,
-) -> anyhow::Result<Page> {
-    let response = upstreams
-        .send(Upstream::UserService, |client, base| {
-            let request = client
-                .get(format!("{base}/internal/revocations"))
-                .header(reqwest::header::AUTHORIZATION, token.bearer());
-            match cursor {
-                Some(after) => request.query(&[("after", after)]),
-                None => request,
-            }
-        })
-        .await
-        .map_err(|err| anyhow::anyhow!("user-service: {err:?}"))?
-        .error_for_status()?;
-    Ok(response.json().await?)
+) -> reqwest::RequestBuilder {
+    let request = client
+        .get(format!(
+            "{}/internal/revocations",
+            base.trim_end_matches('/')
+        ))
+        .header(reqwest::header::AUTHORIZATION, token.bearer());
+    match cursor {
+        Some(after) => request.query(&[("after", after)]),
+        None => request,
+    }
 }
 
 #[cfg(test)]
