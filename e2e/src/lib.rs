@@ -471,6 +471,20 @@ impl Fleet {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
 
+    /// `who` POSTs `body` to `path`, which must answer 201: the new thing's `id`.
+    pub async fn create(
+        &self,
+        http: &reqwest::Client,
+        who: &Session,
+        path: &str,
+        body: serde_json::Value,
+    ) -> String {
+        let made = self
+            .expect(http, who, reqwest::Method::POST, path, Some(body), 201)
+            .await;
+        made["id"].as_str().expect("an id").to_owned()
+    }
+
     /// Signs up organisation `slug` on the starter plan (room for a member of every role)
     /// with `email` as its owner (201 or the test fails).
     pub async fn signup(&self, http: &reqwest::Client, slug: &str, email: &str) {

@@ -29,17 +29,15 @@ async fn stream(fleet: &Fleet, http: &Client, who: &Session, last: Option<i64>) 
     EventStream::new(request.send().await.expect("opening a stream"))
 }
 
+async fn project(fleet: &Fleet, http: &Client, who: &Session, body: Value) -> String {
+    fleet.create(http, who, "/api/v1/projects", body).await
+}
+
 async fn task(fleet: &Fleet, http: &Client, who: &Session, project: &str, title: &str) -> String {
-    id(&fleet
-        .expect(
-            http,
-            who,
-            Method::POST,
-            &format!("/api/v1/projects/{project}/tasks"),
-            Some(json!({"title": title})),
-            201,
-        )
-        .await)
+    let path = format!("/api/v1/projects/{project}/tasks");
+    fleet
+        .create(http, who, &path, json!({"title": title}))
+        .await
 }
 
 /// Frames until the `task.created` of `task`; those before it must be none of `unwanted`.
@@ -70,36 +68,21 @@ async fn members_see_live_what_they_may_read_resume_anywhere_and_are_cut_off_whe
     let bob_id = id(&fleet
         .expect(&http, &bob, Method::GET, "/api/v1/users/me", None, 200)
         .await);
-    let open = id(&fleet
-        .expect(
-            &http,
-            &owner,
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"key": "WEB", "name": "Web"})),
-            201,
-        )
-        .await);
-    let closed = id(&fleet
-        .expect(
-            &http,
-            &owner,
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"key": "SEC", "name": "Secret", "visibility": "members"})),
-            201,
-        )
-        .await);
-    let globex_project = id(&fleet
-        .expect(
-            &http,
-            &gina,
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"key": "GLX", "name": "Globex"})),
-            201,
-        )
-        .await);
+    let open = project(&fleet, &http, &owner, json!({"key": "WEB", "name": "Web"})).await;
+    let closed = project(
+        &fleet,
+        &http,
+        &owner,
+        json!({"key": "SEC", "name": "Secret", "visibility": "members"}),
+    )
+    .await;
+    let globex_project = project(
+        &fleet,
+        &http,
+        &gina,
+        json!({"key": "GLX", "name": "Globex"}),
+    )
+    .await;
 
     // Another tenant's token opens no stream on acme's host.
     let foreign = http
@@ -384,16 +367,7 @@ async fn an_id_older_than_the_window_gets_reset_and_a_lapsed_ticket_opens_nothin
     let http = fleet.client(&["acme"]);
     fleet.signup(&http, "acme", "olive@acme.test").await;
     let owner = fleet.login(&http, "acme", "olive@acme.test").await;
-    let project = id(&fleet
-        .expect(
-            &http,
-            &owner,
-            Method::POST,
-            "/api/v1/projects",
-            Some(json!({"key": "WEB", "name": "Web"})),
-            201,
-        )
-        .await);
+    let project = project(&fleet, &http, &owner, json!({"key": "WEB", "name": "Web"})).await;
     let mut events = stream(&fleet, &http, &owner, None).await;
     let first = task(&fleet, &http, &owner, &project, "First").await;
     let seen = created(&mut events, &first).await.last().unwrap().seq();
