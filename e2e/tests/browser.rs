@@ -328,14 +328,16 @@ async fn a_browser_opens_a_protected_share_link_and_renders_the_docs_and_the_das
     assert_eq!(moved.status(), 200);
     let changed = Instant::now();
     loop {
+        // Read in one step: the page swaps its <main> when it updates, which would leave
+        // an element found a moment before stale.
         let status = browser
-            .find(Locator::Css("dd .pill"))
-            .await
-            .unwrap()
-            .text()
+            .execute(
+                "const p = document.querySelector('dd .pill'); return p ? p.textContent : null;",
+                vec![],
+            )
             .await
             .unwrap();
-        if status == "Done" {
+        if status == json!("Done") {
             break;
         }
         assert!(
