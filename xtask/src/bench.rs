@@ -260,7 +260,7 @@ pub struct Options {
 }
 
 /// The scenarios in the order a full run takes them; `projects` is accepted for `tasks`.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "tenants",
     "gateway",
     "tasks",
@@ -269,6 +269,7 @@ pub const SCENARIOS: [&str; 8] = [
     "redirect",
     "footprint",
     "soak",
+    "stream",
 ];
 
 /// The chart a full run draws.
@@ -486,6 +487,35 @@ fn soak_rows(r: &crate::bench_soak::SoakReport) -> Vec<Row> {
     rows
 }
 
+fn stream_rows(r: &crate::bench_stream::StreamReport) -> Vec<Row> {
+    let mut rows = vec![row(
+        "stream",
+        &format!(
+            "gateway + notification-service RSS per idle stream, {} open",
+            r.streams
+        ),
+        (r.together_kib_per_stream, r.per_stream_goal_kib),
+        "KiB",
+        "goal",
+        Some(Goal::AtMost(1.0)),
+    )];
+    rows.extend(r.fanout.iter().map(|f| {
+        let goal = f.streams == crate::bench_stream::FANOUT_STREAMS;
+        row(
+            "stream",
+            &format!(
+                "p99 write to client, one event to {}",
+                crate::bench_stream::streams_text(f.streams)
+            ),
+            (f.p99_ms, r.p99_goal_ms),
+            "ms",
+            "goal",
+            goal.then_some(Goal::AtMost(1.0)),
+        )
+    }));
+    rows
+}
+
 /// The release-build side of [`run`].
 pub async fn run_release(
     scenarios: &[String],
@@ -561,6 +591,12 @@ pub async fn run_release(
         crate::bench_soak::print_soak(&report);
         rows.extend(soak_rows(&report));
         reports.insert("soak".into(), serde_json::to_value(&report)?);
+    }
+    if wanted("stream") {
+        let report = crate::bench_stream::stream_scenario().await?;
+        crate::bench_stream::print_stream(&report);
+        rows.extend(stream_rows(&report));
+        reports.insert("stream".into(), serde_json::to_value(&report)?);
     }
     let elapsed = started.elapsed();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);

@@ -61,7 +61,7 @@ pub struct RedirectReport {
 
 /// Clock ticks of CPU (user + system) `pid` has used; the stat's fields after the
 /// command name, which may hold spaces, are read from the last `)`.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -76,7 +76,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-fn ticks_per_second() -> anyhow::Result<f64> {
+pub(crate) fn ticks_per_second() -> anyhow::Result<f64> {
     let out = std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()?;

@@ -68,32 +68,44 @@ pub struct SoakReport {
     pub exited: Vec<String>,
 }
 
-/// Names of everything the run creates, so all of it can be removed.
-struct Names {
+/// Names of everything a fleet benchmark creates (`soak`, `stream`), so all of it can be
+/// removed.
+pub(crate) struct Names {
     /// Prefix of its PostgreSQL databases and roles (services' and tenants').
-    prefix: String,
-    slug: String,
+    pub(crate) prefix: String,
+    pub(crate) slug: String,
     exchange: String,
     queue: String,
     dead_letter_queue: String,
+    notification_queue: String,
+    notification_dead_letter_queue: String,
     mongo_database: String,
 }
 
 impl Names {
-    fn new() -> Self {
+    /// Names of scenario `scenario` (lowercase letters), with a tag of their own.
+    pub(crate) fn new(scenario: &str) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Self {
-            prefix: format!("bsoak{tag}_"),
-            slug: format!("soak-{tag}"),
-            exchange: format!("bench.soak.{tag}.events"),
-            queue: format!("bench.soak.{tag}.analytics"),
-            dead_letter_queue: format!("bench.soak.{tag}.analytics.dead"),
-            mongo_database: format!("nexus_bench_soak_{tag}"),
+            prefix: format!("b{scenario}{tag}_"),
+            slug: format!("{scenario}-{tag}"),
+            exchange: format!("bench.{scenario}.{tag}.events"),
+            queue: format!("bench.{scenario}.{tag}.analytics"),
+            dead_letter_queue: format!("bench.{scenario}.{tag}.analytics.dead"),
+            notification_queue: format!("bench.{scenario}.{tag}.notifications"),
+            notification_dead_letter_queue: format!("bench.{scenario}.{tag}.notifications.dead"),
+            mongo_database: format!("nexus_bench_{scenario}_{tag}"),
         }
     }
 
-    /// The variables `service` runs with in the soak.
-    fn settings(&self, service: &str, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    /// The variables `service` runs with in the scenario: its own stores and broker
+    /// objects, and the settings of `raised` that are `service`'s.
+    pub(crate) fn settings(
+        &self,
+        service: &str,
+        dir: &std::path::Path,
+        raised: &[(&str, &'static str, &str)],
+    ) -> Vec<(&'static str, String)> {
         let postgres = deps::Urls::from_env().postgres;
         let postgres = postgres.trim_end_matches('/');
         let prefix = &self.prefix;
@@ -123,10 +135,17 @@ impl Names {
                     self.dead_letter_queue.clone(),
                 ),
             ]),
+            "notification-service" => vars.extend([
+                ("NOTIFICATION_QUEUE", self.notification_queue.clone()),
+                (
+                    "NOTIFICATION_DEAD_LETTER_QUEUE",
+                    self.notification_dead_letter_queue.clone(),
+                ),
+            ]),
             _ => {}
         }
         vars.extend(
-            RAISED
+            raised
                 .iter()
                 .filter(|(s, _, _)| *s == service)
                 .map(|(_, var, value)| (*var, (*value).to_owned())),
@@ -137,14 +156,14 @@ impl Names {
 
 pub async fn soak_scenario(minutes: u64) -> anyhow::Result<SoakReport> {
     let minutes = minutes.max(1);
-    let names = Names::new();
+    let names = Names::new("soak");
     let dir = std::env::temp_dir().join(format!("nexus_bench_{}", names.prefix));
     println!(
         "• starting the seven release binaries (databases {}*, logs in {})",
         names.prefix,
         dir.display()
     );
-    let fleet = Fleet::start_release_with(&dir, |service| names.settings(service, &dir))?;
+    let fleet = Fleet::start_release_with(&dir, |service| names.settings(service, &dir, &RAISED))?;
     let result = run(&fleet, &names, minutes).await;
     drop(fleet);
     if let Err(err) = remove(&names).await {
@@ -260,19 +279,28 @@ async fn run(fleet: &Fleet, names: &Names, minutes: u64) -> anyhow::Result<SoakR
     })
 }
 
-/// Deletes the soak's queues and exchanges and its MongoDB database.
-async fn remove(names: &Names) -> anyhow::Result<()> {
+/// Deletes a scenario's queues and exchanges (the live stream's fanout too) and its
+/// MongoDB database.
+pub(crate) async fn remove(names: &Names) -> anyhow::Result<()> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let urls = deps::Urls::from_env();
     let connection =
         lapin::Connection::connect(&urls.amqp, lapin::ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    for queue in [&names.queue, &names.dead_letter_queue] {
+    let dead_letters = [
+        &names.dead_letter_queue,
+        &names.notification_dead_letter_queue,
+    ];
+    for queue in [&names.queue, &names.notification_queue]
+        .into_iter()
+        .chain(dead_letters)
+    {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await?;
     }
-    for exchange in [&names.exchange, &names.dead_letter_queue] {
+    let fanout = format!("{}.stream", names.exchange);
+    for exchange in [&names.exchange, &fanout].into_iter().chain(dead_letters) {
         channel
             .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await?;

@@ -66,13 +66,13 @@ impl Tally {
 
 /// An answer: its status (none if the request failed) and its body as JSON (`null` if
 /// it was not).
-struct Answer {
-    status: Option<u16>,
-    json: Value,
+pub(crate) struct Answer {
+    pub(crate) status: Option<u16>,
+    pub(crate) json: Value,
 }
 
 impl Answer {
-    fn expect(self, status: u16, what: &str) -> anyhow::Result<Value> {
+    pub(crate) fn expect(self, status: u16, what: &str) -> anyhow::Result<Value> {
         if self.status != Some(status) {
             bail!(
                 "{what}: expected {status}, got {:?}: {}",
@@ -152,13 +152,13 @@ impl Client {
         }
     }
 
-    async fn get(&self, path: &str, token: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Answer {
         let host = self.tenant.clone();
         self.call(reqwest::Method::GET, &host, path, Some(token), Body::None)
             .await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
         let host = self.tenant.clone();
         self.call(
             reqwest::Method::POST,
@@ -170,7 +170,7 @@ impl Client {
         .await
     }
 
-    async fn login(&self, email: &str) -> Answer {
+    pub(crate) async fn login(&self, email: &str) -> Answer {
         let host = self.tenant.clone();
         let body = json!({"email": email, "password": PASSWORD});
         self.call(
@@ -184,7 +184,7 @@ impl Client {
     }
 }
 
-fn id(value: &Value) -> anyhow::Result<String> {
+pub(crate) fn id(value: &Value) -> anyhow::Result<String> {
     value["id"]
         .as_str()
         .map(str::to_owned)
@@ -263,26 +263,7 @@ pub async fn setup(
     users: usize,
     concurrency: usize,
 ) -> anyhow::Result<World> {
-    let owner_email = format!("owner@{slug}.bench");
-    let signup = client
-        .call(
-            reqwest::Method::POST,
-            "localhost",
-            "/api/v1/tenants",
-            None,
-            Body::Json(json!({"slug": slug, "name": slug, "plan": "professional",
-                "owner": {"email": owner_email, "password": PASSWORD, "name": "Owner"}})),
-        )
-        .await;
-    signup.expect(201, "signing up the tenant")?;
-    let owner = client
-        .login(&owner_email)
-        .await
-        .expect(200, "the owner's login")?["access_token"]
-        .as_str()
-        .context("no access token")?
-        .to_owned();
-
+    let owner = sign_up(&client, slug).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut joins = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -298,28 +279,7 @@ pub async fn setup(
                 if i >= users {
                     return anyhow::Ok(());
                 }
-                let email = format!("user{i:04}@{slug}.bench");
-                let invite = client
-                    .post(
-                        "/api/v1/invites",
-                        &owner,
-                        json!({"email": email, "role": "manager"}),
-                    )
-                    .await
-                    .expect(201, &format!("inviting {email}"))?;
-                let host = client.tenant.clone();
-                client
-                    .call(
-                        reqwest::Method::POST,
-                        &host,
-                        "/api/v1/auth/accept-invite",
-                        None,
-                        Body::Json(
-                            json!({"token": invite["token"], "name": email, "password": PASSWORD}),
-                        ),
-                    )
-                    .await
-                    .expect(200, &format!("{email} accepting the invite"))?;
+                add_manager(&client, &owner, &format!("user{i:04}@{slug}.bench")).await?;
             }
         }));
     }
@@ -405,6 +365,54 @@ pub async fn setup(
     })
 }
 
+/// Signs up tenant `slug` on the professional plan (room for 200 users) with the owner
+/// `owner@<slug>.bench`, and logs the owner in: the owner's access token.
+pub(crate) async fn sign_up(client: &Client, slug: &str) -> anyhow::Result<String> {
+    let owner_email = format!("owner@{slug}.bench");
+    let signup = client
+        .call(
+            reqwest::Method::POST,
+            "localhost",
+            "/api/v1/tenants",
+            None,
+            Body::Json(json!({"slug": slug, "name": slug, "plan": "professional",
+                "owner": {"email": owner_email, "password": PASSWORD, "name": "Owner"}})),
+        )
+        .await;
+    signup.expect(201, "signing up the tenant")?;
+    Ok(client
+        .login(&owner_email)
+        .await
+        .expect(200, "the owner's login")?["access_token"]
+        .as_str()
+        .context("no access token")?
+        .to_owned())
+}
+
+/// Invites `email` as a manager, who accepts with [`PASSWORD`] (which hashes it).
+pub(crate) async fn add_manager(client: &Client, owner: &str, email: &str) -> anyhow::Result<()> {
+    let invite = client
+        .post(
+            "/api/v1/invites",
+            owner,
+            json!({"email": email, "role": "manager"}),
+        )
+        .await
+        .expect(201, &format!("inviting {email}"))?;
+    let host = client.tenant.clone();
+    client
+        .call(
+            reqwest::Method::POST,
+            &host,
+            "/api/v1/auth/accept-invite",
+            None,
+            Body::Json(json!({"token": invite["token"], "name": email, "password": PASSWORD})),
+        )
+        .await
+        .expect(200, &format!("{email} accepting the invite"))?;
+    Ok(())
+}
+
 async fn create_link(client: &Client, token: &str, task: &str, protected: bool) -> Answer {
     let mut body = json!({"target": {"type": "task", "id": task}, "ttl": 86_400});
     if protected {
@@ -427,7 +435,7 @@ pub struct LoginReport {
     pub tally: Tally,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

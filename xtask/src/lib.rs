@@ -11,6 +11,7 @@ pub mod bench_redirect;
 pub mod bench_soak;
 pub mod bench_soak_load;
 pub mod bench_soak_rss;
+pub mod bench_stream;
 pub mod bench_summary;
 pub mod deps;
 pub mod docs;
