@@ -84,3 +84,60 @@ pub async fn members<T: serde::de::DeserializeOwned>(
     .json()
     .await
 }
+
+/// user-service's `GET /internal/tenants/{tenant}/users?permission=…`: the active members
+/// of `tenant` whose role grants `permission`, in whatever shape `T` reads of
+/// `{id, name, email}`.
+pub async fn holders<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    user_service_url: &str,
+    token: &InternalToken,
+    tenant: uuid::Uuid,
+    permission: crate::auth::Perm,
+) -> reqwest::Result<Vec<T>> {
+    http.get(format!(
+        "{}/internal/tenants/{tenant}/users",
+        user_service_url.trim_end_matches('/')
+    ))
+    .query(&[("permission", permission.as_str())])
+    .header(reqwest::header::AUTHORIZATION, token.bearer())
+    .send()
+    .await?
+    .error_for_status()?
+    .json()
+    .await
+}
+
+/// tenant-resolver's `GET /internal/tenants`, page by page: every active tenant's id.
+pub async fn active_tenants(
+    http: &reqwest::Client,
+    tenant_resolver_url: &str,
+    token: &InternalToken,
+) -> reqwest::Result<Vec<uuid::Uuid>> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        items: Vec<uuid::Uuid>,
+        next: Option<uuid::Uuid>,
+    }
+    let url = format!(
+        "{}/internal/tenants",
+        tenant_resolver_url.trim_end_matches('/')
+    );
+    let mut all = Vec::new();
+    let mut after: Option<uuid::Uuid> = None;
+    loop {
+        let mut request = http
+            .get(&url)
+            .query(&[("limit", "1000")])
+            .header(reqwest::header::AUTHORIZATION, token.bearer());
+        if let Some(after) = after {
+            request = request.query(&[("after", after.to_string())]);
+        }
+        let page: Page = request.send().await?.error_for_status()?.json().await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod edge;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -199,6 +199,10 @@ impl Fleet {
                 ("PUBLIC_URL", format!("http://localhost:{port}")),
                 ("MAIL_RETRY_BASE_MS", "200".to_owned()),
                 ("SHARE_GRANT_SECRET", SHARE_GRANT_SECRET.to_owned()),
+                // Webhook receivers in the tests listen on loopback, and retries come
+                // at a thousandth of the real schedule (5 ms, 300 ms, 1.8 s, …).
+                ("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1".to_owned()),
+                ("WEBHOOK_RETRY_SCALE", "0.001".to_owned()),
                 internal.clone(),
             ]),
             notification_overrides,
@@ -308,6 +312,35 @@ impl Fleet {
         let config = self.resolver_config.clone();
         self.tenant_resolver =
             TestServer::start_on(listener, |l, s| tenant_resolver::run_until(config, l, s)).await;
+    }
+
+    /// Stops notification-service (draining, as on SIGTERM), waits until its port
+    /// refuses, and starts it again on that port with its settings: a restart.
+    pub async fn restart_notification_service(&mut self) {
+        self.notifications.stop();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let listener = loop {
+            if tokio::net::TcpStream::connect(self.notifications.addr)
+                .await
+                .is_err()
+                && let Ok(listener) = TcpListener::bind(self.notifications.addr).await
+            {
+                break listener;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "notification-service did not stop"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let config = self.notifications_config.clone();
+        self.notifications = TestServer::start_on(listener, |l, s| {
+            notification_service::run_until(config, l, s)
+        })
+        .await;
+        self.notifications
+            .wait_until("/readyz", std::time::Duration::from_secs(30))
+            .await;
     }
 
     /// Another notification-service instance beside the fleet's, with the same settings

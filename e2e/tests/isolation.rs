@@ -182,6 +182,24 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
         json!({"email": "pending@acme.test", "role": "viewer"}),
     )
     .await;
+    // A webhook of acme's (to the gateway's health route: loopback is allowed in the
+    // fleet) and one delivery of it.
+    let webhook = created(
+        &w,
+        "/api/v1/webhooks",
+        json!({"url": w.fleet.url("localhost", "/healthz"), "events": ["task.*"],
+               "description": MARKER}),
+    )
+    .await;
+    let (_, queued) = send(
+        &w,
+        &w.acme,
+        Method::POST,
+        &format!("/api/v1/webhooks/{}/test", id(&webhook)),
+        None,
+    )
+    .await;
+    let delivery: Value = serde_json::from_str(&queued).unwrap();
     w.ids = BTreeMap::from([
         ("project", pid),
         ("task", tid.clone()),
@@ -194,6 +212,11 @@ async fn world(gateway_overrides: &[(&str, &str)]) -> World {
         ("user_id", member_id),
         ("notification", notification),
         ("task_id", tid),
+        ("webhook", id(&webhook)),
+        (
+            "delivery_id",
+            delivery["delivery_id"].as_str().unwrap().to_owned(),
+        ),
     ]);
     w
 }
@@ -213,6 +236,7 @@ fn fill(w: &World, template: &str) -> String {
             ("id", t) if t.starts_with("/api/v1/invites/") => "invite",
             ("id", t) if t.starts_with("/api/v1/users/") => "user_id",
             ("id", t) if t.starts_with("/api/v1/notifications/") => "notification",
+            ("id", t) if t.starts_with("/api/v1/webhooks/") => "webhook",
             (other, _) => other,
         };
         let value = w.ids.get(key).unwrap_or_else(|| {
@@ -233,6 +257,11 @@ fn body(w: &World, method: &Method, template: &str) -> Option<Value> {
             json!({"target": {"type": "task", "id": ids["task"]}, "ttl": 60})
         }
         ("POST", "/api/v1/invites") => json!({"email": "someone@globex.test", "role": "viewer"}),
+        ("POST", "/api/v1/webhooks") => {
+            json!({"url": w.fleet.url("localhost", "/healthz"), "events": ["*"]})
+        }
+        ("POST", t) if t.ends_with("/recover") => json!({"since": "2000-01-01T00:00:00Z"}),
+        ("PATCH", t) if t.starts_with("/api/v1/webhooks/") => json!({"description": "x"}),
         ("POST", t) if t.ends_with("/tasks") => json!({"title": "x", "parent_id": ids["task"]}),
         ("POST", t) if t.ends_with("/columns") => json!({"name": "x"}),
         ("POST", t) if t.ends_with("/comments") => json!({"body": "x"}),
@@ -705,6 +734,7 @@ fn permission(method: &Method, template: &str) -> Option<Option<Perm>> {
         (_, t) if t.starts_with("/api/v1/notifications/subscriptions/") => TasksRead,
         // The stream itself is no request-and-answer (e2e/tests/stream.rs checks it).
         ("POST", "/api/v1/stream/tickets") => TasksRead,
+        (_, t) if t.starts_with("/api/v1/webhooks") => WebhooksManage,
         (_, t) if t.starts_with("/api/v1/notifications") => return Some(None),
         _ => return None,
     };

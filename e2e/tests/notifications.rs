@@ -458,7 +458,7 @@ async fn the_inbox_counts_reads_snoozes_and_archives() {
     // Preferences: every kind has one; a kind kept out of the inbox is not stored.
     let prefs = "/api/v1/notifications/preferences";
     let shown = w.expect(&bob, Method::GET, prefs, None, 200).await;
-    assert_eq!(shown["kinds"].as_array().unwrap().len(), 5);
+    assert_eq!(shown["kinds"].as_array().unwrap().len(), 6, "the six kinds");
     assert_eq!(
         shown["kinds"][0],
         json!({"kind": "task_assigned", "in_app": true, "email": "instant"})

@@ -84,7 +84,7 @@ const fn stream(prefix: &'static str, auth: AuthMode) -> Route {
 }
 
 /// The contract's table. `/internal/...` is deliberately absent: never routed.
-pub const TABLE: [Route; 18] = [
+pub const TABLE: [Route; 19] = [
     route(
         "/api/v1/tenants",
         HostKind::Apex,
@@ -190,6 +190,12 @@ pub const TABLE: [Route; 18] = [
     ),
     // A share page's stream, authorised by the page's grant (checked upstream).
     stream("/api/v1/stream/shared", AuthMode::Grant),
+    route(
+        "/api/v1/webhooks",
+        HostKind::Tenant,
+        AuthMode::Jwt,
+        Upstream::Notifications,
+    ),
 ];
 
 /// The longest prefix that matches `path` on a segment boundary.

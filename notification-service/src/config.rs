@@ -64,6 +64,8 @@ pub struct Config {
     #[command(flatten)]
     pub stream: StreamArgs,
     #[command(flatten)]
+    pub webhooks: WebhookArgs,
+    #[command(flatten)]
     pub grant: GrantArgs,
     #[command(flatten)]
     pub tenant_db: TenantDbArgs,
@@ -135,6 +137,36 @@ pub struct StreamArgs {
     /// members, changed roles): the longest such a token keeps working.
     #[arg(long, env = "REVOCATION_POLL_MS", default_value_t = 1000)]
     pub revocation_poll_ms: u64,
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Networks webhook receivers may be in although they are loopback, private or
+    /// link-local (CIDRs or addresses, comma-separated; empty: none). `cargo xtask up`
+    /// sets loopback for local development.
+    #[arg(long, env = "WEBHOOK_ALLOWED_NETWORKS", default_value = "",
+          value_parser = allowed_networks)]
+    pub webhook_allowed_networks: AllowedNetworks,
+    /// Multiplies the waits between a delivery's attempts (5 s, 5 min, 30 min, 2 h, 5 h,
+    /// 10 h, 10 h); below 1 only for tests.
+    #[arg(long, env = "WEBHOOK_RETRY_SCALE", default_value_t = 1.0)]
+    pub webhook_retry_scale: f64,
+    /// Hours an endpoint may fail without a success before it is disabled (and those who
+    /// manage webhooks are told).
+    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_HOURS", default_value_t = 120.0)]
+    pub webhook_disable_after_hours: f64,
+    /// Seconds an attempt may take, connection to last byte of the answer.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_SECS", default_value_t = 15)]
+    pub webhook_timeout_secs: u64,
+}
+
+/// A parsed `WEBHOOK_ALLOWED_NETWORKS`.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedNetworks(pub Vec<ipnet::IpNet>);
+
+fn allowed_networks(list: &str) -> Result<AllowedNetworks, String> {
+    common::egress::Egress::parse_allowed(list).map(AllowedNetworks)
 }
 
 /// The development default of `UNSUBSCRIBE_SECRET`; the service warns when it runs with it.

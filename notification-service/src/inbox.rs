@@ -32,6 +32,7 @@ use crate::domain::notification::{Kind, NewNotification, TaskRef};
 use crate::domain::stream::{Batch, Item};
 use crate::live::{self, Hub};
 use crate::mailer::Mailer;
+use crate::webhooks::{self, Dispatcher};
 
 /// Tenants of one batch written at the same time (each on its own connection).
 const TENANTS_AT_ONCE: usize = 4;
@@ -42,6 +43,9 @@ pub struct Inbox {
     /// Told of each tenant whose batch queued mail (and of each tenant the first time
     /// this process writes to it, for mail left from before a restart).
     pub mailer: Arc<Mailer>,
+    /// Told of each tenant whose batch stored webhook deliveries (and of each tenant the
+    /// first time, for deliveries left from before a restart).
+    pub webhooks: Arc<Dispatcher>,
     /// Seconds a new digest window stays open (`DIGEST_INTERVAL_SECS`).
     pub digest_secs: f64,
     /// Told of what each tenant's batch appended to its live stream.
@@ -146,21 +150,26 @@ impl Inbox {
             // notifications it gave.
             let (rows, mut items) = live::of_batch(&mine, &pending, &stored.notifications);
             let appended = db::stream::append(&mut tx, &rows).await?;
+            // The webhook deliveries of the batch's events, stored before any attempt.
+            let subscriptions = db::webhooks::subscriptions(&mut tx).await?;
+            let deliveries = webhooks::deliveries(&mine, &subscriptions);
+            let queued = db::webhooks::enqueue(&mut tx, &deliveries).await?;
             if self.hub.prune_due(tenant) {
                 db::stream::prune(&mut tx, self.retention_secs).await?;
             }
             tx.commit().await?;
             metrics::counter!("notifications_created_total").increment(stored.events.len() as u64);
             items.extend(appended.into_iter().map(Item::Event));
-            sqlx::Result::Ok((outcomes, stored, items))
+            sqlx::Result::Ok((outcomes, stored, items, queued))
         }
         .await;
         match outcome {
-            Ok((outcomes, stored, items)) => {
+            Ok((outcomes, stored, items, queued)) => {
                 if !items.is_empty() {
                     self.hub.publish(&Batch { tenant, items }).await;
                 }
                 self.mailer.touch(tenant, stored.mails > 0);
+                self.webhooks.touch(tenant, queued > 0);
                 let mut told = stored.events;
                 told.sort_unstable();
                 for outcome in outcomes {

@@ -13,6 +13,8 @@ pub mod inbox;
 pub mod live;
 pub mod mailer;
 pub mod routes;
+pub mod schedule;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use utoipa::OpenApi;
 pub use config::Config;
 use live::Hub;
 use mailer::Mailer;
+use webhooks::Dispatcher;
 
 pub const NAME: &str = "notification-service";
 
@@ -46,6 +49,7 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub databases: Arc<TenantDirectory>,
     pub mailer: Arc<Mailer>,
+    pub webhooks: Arc<Dispatcher>,
     pub consumer: Status,
     pub hub: Arc<Hub>,
     pub revocations: Arc<Revocations>,
@@ -77,6 +81,16 @@ pub struct AppState {
         routes::stream::ticket,
         routes::stream::open,
         routes::stream::shared,
+        routes::webhooks::create,
+        routes::webhooks::list,
+        routes::webhooks::show,
+        routes::webhooks::change,
+        routes::webhooks::remove,
+        routes::webhooks::rotate_secret,
+        routes::webhooks::test,
+        routes::webhooks::deliveries,
+        routes::webhooks::retry,
+        routes::webhooks::recover,
     )
 )]
 struct ApiDoc;
@@ -163,6 +177,29 @@ pub async fn run_with(
         internal.clone(),
     )?);
     let mailing = tokio::spawn(Arc::clone(&mailer).run(shutdown.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(
+        &config.webhooks,
+        Arc::clone(&databases),
+        Arc::clone(&mailer),
+        http.clone(),
+        &config.mail.user_service_url,
+        internal.clone(),
+        config.mail.digest_interval_secs as f64,
+    )?);
+    let dispatching = tokio::spawn(Arc::clone(&dispatcher).run(shutdown.clone()));
+    let sweeping = tokio::spawn({
+        let (mailer, dispatcher) = (Arc::clone(&mailer), Arc::clone(&dispatcher));
+        schedule::sweep(
+            http.clone(),
+            config.tenant_db.tenant_resolver_url.clone(),
+            internal.clone(),
+            move |tenant| {
+                mailer.touch(tenant, true);
+                dispatcher.touch(tenant, true);
+            },
+            shutdown.clone(),
+        )
+    });
     let hub = Arc::new(Hub::new(
         broker.clone(),
         Duration::from_secs(config.stream.stream_retention_secs),
@@ -194,6 +231,7 @@ pub async fn run_with(
             sink: inbox::Inbox {
                 directory: Arc::clone(&databases),
                 mailer: Arc::clone(&mailer),
+                webhooks: Arc::clone(&dispatcher),
                 digest_secs: config.mail.digest_interval_secs as f64,
                 hub: Arc::clone(&hub),
                 retention_secs: config.stream.stream_retention_secs as f64,
@@ -220,11 +258,14 @@ pub async fn run_with(
         broker,
         databases,
         mailer,
+        webhooks: dispatcher,
         consumer: status,
     };
     let served = common::server::serve(listener, router(state), shutdown, &server).await;
     consumer.await.ok();
     mailing.await.ok();
+    dispatching.await.ok();
+    sweeping.await.ok();
     listening.await.ok();
     following.await.ok();
     reaper.await.ok();

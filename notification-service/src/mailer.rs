@@ -12,12 +12,10 @@
 //! longer a member), the last error kept in the row. No connection is held while it
 //! waits or sends.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::ApiError;
 use common::db::directory::TenantDirectory;
 use common::db::tenants::TenantConnection;
 use common::internal::InternalToken;
@@ -28,7 +26,6 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::Rng;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -39,6 +36,7 @@ use crate::db::mails::Claimed;
 use crate::domain::email::{self, Letter, Notice};
 use crate::domain::notification::Kind;
 use crate::domain::unsubscribe::{Unsubscribe, UnsubscribeKey};
+use crate::schedule::TenantSchedule;
 
 /// Mails claimed from one tenant at a time.
 const BATCH: i64 = 200;
@@ -72,14 +70,6 @@ enum Outcome {
     GiveUp(String),
 }
 
-#[derive(Default)]
-struct Schedule {
-    /// When each tenant next has mail due.
-    due: HashMap<Uuid, Instant>,
-    /// Tenants this process has looked at since it started.
-    seen: HashSet<Uuid>,
-}
-
 pub struct Mailer {
     directory: Arc<TenantDirectory>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -91,8 +81,7 @@ pub struct Mailer {
     public_url: String,
     max_attempts: i32,
     retry_base: Duration,
-    schedule: Mutex<Schedule>,
-    wake: Notify,
+    schedule: TenantSchedule,
 }
 
 impl Mailer {
@@ -122,8 +111,7 @@ impl Mailer {
             public_url: config.public_url.trim_end_matches('/').to_owned(),
             max_attempts: i32::try_from(config.mail_max_attempts.max(1)).unwrap_or(i32::MAX),
             retry_base: Duration::from_millis(config.mail_retry_base_ms.max(1)),
-            schedule: Mutex::default(),
-            wake: Notify::new(),
+            schedule: TenantSchedule::default(),
         })
     }
 
@@ -135,63 +123,20 @@ impl Mailer {
     /// The inbox wrote `tenant`'s notifications: look at its mail now if it `queued`
     /// some, or if this process has not looked at it yet.
     pub fn touch(&self, tenant: Uuid, queued: bool) {
-        let mut schedule = self.schedule.lock().expect("schedule lock");
-        if schedule.seen.insert(tenant) || queued {
-            schedule.due.insert(tenant, Instant::now());
-            drop(schedule);
-            self.wake.notify_one();
-        }
-    }
-
-    fn at(&self, tenant: Uuid, when: Instant) {
-        let mut schedule = self.schedule.lock().expect("schedule lock");
-        let due = schedule.due.entry(tenant).or_insert(when);
-        *due = (*due).min(when);
-    }
-
-    /// The tenants due now, taken off the schedule, and when the next one is due.
-    fn take_due(&self) -> (Vec<Uuid>, Option<Instant>) {
-        let now = Instant::now();
-        let mut schedule = self.schedule.lock().expect("schedule lock");
-        let due: Vec<Uuid> = schedule
-            .due
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(tenant, _)| *tenant)
-            .collect();
-        for tenant in &due {
-            schedule.due.remove(tenant);
-        }
-        (due, schedule.due.values().min().copied())
+        self.schedule.touch(tenant, queued);
     }
 
     /// Sends every tenant's mail at its time, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let this = &*self;
-        loop {
-            let (due, next) = self.take_due();
-            if due.is_empty() {
-                let sleep = next.map_or(Duration::from_secs(3600), |at| {
-                    at.saturating_duration_since(Instant::now())
-                });
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(sleep) => {}
-                }
-                continue;
-            }
+        while let Some(due) = self.schedule.next(&shutdown).await {
             futures::stream::iter(due)
                 .for_each_concurrent(TENANTS_AT_ONCE, |tenant| async move {
                     match this.deliver(tenant).await {
-                        Ok(Some(next)) => {
-                            let wait = (next - Utc::now()).to_std().unwrap_or_default();
-                            this.at(tenant, Instant::now() + wait);
-                        }
-                        Ok(None) => {}
+                        Ok(next) => this.schedule.after(tenant, next),
                         Err(err) => {
                             tracing::warn!(%tenant, error = %err, "mail: will retry");
-                            this.at(tenant, Instant::now() + TENANT_RETRY);
+                            this.schedule.at(tenant, Instant::now() + TENANT_RETRY);
                         }
                     }
                 })
@@ -250,11 +195,7 @@ impl Mailer {
     /// A connection to `tenant`'s database; `None` when the tenant is gone (it has no
     /// mail left to send). No connection is held across a send.
     async fn connect(&self, tenant: Uuid) -> anyhow::Result<Option<TenantConnection>> {
-        match self.directory.connect(tenant).await {
-            Ok(conn) => Ok(Some(conn)),
-            Err(ApiError::NotFound(_)) => Ok(None),
-            Err(err) => anyhow::bail!("tenant {tenant}'s database: {err}"),
-        }
+        crate::schedule::connect(&self.directory, tenant).await
     }
 
     /// Sends each mail (its notifications, `claimed` rows of one mail id); what became of

@@ -129,6 +129,7 @@ impl AppState {
     paths(
         routes::signup,
         routes::current,
+        routes::active,
         routes::lookup,
         routes::database,
         routes::suspend,

@@ -147,7 +147,8 @@ pub async fn emit(
         routes::internal::create_owner,
         routes::internal::remove_owner,
         routes::internal::summaries,
-        routes::internal::revocations
+        routes::internal::revocations,
+        routes::internal::holders
     )
 )]
 struct ApiDoc;

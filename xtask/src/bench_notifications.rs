@@ -23,6 +23,7 @@ use notification_service::domain::event::Event;
 use notification_service::inbox::Inbox;
 use notification_service::live::Hub;
 use notification_service::mailer::Mailer;
+use notification_service::webhooks::Dispatcher;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -185,17 +186,28 @@ async fn measure(
             token.clone(),
             config.tenant_db.limits(),
         ));
-        let mailer = Mailer::new(
+        let mailer = Arc::new(Mailer::new(
             &config.mail,
             Arc::clone(&directory),
             reqwest::Client::new(),
+            token.clone(),
+        )?);
+        // Matching each batch against the tenant's webhook endpoints (it has none).
+        let webhooks = Arc::new(Dispatcher::new(
+            &config.webhooks,
+            Arc::clone(&directory),
+            Arc::clone(&mailer),
+            reqwest::Client::new(),
+            &config.mail.user_service_url,
             token,
-        )?;
+            config.mail.digest_interval_secs as f64,
+        )?);
         // The live stream's appends and fanout are part of every batch's work too.
         let broker = Broker::new(amqp_url().into(), unique("bench.notifications"), "bench");
         Ok(Inbox {
             directory,
-            mailer: Arc::new(mailer),
+            mailer,
+            webhooks,
             digest_secs: config.mail.digest_interval_secs as f64,
             hub: Arc::new(Hub::new(
                 broker,

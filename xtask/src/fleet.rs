@@ -69,8 +69,16 @@ fn command(bin_dir: &Path, service: &ServiceDef, log_format: &str) -> Command {
     for var in crate::docs::per_service_variables() {
         cmd.env_remove(var);
     }
+    // Local development: webhook receivers on this machine are allowed (the default
+    // allows none), unless the caller's shell says otherwise.
+    if service.name == "notification-service" && std::env::var_os(WEBHOOK_NETWORKS).is_none() {
+        cmd.env(WEBHOOK_NETWORKS, LOOPBACK);
+    }
     cmd
 }
+
+const WEBHOOK_NETWORKS: &str = "WEBHOOK_ALLOWED_NETWORKS";
+const LOOPBACK: &str = "127.0.0.0/8,::1";
 
 /// Foreground: every line prefixed with its coloured service name; Ctrl-C stops all.
 fn up_attached(bin_dir: &Path) -> anyhow::Result<()> {

@@ -31,10 +31,12 @@ pub enum Perm {
     LinksCreate,
     LinksManage,
     AnalyticsRead,
+    /// Outgoing webhooks and incoming integrations (owner, admin).
+    WebhooksManage,
 }
 
 impl Perm {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::TenantRead,
         Self::TenantManage,
         Self::UsersRead,
@@ -51,6 +53,7 @@ impl Perm {
         Self::LinksCreate,
         Self::LinksManage,
         Self::AnalyticsRead,
+        Self::WebhooksManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Perm {
             Self::LinksCreate => "links.create",
             Self::LinksManage => "links.manage",
             Self::AnalyticsRead => "analytics.read",
+            Self::WebhooksManage => "webhooks.manage",
         }
     }
 }
@@ -126,6 +130,7 @@ impl Role {
                 LinksCreate,
                 LinksManage,
                 AnalyticsRead,
+                WebhooksManage,
             ],
             Self::Manager => &[
                 TenantRead,

@@ -49,6 +49,29 @@ use crate::ApiError;
 /// How long a tenant whose database could not be opened is refused without a new try.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
 
+/// SQLSTATE `too_many_connections`: here, the tenant role's `CONNECTION LIMIT` reached.
+const TOO_MANY_CONNECTIONS: &str = "53300";
+
+/// How long a request whose tenant role is full waits before it tries to open again
+/// (sooner when one of this service's connections is given back).
+const ROLE_FULL_RETRY: Duration = Duration::from_millis(50);
+
+/// Why an open gave no connection.
+enum Refused {
+    /// The tenant's role holds as many connections as PostgreSQL allows it.
+    RoleFull,
+    /// The database did not answer or refused for another reason.
+    Unreachable,
+}
+
+/// 503: no connection came free within the request's wait.
+fn busy() -> ApiError {
+    ApiError::Unavailable {
+        retry_after: 1,
+        detail: "Every database connection is busy; try again shortly.".into(),
+    }
+}
+
 /// An idle connection is pinged before reuse when it has been idle this long (a server
 /// restart or an idle timeout may have closed it meanwhile).
 const CHECK_AFTER: Duration = Duration::from_secs(5);
@@ -211,7 +234,24 @@ impl TenantConnections {
                         metrics::counter!("tenant_connection_evictions_total").increment(1);
                         let _ = conn.close().await;
                     }
-                    return self.open(location, opening).await;
+                    match self.open(location, opening).await {
+                        Err(Refused::RoleFull) => {
+                            // The tenant's role holds all the connections PostgreSQL lets it
+                            // have (with other services' too): wait for one to be given
+                            // back, as for a full cluster, rather than fail the request.
+                            metrics::counter!("tenant_connection_role_full_total").increment(1);
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                return Err(busy());
+                            }
+                            // A fresh wait: the failed open's own give-back has fired.
+                            let given_back = cluster.freed.notified();
+                            let _ =
+                                tokio::time::timeout(left.min(ROLE_FULL_RETRY), given_back).await;
+                        }
+                        Err(Refused::Unreachable) => return Err(unreachable_database()),
+                        Ok(conn) => return Ok(conn),
+                    }
                 }
                 Step::Down(until) => {
                     // A restart takes the database away for a moment: the request waits
@@ -226,10 +266,7 @@ impl TenantConnections {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if tokio::time::timeout(left, freed).await.is_err() {
                         metrics::counter!("tenant_connection_waits_timed_out_total").increment(1);
-                        return Err(ApiError::Unavailable {
-                            retry_after: 1,
-                            detail: "Every database connection is busy; try again shortly.".into(),
-                        });
+                        return Err(busy());
                     }
                 }
             }
@@ -240,7 +277,7 @@ impl TenantConnections {
         &self,
         location: &Location,
         mut opening: Opening,
-    ) -> Result<TenantConnection, ApiError> {
+    ) -> Result<TenantConnection, Refused> {
         let options = location.options(&self.application);
         let opened = tokio::time::timeout(
             self.limits.connect_timeout,
@@ -255,6 +292,14 @@ impl TenantConnections {
                 metrics::counter!("tenant_connections_opened_total").increment(1);
                 Ok(TenantConnection::new(conn, tenant, cluster, Instant::now()))
             }
+            Ok(Err(sqlx::Error::Database(err)))
+                if err.code().as_deref() == Some(TOO_MANY_CONNECTIONS) =>
+            {
+                // Not the database's fault: the tenant is busy, not down.
+                cluster.opened(tenant, None);
+                cluster.closed_many(1);
+                Err(Refused::RoleFull)
+            }
             failed => {
                 let err = match failed {
                     Ok(Err(err)) => err.to_string(),
@@ -263,7 +308,7 @@ impl TenantConnections {
                 tracing::warn!(%tenant, cluster = %cluster.name, %err, "tenant database unreachable");
                 cluster.opened(tenant, Some(Instant::now() + DOWN_FOR));
                 cluster.closed_many(1);
-                Err(unreachable_database())
+                Err(Refused::Unreachable)
             }
         }
     }

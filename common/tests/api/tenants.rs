@@ -547,3 +547,66 @@ async fn at_the_cap_a_bursts_spare_connection_goes_before_another_tenants_last()
     assert_eq!(manager.idle_of(bursty), 1);
     assert_eq!(manager.idle_of(newcomer), 1);
 }
+
+/// A burst on one tenant beyond its role's `CONNECTION LIMIT` waits for a connection
+/// to be given back: no 503, and the tenant is not counted as down.
+#[tokio::test]
+async fn a_tenant_whose_role_is_full_waits_for_a_connection_rather_than_failing() {
+    use common::db::ddl::{self, Ident, Literal};
+    let db = TestDb::create().await;
+    let role = Ident::new(unique("full_role").to_lowercase()).expect("a role name");
+    let database = Ident::new(db.name.clone()).expect("a database name");
+    ddl::execute(
+        &db.pool,
+        "create role {} login password {} connection limit {}",
+        &[&role, &Literal("role-full-test"), &2u32],
+    )
+    .await
+    .expect("creating the role");
+    ddl::execute(
+        &db.pool,
+        "grant connect on database {} to {}",
+        &[&database, &role],
+    )
+    .await
+    .expect("granting connect");
+    let location = Location {
+        username: role.as_str().to_owned(),
+        password: "role-full-test".to_owned(),
+        ..location_of(&db)
+    };
+    let manager = TenantConnections::new(&unique("tenants"), limits(10));
+    let tenant = Uuid::now_v7();
+    let first = manager.acquire(tenant, &location).await.expect("first");
+    let mut second = manager.acquire(tenant, &location).await.expect("second");
+    select_one(&mut second).await;
+    let waiting = {
+        let (manager, location) = (Arc::clone(&manager), location.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut conn = manager.acquire(tenant, &location).await?;
+            select_one(&mut conn).await;
+            Ok::<_, ApiError>(started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the third waits while the role is full"
+    );
+    drop(first);
+    let waited = waiting
+        .await
+        .unwrap()
+        .expect("served once a connection is given back");
+    assert!(waited >= Duration::from_millis(450), "{waited:?}");
+    drop(second);
+    ddl::execute(&db.pool, "drop owned by {}", &[&role])
+        .await
+        .ok();
+    drop(manager);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ddl::execute(&db.pool, "drop role if exists {}", &[&role])
+        .await
+        .ok();
+}

@@ -7,3 +7,4 @@ pub mod notifications;
 pub mod preferences;
 pub mod stream;
 pub mod tasks;
+pub mod webhooks;

@@ -51,6 +51,7 @@ pub struct Pending {
     pub event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
+    /// The project it is about (nil for none: a tenant-wide notice).
     pub project_id: Uuid,
     /// The task it is about (none for a project's).
     pub task: Option<TaskRef>,
@@ -123,7 +124,8 @@ pub async fn insert_many(
                                         task_key, task_title, project_id, actor_id, created_at,
                                         mail_id)
              select n.id, n.recipient, n.event, n.kind, n.title, n.body, n.task, n.key,
-                    n.task_title, n.project,
+                    n.task_title,
+                    nullif(n.project, '00000000-0000-0000-0000-000000000000'),
                     nullif(n.actor, '00000000-0000-0000-0000-000000000000'), n.at,
                     case n.email when 'instant' then n.id when 'digest' then w.id end
                from new n

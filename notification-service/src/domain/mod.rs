@@ -8,3 +8,4 @@ pub mod notification;
 pub mod preference;
 pub mod stream;
 pub mod unsubscribe;
+pub mod webhook;

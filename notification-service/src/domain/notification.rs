@@ -21,15 +21,18 @@ pub enum Kind {
     Mentioned,
     /// The receiver was added to a project.
     Invited,
+    /// A webhook endpoint was turned off (told to those who manage webhooks).
+    WebhookDisabled,
 }
 
 impl Kind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::TaskAssigned,
         Self::TaskStatusChanged,
         Self::CommentAdded,
         Self::Mentioned,
         Self::Invited,
+        Self::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl Kind {
             Self::CommentAdded => "comment_added",
             Self::Mentioned => "mentioned",
             Self::Invited => "invited",
+            Self::WebhookDisabled => "webhook_disabled",
         }
     }
 

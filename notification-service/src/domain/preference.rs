@@ -46,7 +46,9 @@ impl Preference {
     /// rest in a digest.
     pub fn default_for(kind: Kind) -> Self {
         let email = match kind {
-            Kind::TaskAssigned | Kind::Mentioned | Kind::Invited => Email::Instant,
+            Kind::TaskAssigned | Kind::Mentioned | Kind::Invited | Kind::WebhookDisabled => {
+                Email::Instant
+            }
             Kind::TaskStatusChanged | Kind::CommentAdded => Email::Digest,
         };
         Self {

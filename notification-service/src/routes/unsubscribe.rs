@@ -151,6 +151,7 @@ fn labels(kinds: &[Kind]) -> String {
             Kind::CommentAdded => "new comments",
             Kind::Mentioned => "mentions",
             Kind::Invited => "projects you are added to",
+            Kind::WebhookDisabled => "webhooks that are turned off",
         })
         .collect();
     match names.as_slice() {

@@ -113,6 +113,23 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Tena
     .await
 }
 
+/// Ids of active tenants after `after`, in id order, at most `limit`.
+pub async fn active_ids(
+    db: impl PgExecutor<'_>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "select id from tenants
+          where status = 'active' and ($1::uuid is null or id > $1)
+          order by id limit $2",
+        after,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// The configured cluster with the fewest tenants (ties: by name).
 pub async fn emptiest_cluster(
     db: impl PgExecutor<'_>,

@@ -24,6 +24,7 @@ use crate::migrate::{self, Summary};
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/internal/tenants", get(active))
         .route("/internal/tenants/by-slug/{slug}", get(lookup))
         .route("/internal/tenants/{id}/database", get(database))
         .route("/internal/tenants/{id}/suspend", post(suspend))
@@ -62,6 +63,42 @@ impl From<&Tenant> for LookupView {
 
 fn no_tenant() -> ApiError {
     ApiError::NotFound("No such organisation.".into())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Page {
+    /// The `next` of the previous page.
+    after: Option<Uuid>,
+    /// 1 to 1000 (default 500).
+    limit: Option<i64>,
+}
+
+/// A page of active tenants' ids.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantIds {
+    pub items: Vec<Uuid>,
+    /// Pass as `after` for the next page; none on the last.
+    pub next: Option<Uuid>,
+}
+
+/// The active tenants, in id order: for workers that look at every tenant once after a
+/// start (work left from before it).
+#[utoipa::path(get, path = "/internal/tenants", tag = "internal", params(Page),
+    responses((status = 200, body = TenantIds), (status = 400, body = Problem)))]
+pub async fn active(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<TenantIds>, ApiError> {
+    let limit = page.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit", "from 1 to 1000"));
+    }
+    let items = tenants::active_ids(&state.pool, page.after, limit).await?;
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().copied())
+        .flatten();
+    Ok(Json(TenantIds { items, next }))
 }
 
 /// Resolve a host's slug: 200 for active tenants, 423 for suspended ones, 404 otherwise.

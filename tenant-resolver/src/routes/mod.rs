@@ -15,8 +15,8 @@ pub fn router() -> Router<AppState> {
 }
 
 pub(crate) use internal::{
-    __path_database, __path_delete_tenant, __path_lookup, __path_migration_status, __path_resume,
-    __path_start_migration, __path_suspend,
+    __path_active, __path_database, __path_delete_tenant, __path_lookup, __path_migration_status,
+    __path_resume, __path_start_migration, __path_suspend,
 };
 pub use internal::{DatabaseView, LookupView, MigrationStatus, SharedJob as SharedJobHandle};
 pub(crate) use tenants::{__path_current, __path_signup};

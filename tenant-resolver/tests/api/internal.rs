@@ -86,6 +86,60 @@ async fn lookups_resolve_active_tenants_and_refuse_unknown_and_suspended_ones() 
 }
 
 #[tokio::test]
+async fn active_tenants_are_listed_page_by_page() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for slug in ["acme", "globex", "initech"] {
+        let tenant = app.create_tenant(slug).await;
+        ids.push(tenant["id"].as_str().unwrap().to_owned());
+    }
+    let suspended = ids.pop().unwrap();
+    let resp = app
+        .internal(
+            Method::POST,
+            &format!("/internal/tenants/{suspended}/suspend"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    ids.sort();
+    let first: serde_json::Value = app
+        .internal(Method::GET, "/internal/tenants?limit=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["items"], serde_json::json!([ids[0]]));
+    assert_eq!(first["next"], serde_json::json!(ids[0]));
+    let rest: serde_json::Value = app
+        .internal(
+            Method::GET,
+            &format!("/internal/tenants?after={}&limit=5", ids[0]),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rest["items"],
+        serde_json::json!([ids[1]]),
+        "not the suspended one"
+    );
+    assert!(rest["next"].is_null());
+    let bad = app
+        .internal(Method::GET, "/internal/tenants?limit=0")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad, 400).await;
+}
+
+#[tokio::test]
 async fn an_immediate_delete_drops_the_database_and_role() {
     let app = spawn_app().await;
     let tenant = app.create_tenant("acme").await;

@@ -110,6 +110,25 @@ pub async fn summaries(
     .await
 }
 
+/// The tenant's active members holding one of `roles`.
+pub async fn with_roles(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    roles: &[String],
+) -> sqlx::Result<Vec<Summary>> {
+    sqlx::query_as!(
+        Summary,
+        "select u.id, u.name, u.email from users u
+           join memberships m on m.user_id = u.id
+          where m.tenant_id = $1 and m.status = 'active' and m.role = any($2)
+          order by u.id",
+        tenant,
+        roles,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Deletes `user` if nothing refers to it any more (no membership, active or removed; no
 /// session; no invite sent): an account made for a signup that was undone. Whether it was.
 pub async fn delete_if_unused(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<bool> {

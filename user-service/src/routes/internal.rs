@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use common::auth::Role;
+use common::auth::{Perm, Role};
 use common::db::ConstraintExt;
 use common::error::Problem;
 use common::events::keys;
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
             delete(remove_owner),
         )
         .route("/internal/users", get(summaries))
+        .route("/internal/tenants/{tenant_id}/users", get(holders))
         .route("/internal/revocations", get(revocations))
 }
 
@@ -214,5 +215,41 @@ pub async fn summaries(
     }
     Ok(Json(
         users::summaries(&state.pool, &ids, q.tenant_id).await?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct Holding {
+    /// A permission (`webhooks.manage`).
+    permission: String,
+}
+
+/// The tenant's active members whose role grants `permission` (whom to tell of
+/// something only they can act on, such as a disabled webhook).
+#[utoipa::path(get, path = "/internal/tenants/{tenant_id}/users", tag = "internal",
+    params(("tenant_id" = Uuid, Path), Holding),
+    responses((status = 200, body = [Summary]), (status = 400, body = Problem)))]
+pub async fn holders(
+    _: InternalCaller,
+    State(state): State<AppState>,
+    Path(tenant_id): Path<Uuid>,
+    Query(q): Query<Holding>,
+) -> Result<Json<Vec<Summary>>, ApiError> {
+    let perm = Perm::ALL
+        .into_iter()
+        .find(|p| p.as_str() == q.permission)
+        .ok_or_else(|| {
+            ApiError::validation(
+                "permission",
+                format!("`{}` is not a permission", q.permission),
+            )
+        })?;
+    let roles: Vec<String> = Role::ALL
+        .into_iter()
+        .filter(|r| r.permissions().contains(&perm))
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    Ok(Json(
+        users::with_roles(&state.pool, tenant_id, &roles).await?,
     ))
 }

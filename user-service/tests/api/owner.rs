@@ -132,6 +132,83 @@ async fn summaries_name_users_by_id() {
 }
 
 #[tokio::test]
+async fn holders_of_a_permission_are_the_active_members_whose_role_grants_it() {
+    let app = spawn_app().await;
+    let (acme, globex) = (Tenant::new("acme"), Tenant::new("globex"));
+    let olive = app.owner(&acme, "olive@acme.test").await;
+    app.owner(&globex, "gil@globex.test").await;
+    // Olive's colleagues: an admin, a member, and an admin who was removed.
+    for (email, role, status) in [
+        ("ada@acme.test", "admin", "active"),
+        ("max@acme.test", "member", "active"),
+        ("rex@acme.test", "admin", "removed"),
+    ] {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query!(
+            "insert into users (id, email, name, password_hash) values ($1, $2, $2, 'x')",
+            id,
+            email
+        )
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+        sqlx::query!(
+            "insert into memberships (tenant_id, user_id, tenant_slug, role, status)
+             values ($1, $2, 'acme', $3, $4)",
+            acme.id,
+            id,
+            role,
+            status
+        )
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    }
+    let holders = |permission: &str| {
+        app.server
+            .client
+            .get(app.server.url(&format!(
+                "/internal/tenants/{}/users?permission={permission}",
+                acme.id
+            )))
+            .bearer_auth(INTERNAL_TOKEN)
+            .send()
+    };
+    let emails = |found: Value| -> Vec<String> {
+        let mut emails: Vec<String> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["email"].as_str().unwrap().to_owned())
+            .collect();
+        emails.sort();
+        emails
+    };
+    let managers: Value = holders("webhooks.manage")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emails(managers), ["ada@acme.test", "olive@acme.test"]);
+    let readers: Value = holders("tasks.read").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        emails(readers),
+        ["ada@acme.test", "max@acme.test", "olive@acme.test"]
+    );
+    let only_owner: Value = holders("tenant.manage")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(only_owner[0]["id"], json!(olive));
+    let unknown = holders("webhooks.own").await.unwrap();
+    let body = expect_problem(unknown, 400).await;
+    assert_eq!(body["errors"][0]["field"], "permission");
+}
+
+#[tokio::test]
 async fn undoing_a_signups_owner_removes_the_membership_and_only_an_account_made_for_it() {
     let app = spawn_app().await;
     let (acme, globex) = (Tenant::new("acme"), Tenant::new("globex"));

@@ -1,0 +1,465 @@
+//! Webhook delivery: sends the deliveries the inbox stored in each tenant's
+//! `webhook_deliveries` (in the same transaction as the event's notifications, so an
+//! event acknowledged to the broker is never lost), beside the consumer and never in its
+//! way.
+//!
+//! Like the mailer, the dispatcher keeps in memory when each tenant next has a delivery
+//! due ([`TenantSchedule`]). At a tenant's time it claims the due deliveries (a lease, so
+//! two instances never send one at once and a crash mid-send only delays it), at most
+//! [`PER_ENDPOINT`] in flight per endpoint, and sends each in a task of its own: a slow
+//! receiver holds only its own slots, never another endpoint's deliveries. Each attempt
+//! is recorded (status, duration, the answer's first KiB or the error); a failure is
+//! tried again on the schedule of [`crate::domain::webhook::SCHEDULE`], a 410 disables
+//! the endpoint, and so does failing without a success for
+//! `WEBHOOK_DISABLE_AFTER_HOURS`; those who manage webhooks are then told
+//! (`webhook_disabled`). No database connection is held while a request is out.
+//!
+//! Every request goes through the SSRF guard ([`common::egress`]): the URL is checked
+//! before each attempt and each name is resolved and checked as the connection is made.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use common::auth::Perm;
+use common::db::directory::TenantDirectory;
+use common::egress::Egress;
+use common::internal::InternalToken;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::config::WebhookArgs;
+use crate::db;
+use crate::db::notifications::Pending;
+use crate::db::webhooks::{Attempt, Claimed, NewDelivery, Subscription};
+use crate::domain::event::Event;
+use crate::domain::notification::{Kind, NewNotification};
+use crate::domain::webhook::{self, Format, Verdict};
+use crate::mailer::Mailer;
+use crate::schedule::{self, TenantSchedule};
+
+/// Deliveries of one endpoint on their way at the same time.
+pub const PER_ENDPOINT: usize = 16;
+/// Deliveries claimed from one tenant at a time.
+const BATCH: i64 = 200;
+/// How long a claimed delivery is left to its sender before another try may take it
+/// (longer than an attempt may take).
+const LEASE_PAST_TIMEOUT: Duration = Duration::from_secs(60);
+/// A tenant whose deliveries could not be reached (its database) is looked at again
+/// after this.
+const TENANT_RETRY: Duration = Duration::from_secs(5);
+/// The most of an answer read (the rest is not waited for).
+const MAX_ANSWER: usize = 64 * 1024;
+/// The most of an answer kept in the delivery log.
+const KEPT_ANSWER: usize = 1024;
+/// How long a stopping dispatcher waits for the attempts in flight (the others are
+/// tried again when their lease ends).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Someone told of a disabled endpoint.
+#[derive(Debug, Deserialize)]
+struct Person {
+    id: Uuid,
+}
+
+/// What an attempt got.
+struct Answer {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    body: String,
+    error: Option<String>,
+}
+
+pub struct Dispatcher {
+    directory: Arc<TenantDirectory>,
+    client: reqwest::Client,
+    egress: Egress,
+    mailer: Arc<Mailer>,
+    http: reqwest::Client,
+    user_service_url: String,
+    internal: InternalToken,
+    scale: f64,
+    disable_after: chrono::Duration,
+    lease_secs: f64,
+    /// `DIGEST_INTERVAL_SECS`, for a `webhook_disabled` notice someone takes in a digest.
+    digest_secs: f64,
+    schedule: TenantSchedule,
+    /// Deliveries in flight per endpoint.
+    in_flight: Mutex<HashMap<Uuid, usize>>,
+    attempts: TaskTracker,
+}
+
+impl Dispatcher {
+    pub fn new(
+        config: &WebhookArgs,
+        directory: Arc<TenantDirectory>,
+        mailer: Arc<Mailer>,
+        http: reqwest::Client,
+        user_service_url: &str,
+        internal: InternalToken,
+        digest_secs: f64,
+    ) -> anyhow::Result<Self> {
+        let egress = Egress::new(config.webhook_allowed_networks.0.clone());
+        let timeout = Duration::from_secs(config.webhook_timeout_secs.max(1));
+        let client = egress.client(
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .user_agent("Nexus-Webhooks/1")
+                .pool_max_idle_per_host(PER_ENDPOINT),
+        )?;
+        let hours = config.webhook_disable_after_hours.max(0.0);
+        Ok(Self {
+            directory,
+            client,
+            egress,
+            mailer,
+            http,
+            user_service_url: user_service_url.to_owned(),
+            internal,
+            scale: config.webhook_retry_scale.max(0.0),
+            disable_after: chrono::Duration::milliseconds((hours * 3_600_000.0) as i64),
+            lease_secs: (timeout + LEASE_PAST_TIMEOUT).as_secs_f64(),
+            digest_secs,
+            schedule: TenantSchedule::default(),
+            in_flight: Mutex::default(),
+            attempts: TaskTracker::new(),
+        })
+    }
+
+    /// The guard every receiver's URL passes.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
+    /// `tenant` has deliveries due now if `queued`, or was never looked at.
+    pub fn touch(&self, tenant: Uuid, queued: bool) {
+        self.schedule.touch(tenant, queued);
+    }
+
+    /// Sends every tenant's deliveries at their time, until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        while let Some(due) = self.schedule.next(&shutdown).await {
+            for tenant in due {
+                match Arc::clone(&self).dispatch(tenant).await {
+                    Ok(next) => self.schedule.after(tenant, next),
+                    Err(err) => {
+                        tracing::warn!(%tenant, error = %err, "webhooks: will retry");
+                        self.schedule.at(tenant, Instant::now() + TENANT_RETRY);
+                    }
+                }
+            }
+        }
+        self.attempts.close();
+        if tokio::time::timeout(STOP_GRACE, self.attempts.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                "webhooks: attempts still out at stop are tried again after their lease"
+            );
+        }
+    }
+
+    /// Claims `tenant`'s due deliveries and starts each; when its next one is due.
+    async fn dispatch(
+        self: Arc<Self>,
+        tenant: Uuid,
+    ) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
+        let Some(mut conn) = schedule::connect(&self.directory, tenant).await? else {
+            return Ok(None);
+        };
+        let (full, free) = self.slots();
+        let claimed = db::webhooks::claim(
+            &mut conn,
+            BATCH,
+            self.lease_secs,
+            &full,
+            &free,
+            PER_ENDPOINT,
+        )
+        .await?;
+        let busy = self.busy_after(&claimed);
+        let next = db::webhooks::next_due(&mut conn, &busy).await?;
+        drop(conn);
+        for delivery in claimed {
+            let this = Arc::clone(&self);
+            self.attempts.spawn(async move {
+                let endpoint = delivery.endpoint_id;
+                this.attempt(tenant, delivery).await;
+                let mut in_flight = this.in_flight.lock().expect("in-flight lock");
+                if let Some(n) = in_flight.get_mut(&endpoint) {
+                    *n -= 1;
+                    if *n == 0 {
+                        in_flight.remove(&endpoint);
+                    }
+                }
+                drop(in_flight);
+                // Its slot is free: the endpoint's next delivery may go.
+                this.schedule.touch(tenant, true);
+            });
+        }
+        Ok(next)
+    }
+
+    /// Endpoints with no slot left, and the free slots of those with some in flight.
+    fn slots(&self) -> (Vec<Uuid>, Vec<(Uuid, i32)>) {
+        let in_flight = self.in_flight.lock().expect("in-flight lock");
+        let mut full = Vec::new();
+        let mut free = Vec::new();
+        for (endpoint, n) in in_flight.iter() {
+            if *n >= PER_ENDPOINT {
+                full.push(*endpoint);
+            } else {
+                free.push((*endpoint, (PER_ENDPOINT - n) as i32));
+            }
+        }
+        (full, free)
+    }
+
+    /// Counts `claimed` in flight: the endpoints left with no free slot.
+    fn busy_after(&self, claimed: &[Claimed]) -> Vec<Uuid> {
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        for delivery in claimed {
+            *in_flight.entry(delivery.endpoint_id).or_insert(0) += 1;
+        }
+        in_flight
+            .iter()
+            .filter(|(_, n)| **n >= PER_ENDPOINT)
+            .map(|(endpoint, _)| *endpoint)
+            .collect()
+    }
+
+    /// One attempt of `delivery`, recorded.
+    async fn attempt(&self, tenant: Uuid, delivery: Claimed) {
+        let at = Utc::now();
+        let started = std::time::Instant::now();
+        let answer = self.send(&delivery).await;
+        let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let verdict = match answer.error {
+            Some(_) => Verdict::Failed,
+            None => webhook::verdict(answer.status),
+        };
+        metrics::counter!("webhook_attempts_total", "outcome" => match verdict {
+            Verdict::Delivered => "delivered",
+            Verdict::Gone => "gone",
+            Verdict::Failed => "failed",
+        })
+        .increment(1);
+        let recorded = async {
+            let Some(conn) = schedule::connect(&self.directory, tenant).await? else {
+                return Ok(None);
+            };
+            let mut tx = conn.begin().await?;
+            db::webhooks::record(
+                &mut tx,
+                &Attempt {
+                    delivery: delivery.id,
+                    attempt: delivery.attempts,
+                    at,
+                    status_code: answer.status.map(i32::from),
+                    duration_ms,
+                    response: &answer.body,
+                    error: answer.error.as_deref(),
+                },
+            )
+            .await?;
+            let disabled = match verdict {
+                Verdict::Delivered => {
+                    db::webhooks::succeeded(&mut tx, delivery.id, delivery.endpoint_id).await?;
+                    None
+                }
+                Verdict::Gone => {
+                    db::webhooks::failed(&mut tx, delivery.id, delivery.endpoint_id, None).await?;
+                    db::webhooks::disable(&mut tx, delivery.endpoint_id, "gone")
+                        .await?
+                        .then_some("it answered 410 Gone")
+                }
+                Verdict::Failed => {
+                    let wait = webhook::next_wait(
+                        delivery.attempts,
+                        self.scale,
+                        answer.status,
+                        answer.retry_after,
+                    );
+                    let wait_ms = wait.map(|w| w.as_secs_f64() * 1000.0);
+                    let since =
+                        db::webhooks::failed(&mut tx, delivery.id, delivery.endpoint_id, wait_ms)
+                            .await?;
+                    let too_long =
+                        since.is_some_and(|since| Utc::now() - since >= self.disable_after);
+                    if too_long {
+                        db::webhooks::disable(&mut tx, delivery.endpoint_id, "failing")
+                            .await?
+                            .then_some("it kept failing")
+                    } else {
+                        None
+                    }
+                }
+            };
+            let told = match disabled {
+                Some(why) => self.tell(&mut tx, tenant, &delivery, why).await?,
+                None => 0,
+            };
+            tx.commit().await?;
+            anyhow::Ok(Some(told))
+        }
+        .await;
+        match recorded {
+            Ok(Some(told)) if told > 0 => self.mailer.touch(tenant, true),
+            Ok(_) => {}
+            // Not recorded: the lease runs out and the delivery is tried again.
+            Err(err) => {
+                tracing::warn!(%tenant, delivery = %delivery.id, error = %err,
+                    "webhooks: an attempt could not be recorded; it will be tried again");
+            }
+        }
+    }
+
+    /// Sends `delivery` once: what came back, or why nothing did.
+    async fn send(&self, delivery: &Claimed) -> Answer {
+        let failed = |error: String| Answer {
+            status: None,
+            retry_after: None,
+            body: String::new(),
+            error: Some(error),
+        };
+        let url = match self.egress.check_url(&delivery.url) {
+            Ok(url) => url,
+            Err(refusal) => return failed(format!("refused: {refusal}")),
+        };
+        let id = webhook::message_id(delivery.id);
+        let timestamp = Utc::now().timestamp();
+        let mut secrets = vec![delivery.secret.as_str()];
+        secrets.extend(delivery.previous_secret.as_deref());
+        let signature = webhook::signature_header(&secrets, &id, timestamp, &delivery.body);
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(delivery.body.clone())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(err) => return failed(common::egress::error_text(&err)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| webhook::parse_retry_after(v, Utc::now()));
+        let mut bytes = Vec::new();
+        let mut error = None;
+        while bytes.len() < MAX_ANSWER {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(err) => {
+                    // The status counts; an answer cut short is noted, not a failure.
+                    error = Some(common::egress::error_text(&err));
+                    break;
+                }
+            }
+        }
+        bytes.truncate(KEPT_ANSWER);
+        let mut body = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(error) = error {
+            body.push_str(&format!(" [answer cut short: {error}]"));
+        }
+        Answer {
+            status: Some(status),
+            retry_after,
+            body,
+            error: None,
+        }
+    }
+
+    /// Tells those who manage webhooks that `delivery`'s endpoint was disabled (`why`):
+    /// how many were told.
+    async fn tell(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        tenant: Uuid,
+        delivery: &Claimed,
+        why: &str,
+    ) -> anyhow::Result<usize> {
+        let people: Vec<Person> = common::internal::holders(
+            &self.http,
+            &self.user_service_url,
+            &self.internal,
+            tenant,
+            Perm::WebhooksManage,
+        )
+        .await?;
+        let now = Utc::now();
+        let event = Uuid::now_v7();
+        let pending: Vec<Pending> = people
+            .into_iter()
+            .map(|person| Pending {
+                event_id: event,
+                occurred_at: now,
+                actor_id: None,
+                project_id: Uuid::nil(),
+                task: None,
+                notice: NewNotification {
+                    recipient: person.id,
+                    kind: Kind::WebhookDisabled,
+                    title: format!("A webhook was disabled: {}", delivery.url),
+                    body: format!(
+                        "The webhook to {} was turned off because {why}. Turn it back on \
+                         (PATCH /api/v1/webhooks/{} with enabled: true) and replay what it \
+                         missed with POST /api/v1/webhooks/{}/recover.",
+                        delivery.url, delivery.endpoint_id, delivery.endpoint_id
+                    ),
+                },
+            })
+            .collect();
+        let stored = db::notifications::insert_many(conn, &pending, self.digest_secs).await?;
+        Ok(stored.notifications.len())
+    }
+}
+
+/// The deliveries a tenant's batch of `events` gives its endpoints `subscriptions`.
+pub fn deliveries(events: &[&Event], subscriptions: &[Subscription]) -> Vec<NewDelivery> {
+    let mut out = Vec::new();
+    for event in events {
+        let envelope = &event.0;
+        if !webhook::EVENT_TYPES.contains(&envelope.kind.as_str()) {
+            continue;
+        }
+        for subscription in subscriptions {
+            if !subscription
+                .events
+                .iter()
+                .any(|pattern| webhook::matches(pattern, &envelope.kind))
+            {
+                continue;
+            }
+            let format = Format::parse(&subscription.format);
+            out.push(NewDelivery {
+                id: Uuid::now_v7(),
+                endpoint_id: subscription.id,
+                event_id: envelope.id,
+                event_type: envelope.kind.clone(),
+                body: webhook::body(
+                    format,
+                    &envelope.kind,
+                    envelope.occurred_at,
+                    envelope.actor_id,
+                    &envelope.data,
+                ),
+                occurred_at: envelope.occurred_at,
+            });
+        }
+    }
+    out
+}
