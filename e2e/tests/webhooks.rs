@@ -291,6 +291,19 @@ impl World {
         }
     }
 
+    /// Waits (bounded) until `webhook` is disabled: why it was.
+    async fn disabled(&self, webhook: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.webhook_state(webhook).await;
+            if state["enabled"] == false {
+                return state["disabled_reason"].as_str().unwrap_or("").to_owned();
+            }
+            assert!(Instant::now() < deadline, "not disabled: {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn webhook_state(&self, webhook: &str) -> Value {
         self.expect(
             &self.owner,
@@ -495,26 +508,11 @@ async fn failures_are_retried_with_the_same_id_retry_after_is_honoured_and_410_d
     let (gone_hook, _) = w.webhook(&gone.url(), &["task.created"]).await;
     w.task(&project, "Gone").await;
     gone.wait_for(1, Duration::from_secs(30)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while w.webhook_state(&gone_hook).await["enabled"] == true {
-        assert!(
-            Instant::now() < deadline,
-            "410 did not disable the endpoint"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(w.webhook_state(&gone_hook).await["disabled_reason"], "gone");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while w.webhook_state(&redirect_hook).await["enabled"] == true {
-        assert!(
-            Instant::now() < deadline,
-            "an endpoint failing for 1.8 s was not disabled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(w.disabled(&gone_hook).await, "gone", "410 disables at once");
     assert_eq!(
-        w.webhook_state(&redirect_hook).await["disabled_reason"],
-        "failing"
+        w.disabled(&redirect_hook).await,
+        "failing",
+        "an endpoint failing for 1.8 s is disabled"
     );
     w.task(&project, "After it was disabled").await;
     tokio::time::sleep(Duration::from_millis(500)).await;

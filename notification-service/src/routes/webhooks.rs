@@ -174,6 +174,17 @@ fn refused(refusal: &Refusal) -> ApiError {
     }
 }
 
+/// The endpoint `id`, which must be on: 404 when there is none, 409 when it is off.
+async fn enabled_endpoint(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Endpoint, ApiError> {
+    let endpoint = db::webhooks::find(conn, id).await?.ok_or_else(not_found)?;
+    if !endpoint.enabled {
+        return Err(ApiError::Conflict(
+            "The webhook is disabled; turn it on (enabled: true) first.".into(),
+        ));
+    }
+    Ok(endpoint)
+}
+
 async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
     let url = state
         .webhooks
@@ -334,14 +345,7 @@ pub async fn test(
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     user.require(Perm::WebhooksManage)?;
     let mut conn = state.databases.connect(user.tenant_id).await?;
-    let endpoint = db::webhooks::find(&mut conn, id)
-        .await?
-        .ok_or_else(not_found)?;
-    if !endpoint.enabled {
-        return Err(ApiError::Conflict(
-            "The webhook is disabled; turn it on (enabled: true) first.".into(),
-        ));
-    }
+    let endpoint = enabled_endpoint(&mut conn, id).await?;
     let now = Utc::now();
     let delivery = NewDelivery {
         id: Uuid::now_v7(),
@@ -446,14 +450,7 @@ pub async fn retry(
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     user.require(Perm::WebhooksManage)?;
     let mut conn = state.databases.connect(user.tenant_id).await?;
-    let endpoint = db::webhooks::find(&mut conn, id)
-        .await?
-        .ok_or_else(not_found)?;
-    if !endpoint.enabled {
-        return Err(ApiError::Conflict(
-            "The webhook is disabled; turn it on (enabled: true) first.".into(),
-        ));
-    }
+    enabled_endpoint(&mut conn, id).await?;
     if !db::webhooks::retry(&mut conn, id, delivery).await? {
         return Err(ApiError::NotFound("There is no such delivery.".into()));
     }
@@ -480,14 +477,7 @@ pub async fn recover(
 ) -> Result<(StatusCode, Json<Recovered>), ApiError> {
     user.require(Perm::WebhooksManage)?;
     let mut conn = state.databases.connect(user.tenant_id).await?;
-    let endpoint = db::webhooks::find(&mut conn, id)
-        .await?
-        .ok_or_else(not_found)?;
-    if !endpoint.enabled {
-        return Err(ApiError::Conflict(
-            "The webhook is disabled; turn it on (enabled: true) first.".into(),
-        ));
-    }
+    enabled_endpoint(&mut conn, id).await?;
     let requeued = db::webhooks::recover(&mut conn, id, req.since).await?;
     state.webhooks.touch(user.tenant_id, true);
     Ok((StatusCode::ACCEPTED, Json(Recovered { requeued })))
