@@ -45,7 +45,8 @@ create table webhook_deliveries (
     unique (endpoint_id, event_id)
 );
 
-create index webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at)
+-- What is waiting, per endpoint, by when it is due (the dispatcher's claims).
+create index webhook_deliveries_due_idx on webhook_deliveries (endpoint_id, next_attempt_at)
     where status = 'pending';
 create index webhook_deliveries_endpoint_idx on webhook_deliveries (endpoint_id, id desc);
 

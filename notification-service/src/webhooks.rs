@@ -44,6 +44,10 @@ use crate::schedule::{self, TenantSchedule};
 
 /// Deliveries of one endpoint on their way at the same time.
 pub const PER_ENDPOINT: usize = 16;
+/// Deliveries of one endpoint claimed at once (those past [`PER_ENDPOINT`] wait their
+/// turn in this process, well inside their lease), so a busy endpoint is not claimed
+/// for one delivery at a time.
+const CLAIMED_PER_ENDPOINT: usize = 4 * PER_ENDPOINT;
 /// Deliveries claimed from one tenant at a time.
 const BATCH: i64 = 200;
 /// How long a claimed delivery is left to its sender before another try may take it
@@ -64,6 +68,13 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Deserialize)]
 struct Person {
     id: Uuid,
+}
+
+/// One endpoint's deliveries in this process: how many are claimed, and the
+/// [`PER_ENDPOINT`] slots they take turns in.
+struct Claims {
+    claimed: usize,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What an attempt got.
@@ -88,8 +99,9 @@ pub struct Dispatcher {
     /// `DIGEST_INTERVAL_SECS`, for a `webhook_disabled` notice someone takes in a digest.
     digest_secs: f64,
     schedule: TenantSchedule,
-    /// Deliveries in flight per endpoint.
-    in_flight: Mutex<HashMap<Uuid, usize>>,
+    /// Deliveries claimed and not yet recorded, per endpoint, and the slots they send
+    /// through.
+    in_flight: Mutex<HashMap<Uuid, Claims>>,
     attempts: TaskTracker,
 }
 
@@ -123,7 +135,11 @@ impl Dispatcher {
             internal,
             scale: config.webhook_retry_scale.max(0.0),
             disable_after: chrono::Duration::milliseconds((hours * 3_600_000.0) as i64),
-            lease_secs: (timeout + LEASE_PAST_TIMEOUT).as_secs_f64(),
+            // A claimed delivery may wait for the ones claimed before it (at most
+            // CLAIMED_PER_ENDPOINT / PER_ENDPOINT attempts each) before its own.
+            lease_secs: (timeout * (CLAIMED_PER_ENDPOINT / PER_ENDPOINT + 1) as u32
+                + LEASE_PAST_TIMEOUT)
+                .as_secs_f64(),
             digest_secs,
             schedule: TenantSchedule::default(),
             in_flight: Mutex::default(),
@@ -173,65 +189,86 @@ impl Dispatcher {
         let Some(mut conn) = schedule::connect(&self.directory, tenant).await? else {
             return Ok(None);
         };
-        let (full, free) = self.slots();
+        let slots = self.free_slots();
         let claimed = db::webhooks::claim(
             &mut conn,
             BATCH,
             self.lease_secs,
-            &full,
-            &free,
-            PER_ENDPOINT,
+            &slots,
+            CLAIMED_PER_ENDPOINT,
         )
         .await?;
-        let busy = self.busy_after(&claimed);
+        let busy = self.count_claimed(&claimed);
         let next = db::webhooks::next_due(&mut conn, &busy).await?;
         drop(conn);
         for delivery in claimed {
             let this = Arc::clone(&self);
+            let slots = self.slots_of(delivery.endpoint_id);
             self.attempts.spawn(async move {
                 let endpoint = delivery.endpoint_id;
-                this.attempt(tenant, delivery).await;
-                let mut in_flight = this.in_flight.lock().expect("in-flight lock");
-                if let Some(n) = in_flight.get_mut(&endpoint) {
-                    *n -= 1;
-                    if *n == 0 {
-                        in_flight.remove(&endpoint);
-                    }
+                {
+                    let _slot = slots.acquire().await;
+                    this.attempt(tenant, delivery).await;
                 }
-                drop(in_flight);
-                // Its slot is free: the endpoint's next delivery may go.
-                this.schedule.touch(tenant, true);
+                if this.release(endpoint) {
+                    // The endpoint's queue runs low: claim its next deliveries.
+                    this.schedule.touch(tenant, true);
+                }
             });
         }
         Ok(next)
     }
 
-    /// Endpoints with no slot left, and the free slots of those with some in flight.
-    fn slots(&self) -> (Vec<Uuid>, Vec<(Uuid, i32)>) {
+    /// The endpoints with deliveries claimed here, and how many more each may claim.
+    fn free_slots(&self) -> Vec<(Uuid, i32)> {
         let in_flight = self.in_flight.lock().expect("in-flight lock");
-        let mut full = Vec::new();
-        let mut free = Vec::new();
-        for (endpoint, n) in in_flight.iter() {
-            if *n >= PER_ENDPOINT {
-                full.push(*endpoint);
-            } else {
-                free.push((*endpoint, (PER_ENDPOINT - n) as i32));
-            }
-        }
-        (full, free)
+        in_flight
+            .iter()
+            .map(|(endpoint, c)| {
+                let free = CLAIMED_PER_ENDPOINT.saturating_sub(c.claimed);
+                (*endpoint, i32::try_from(free).unwrap_or(0))
+            })
+            .collect()
     }
 
-    /// Counts `claimed` in flight: the endpoints left with no free slot.
-    fn busy_after(&self, claimed: &[Claimed]) -> Vec<Uuid> {
+    /// Counts `claimed` in: the endpoints left with nothing more to claim.
+    fn count_claimed(&self, claimed: &[Claimed]) -> Vec<Uuid> {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         for delivery in claimed {
-            *in_flight.entry(delivery.endpoint_id).or_insert(0) += 1;
+            in_flight
+                .entry(delivery.endpoint_id)
+                .or_insert_with(|| Claims {
+                    claimed: 0,
+                    slots: Arc::new(tokio::sync::Semaphore::new(PER_ENDPOINT)),
+                })
+                .claimed += 1;
         }
         in_flight
             .iter()
-            .filter(|(_, n)| **n >= PER_ENDPOINT)
+            .filter(|(_, c)| c.claimed >= CLAIMED_PER_ENDPOINT)
             .map(|(endpoint, _)| *endpoint)
             .collect()
+    }
+
+    fn slots_of(&self, endpoint: Uuid) -> Arc<tokio::sync::Semaphore> {
+        let in_flight = self.in_flight.lock().expect("in-flight lock");
+        Arc::clone(&in_flight[&endpoint].slots)
+    }
+
+    /// One of `endpoint`'s deliveries is done: whether its queue is low enough to claim
+    /// more (at most [`PER_ENDPOINT`] left, so its slots never run dry while a claim is
+    /// made).
+    fn release(&self, endpoint: Uuid) -> bool {
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        let Some(claims) = in_flight.get_mut(&endpoint) else {
+            return true;
+        };
+        claims.claimed -= 1;
+        let left = claims.claimed;
+        if left == 0 {
+            in_flight.remove(&endpoint);
+        }
+        left <= PER_ENDPOINT
     }
 
     /// One attempt of `delivery`, recorded.

@@ -260,7 +260,7 @@ pub struct Options {
 }
 
 /// The scenarios in the order a full run takes them; `projects` is accepted for `tasks`.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "tenants",
     "gateway",
     "tasks",
@@ -270,6 +270,7 @@ pub const SCENARIOS: [&str; 9] = [
     "footprint",
     "soak",
     "stream",
+    "webhooks",
 ];
 
 /// The chart a full run draws.
@@ -395,6 +396,17 @@ fn notifications_rows(r: &crate::bench_notifications::NotificationsReport) -> Ve
         "events/s",
         "null sink",
         Some(Goal::AtLeast(0.6)),
+    )]
+}
+
+fn webhooks_rows(r: &crate::bench_webhooks::WebhooksReport) -> Vec<Row> {
+    vec![row(
+        "webhooks",
+        &format!("deliveries to a local receiver, {} at once", r.concurrency),
+        (r.dispatcher_per_s, r.reqwest_per_s),
+        "deliveries/s",
+        "bare reqwest loops",
+        Some(Goal::AtLeast(r.goal)),
     )]
 }
 
@@ -597,6 +609,12 @@ pub async fn run_release(
         crate::bench_stream::print_stream(&report);
         rows.extend(stream_rows(&report));
         reports.insert("stream".into(), serde_json::to_value(&report)?);
+    }
+    if wanted("webhooks") {
+        let report = crate::bench_webhooks::webhooks_scenario(3).await?;
+        crate::bench_webhooks::print_webhooks(&report);
+        rows.extend(webhooks_rows(&report));
+        reports.insert("webhooks".into(), serde_json::to_value(&report)?);
     }
     let elapsed = started.elapsed();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);

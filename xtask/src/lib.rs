@@ -13,6 +13,7 @@ pub mod bench_soak_load;
 pub mod bench_soak_rss;
 pub mod bench_stream;
 pub mod bench_summary;
+pub mod bench_webhooks;
 pub mod deps;
 pub mod docs;
 pub mod fleet;

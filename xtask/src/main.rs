@@ -40,7 +40,7 @@ enum Task {
     },
     /// Measure speed as ratios against references run side by side (release build).
     /// Scenarios: tenants, gateway, tasks (alias projects), analytics, notifications,
-    /// redirect, footprint, soak, stream (all when none is named); then one summary
+    /// redirect, footprint, soak, stream, webhooks (all when none is named); then one summary
     /// table, and on a full run the chart docs/bench-ratios.svg.
     Bench {
         scenarios: Vec<String>,

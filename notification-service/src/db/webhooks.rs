@@ -241,45 +241,44 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Claims up to `limit` due deliveries of enabled endpoints (oldest first), none of an
-/// endpoint in `full`, at most its free slots of an endpoint in `free` and `per_endpoint`
-/// of any other: each is tried once more and is not due again for `lease_secs` (so
-/// another instance, or this one after a crash mid-send, tries it again only then).
+/// Claims up to `limit` due deliveries of enabled endpoints (oldest first per endpoint):
+/// at most its free slots of an endpoint in `slots`, `per_endpoint` of any other. Each is
+/// tried once more and is not due again for `lease_secs` (so another instance, or this
+/// one after a crash mid-send, tries it again only then).
 pub async fn claim(
     conn: &mut PgConnection,
     limit: i64,
     lease_secs: f64,
-    full: &[Uuid],
-    free: &[(Uuid, i32)],
+    slots: &[(Uuid, i32)],
     per_endpoint: usize,
 ) -> sqlx::Result<Vec<Claimed>> {
-    let free_endpoints: Vec<Uuid> = free.iter().map(|(e, _)| *e).collect();
-    let free_slots: Vec<i32> = free.iter().map(|(_, n)| *n).collect();
+    let endpoints: Vec<Uuid> = slots.iter().map(|(e, _)| *e).collect();
+    let free: Vec<i32> = slots.iter().map(|(_, n)| *n).collect();
     sqlx::query_as!(
         Claimed,
-        r#"with ranked as (
-             select d.id, d.next_attempt_at, d.endpoint_id,
-                    row_number() over (partition by d.endpoint_id
-                                       order by d.next_attempt_at, d.id) as n
-               from webhook_deliveries d
-               join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
-              where d.status = 'pending' and d.next_attempt_at <= now()
-                and d.endpoint_id <> all($3)
+        r#"with slots as (
+             select e.id as endpoint, coalesce(f.slots, $5) as n
+               from webhook_endpoints e
+               left join unnest($3::uuid[], $4::int4[]) as f(endpoint, slots)
+                      on f.endpoint = e.id
+              where e.enabled
            ), due as (
-             select d.id from webhook_deliveries d
-               join ranked r on r.id = d.id
-               left join unnest($4::uuid[], $5::int4[]) as f(endpoint, slots)
-                      on f.endpoint = r.endpoint_id
-              where r.n <= coalesce(f.slots, $6)
-              order by r.next_attempt_at
+             select d.id from slots s
+              cross join lateral (
+                select d.id from webhook_deliveries d
+                 where d.endpoint_id = s.endpoint and d.status = 'pending'
+                   and d.next_attempt_at <= now()
+                 order by d.next_attempt_at
+                 limit s.n
+                   for update skip locked
+              ) d
               limit $1
-                for update of d skip locked
            ), claimed as (
              update webhook_deliveries d
                 set attempts = d.attempts + 1,
                     next_attempt_at = now() + make_interval(secs => $2)
                from due
-              where d.id = due.id and d.status = 'pending'
+              where d.id = due.id
              returning d.id, d.endpoint_id, d.body, d.occurred_at, d.attempts
            )
            select c.id as "id!", c.endpoint_id as "endpoint_id!", e.url, e.secret,
@@ -291,10 +290,9 @@ pub async fn claim(
             order by c.id"#,
         limit,
         lease_secs,
-        full,
-        &free_endpoints,
-        &free_slots,
-        per_endpoint as i64,
+        &endpoints,
+        &free,
+        per_endpoint as i32,
     )
     .fetch_all(conn)
     .await
