@@ -17,7 +17,7 @@
 //! Every request goes through the SSRF guard ([`common::egress`]): the URL is checked
 //! before each attempt and each name is resolved and checked as the connection is made.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use common::db::directory::TenantDirectory;
 use common::egress::Egress;
 use common::internal::InternalToken;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,7 +36,7 @@ use uuid::Uuid;
 use crate::config::WebhookArgs;
 use crate::db;
 use crate::db::notifications::Pending;
-use crate::db::webhooks::{Attempt, Claimed, NewDelivery, Subscription};
+use crate::db::webhooks::{Attempt, Claimed, NewDelivery, Settled, Subscription};
 use crate::domain::event::Event;
 use crate::domain::notification::{Kind, NewNotification};
 use crate::domain::webhook::{self, Format, Verdict};
@@ -48,6 +49,8 @@ pub const PER_ENDPOINT: usize = 16;
 /// turn in this process, well inside their lease), so a busy endpoint is not claimed
 /// for one delivery at a time.
 const CLAIMED_PER_ENDPOINT: usize = 4 * PER_ENDPOINT;
+/// Attempts recorded in one go (one transaction per tenant among them).
+const RECORD_BATCH: usize = 500;
 /// Deliveries claimed from one tenant at a time.
 const BATCH: i64 = 200;
 /// How long a claimed delivery is left to its sender before another try may take it
@@ -77,6 +80,16 @@ struct Claims {
     slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// An attempt made, waiting to be recorded.
+struct Sent {
+    tenant: Uuid,
+    delivery: Claimed,
+    at: chrono::DateTime<Utc>,
+    duration_ms: i32,
+    answer: Answer,
+    verdict: Verdict,
+}
+
 /// What an attempt got.
 struct Answer {
     status: Option<u16>,
@@ -103,6 +116,10 @@ pub struct Dispatcher {
     /// through.
     in_flight: Mutex<HashMap<Uuid, Claims>>,
     attempts: TaskTracker,
+    /// Attempts made, on their way to [`Dispatcher::record_all`].
+    sent: mpsc::UnboundedSender<Sent>,
+    /// The recorder's end, taken by [`Dispatcher::run`].
+    recorded: Mutex<Option<mpsc::UnboundedReceiver<Sent>>>,
 }
 
 impl Dispatcher {
@@ -125,6 +142,7 @@ impl Dispatcher {
                 .pool_max_idle_per_host(PER_ENDPOINT),
         )?;
         let hours = config.webhook_disable_after_hours.max(0.0);
+        let (sent, recorded) = mpsc::unbounded_channel();
         Ok(Self {
             directory,
             client,
@@ -144,6 +162,8 @@ impl Dispatcher {
             schedule: TenantSchedule::default(),
             in_flight: Mutex::default(),
             attempts: TaskTracker::new(),
+            sent,
+            recorded: Mutex::new(Some(recorded)),
         })
     }
 
@@ -159,6 +179,12 @@ impl Dispatcher {
 
     /// Sends every tenant's deliveries at their time, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(sent) = self.recorded.lock().expect("recorder lock").take() else {
+            tracing::error!("webhooks: the dispatcher runs once");
+            return;
+        };
+        let recording = CancellationToken::new();
+        let recorder = tokio::spawn(Arc::clone(&self).record_all(sent, recording.clone()));
         while let Some(due) = self.schedule.next(&shutdown).await {
             for tenant in due {
                 match Arc::clone(&self).dispatch(tenant).await {
@@ -179,6 +205,8 @@ impl Dispatcher {
                 "webhooks: attempts still out at stop are tried again after their lease"
             );
         }
+        recording.cancel();
+        recorder.await.ok();
     }
 
     /// Claims `tenant`'s due deliveries and starts each; when its next one is due.
@@ -205,15 +233,12 @@ impl Dispatcher {
             let this = Arc::clone(&self);
             let slots = self.slots_of(delivery.endpoint_id);
             self.attempts.spawn(async move {
-                let endpoint = delivery.endpoint_id;
-                {
+                let sent = {
                     let _slot = slots.acquire().await;
-                    this.attempt(tenant, delivery).await;
-                }
-                if this.release(endpoint) {
-                    // The endpoint's queue runs low: claim its next deliveries.
-                    this.schedule.touch(tenant, true);
-                }
+                    this.attempt(tenant, delivery).await
+                };
+                // The recorder lives as long as the dispatcher.
+                let _ = this.sent.send(sent);
             });
         }
         Ok(next)
@@ -271,8 +296,8 @@ impl Dispatcher {
         left <= PER_ENDPOINT
     }
 
-    /// One attempt of `delivery`, recorded.
-    async fn attempt(&self, tenant: Uuid, delivery: Claimed) {
+    /// One attempt of `delivery`, to be recorded.
+    async fn attempt(&self, tenant: Uuid, delivery: Claimed) -> Sent {
         let at = Utc::now();
         let started = std::time::Instant::now();
         let answer = self.send(&delivery).await;
@@ -287,74 +312,134 @@ impl Dispatcher {
             Verdict::Failed => "failed",
         })
         .increment(1);
-        let recorded = async {
-            let Some(conn) = schedule::connect(&self.directory, tenant).await? else {
-                return Ok(None);
-            };
-            let mut tx = conn.begin().await?;
-            db::webhooks::record(
-                &mut tx,
-                &Attempt {
-                    delivery: delivery.id,
-                    attempt: delivery.attempts,
-                    at,
-                    status_code: answer.status.map(i32::from),
-                    duration_ms,
-                    response: &answer.body,
-                    error: answer.error.as_deref(),
-                },
-            )
-            .await?;
-            let disabled = match verdict {
-                Verdict::Delivered => {
-                    db::webhooks::succeeded(&mut tx, delivery.id, delivery.endpoint_id).await?;
-                    None
-                }
-                Verdict::Gone => {
-                    db::webhooks::failed(&mut tx, delivery.id, delivery.endpoint_id, None).await?;
-                    db::webhooks::disable(&mut tx, delivery.endpoint_id, "gone")
-                        .await?
-                        .then_some("it answered 410 Gone")
-                }
-                Verdict::Failed => {
-                    let wait = webhook::next_wait(
-                        delivery.attempts,
-                        self.scale,
-                        answer.status,
-                        answer.retry_after,
-                    );
-                    let wait_ms = wait.map(|w| w.as_secs_f64() * 1000.0);
-                    let since =
-                        db::webhooks::failed(&mut tx, delivery.id, delivery.endpoint_id, wait_ms)
-                            .await?;
-                    let too_long =
-                        since.is_some_and(|since| Utc::now() - since >= self.disable_after);
-                    if too_long {
-                        db::webhooks::disable(&mut tx, delivery.endpoint_id, "failing")
-                            .await?
-                            .then_some("it kept failing")
-                    } else {
-                        None
+        Sent {
+            tenant,
+            delivery,
+            at,
+            duration_ms,
+            answer,
+            verdict,
+        }
+    }
+
+    /// Records what was sent, a batch at a time (one transaction per tenant), until
+    /// `done` and nothing is left; then frees each delivery's place in its endpoint's
+    /// queue.
+    async fn record_all(
+        self: Arc<Self>,
+        mut sent: mpsc::UnboundedReceiver<Sent>,
+        done: CancellationToken,
+    ) {
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                n = sent.recv_many(&mut batch, RECORD_BATCH) => if n == 0 { break },
+                () = done.cancelled() => {
+                    while let Ok(one) = sent.try_recv() {
+                        batch.push(one);
+                    }
+                    if batch.is_empty() {
+                        break;
                     }
                 }
-            };
-            let told = match disabled {
-                Some(why) => self.tell(&mut tx, tenant, &delivery, why).await?,
-                None => 0,
-            };
-            tx.commit().await?;
-            anyhow::Ok(Some(told))
-        }
-        .await;
-        match recorded {
-            Ok(Some(told)) if told > 0 => self.mailer.touch(tenant, true),
-            Ok(_) => {}
-            // Not recorded: the lease runs out and the delivery is tried again.
-            Err(err) => {
-                tracing::warn!(%tenant, delivery = %delivery.id, error = %err,
-                    "webhooks: an attempt could not be recorded; it will be tried again");
+            }
+            let mut tenants: BTreeMap<Uuid, Vec<Sent>> = BTreeMap::new();
+            for one in batch.drain(..) {
+                tenants.entry(one.tenant).or_default().push(one);
+            }
+            for (tenant, sent) in tenants {
+                match self.record(tenant, &sent).await {
+                    Ok(told) if told > 0 => self.mailer.touch(tenant, true),
+                    Ok(_) => {}
+                    // Not recorded: the leases run out and the deliveries are tried again.
+                    Err(err) => tracing::warn!(%tenant, attempts = sent.len(), error = %err,
+                        "webhooks: attempts could not be recorded; they will be tried again"),
+                }
+                for one in &sent {
+                    if self.release(one.delivery.endpoint_id) {
+                        // The endpoint's queue runs low: claim its next deliveries.
+                        self.schedule.touch(tenant, true);
+                    }
+                }
             }
         }
+    }
+
+    /// Records `tenant`'s attempts in one transaction: each attempt, where each delivery
+    /// stands, each endpoint's failing streak, and the endpoints that are disabled (those
+    /// who manage webhooks told): how many were told.
+    async fn record(&self, tenant: Uuid, sent: &[Sent]) -> anyhow::Result<usize> {
+        let Some(conn) = schedule::connect(&self.directory, tenant).await? else {
+            return Ok(0);
+        };
+        let mut tx = conn.begin().await?;
+        let attempts: Vec<Attempt<'_>> = sent
+            .iter()
+            .map(|s| Attempt {
+                delivery: s.delivery.id,
+                attempt: s.delivery.attempts,
+                at: s.at,
+                status_code: s.answer.status.map(i32::from),
+                duration_ms: s.duration_ms,
+                response: &s.answer.body,
+                error: s.answer.error.as_deref(),
+            })
+            .collect();
+        db::webhooks::record_many(&mut tx, &attempts).await?;
+        let mut settled = Vec::with_capacity(sent.len());
+        // Each endpoint's last outcome in the batch, and its URL.
+        let mut last: BTreeMap<Uuid, (Verdict, &str)> = BTreeMap::new();
+        for s in sent {
+            let wait = match s.verdict {
+                Verdict::Delivered | Verdict::Gone => None,
+                Verdict::Failed => webhook::next_wait(
+                    s.delivery.attempts,
+                    self.scale,
+                    s.answer.status,
+                    s.answer.retry_after,
+                ),
+            };
+            let status = match (s.verdict, wait) {
+                (Verdict::Delivered, _) => Settled::Succeeded,
+                (_, Some(wait)) => Settled::RetryIn(wait.as_secs_f64() * 1000.0),
+                (_, None) => Settled::Failed,
+            };
+            settled.push((s.delivery.id, status));
+            last.insert(s.delivery.endpoint_id, (s.verdict, s.delivery.url.as_str()));
+        }
+        db::webhooks::settle(&mut tx, &settled).await?;
+        let (ok, failing): (Vec<_>, Vec<_>) = last
+            .iter()
+            .partition(|(_, (verdict, _))| *verdict == Verdict::Delivered);
+        let ok: Vec<Uuid> = ok.into_iter().map(|(e, _)| *e).collect();
+        let failing: Vec<Uuid> = failing.into_iter().map(|(e, _)| *e).collect();
+        db::webhooks::streak_over(&mut tx, &ok).await?;
+        let since: HashMap<Uuid, chrono::DateTime<Utc>> = db::webhooks::streak(&mut tx, &failing)
+            .await?
+            .into_iter()
+            .collect();
+        let mut told = 0;
+        for (endpoint, (verdict, url)) in &last {
+            let why = match verdict {
+                Verdict::Gone => Some(("gone", "it answered 410 Gone")),
+                Verdict::Failed
+                    if since
+                        .get(endpoint)
+                        .is_some_and(|since| Utc::now() - *since >= self.disable_after) =>
+                {
+                    Some(("failing", "it kept failing"))
+                }
+                _ => None,
+            };
+            if let Some((reason, why)) = why
+                && db::webhooks::disable(&mut tx, *endpoint, reason).await?
+            {
+                told += self.tell(&mut tx, tenant, *endpoint, url, why).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(told)
     }
 
     /// Sends `delivery` once: what came back, or why nothing did.
@@ -420,13 +505,14 @@ impl Dispatcher {
         }
     }
 
-    /// Tells those who manage webhooks that `delivery`'s endpoint was disabled (`why`):
+    /// Tells those who manage webhooks that `endpoint` (to `url`) was disabled (`why`):
     /// how many were told.
     async fn tell(
         &self,
         conn: &mut sqlx::PgConnection,
         tenant: Uuid,
-        delivery: &Claimed,
+        endpoint: Uuid,
+        url: &str,
         why: &str,
     ) -> anyhow::Result<usize> {
         let people: Vec<Person> = common::internal::holders(
@@ -450,12 +536,12 @@ impl Dispatcher {
                 notice: NewNotification {
                     recipient: person.id,
                     kind: Kind::WebhookDisabled,
-                    title: format!("A webhook was disabled: {}", delivery.url),
+                    title: format!("A webhook was disabled: {url}"),
                     body: format!(
                         "The webhook to {} was turned off because {why}. Turn it back on \
                          (PATCH /api/v1/webhooks/{} with enabled: true) and replay what it \
                          missed with POST /api/v1/webhooks/{}/recover.",
-                        delivery.url, delivery.endpoint_id, delivery.endpoint_id
+                        url, endpoint, endpoint
                     ),
                 },
             })

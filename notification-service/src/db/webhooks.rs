@@ -309,74 +309,115 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
 }
 
-pub async fn record(conn: &mut PgConnection, attempt: &Attempt<'_>) -> sqlx::Result<()> {
+/// Records attempts (a redelivered record adds nothing).
+pub async fn record_many(conn: &mut PgConnection, attempts: &[Attempt<'_>]) -> sqlx::Result<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let deliveries: Vec<Uuid> = attempts.iter().map(|a| a.delivery).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+    let times: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.at).collect();
+    let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.status_code).collect();
+    let durations: Vec<i32> = attempts.iter().map(|a| a.duration_ms).collect();
+    let responses: Vec<&str> = attempts.iter().map(|a| a.response).collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error).collect();
     sqlx::query!(
         "insert into webhook_attempts
                 (delivery_id, attempt, at, status_code, duration_ms, response, error)
-         values ($1, $2, $3, $4, $5, $6, $7)
+         select * from unnest($1::uuid[], $2::int4[], $3::timestamptz[], $4::int4[],
+                              $5::int4[], $6::text[], $7::text[])
          on conflict (delivery_id, attempt) do nothing",
-        attempt.delivery,
-        attempt.attempt,
-        attempt.at,
-        attempt.status_code,
-        attempt.duration_ms,
-        attempt.response,
-        attempt.error,
+        &deliveries,
+        &numbers,
+        &times,
+        &codes as &[Option<i32>],
+        &durations,
+        &responses as &[&str],
+        &errors as &[Option<&str>],
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The delivery arrived: settled, and its endpoint's failing streak is over.
-pub async fn succeeded(
-    conn: &mut PgConnection,
-    delivery: Uuid,
-    endpoint: Uuid,
-) -> sqlx::Result<()> {
+/// Where a delivery stands after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Settled {
+    Succeeded,
+    /// Tried again in this many milliseconds.
+    RetryIn(f64),
+    /// Failed for good (the schedule is over, or the endpoint is gone).
+    Failed,
+}
+
+/// Sets where each delivery stands.
+pub async fn settle(conn: &mut PgConnection, settled: &[(Uuid, Settled)]) -> sqlx::Result<()> {
+    if settled.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = settled.iter().map(|(id, _)| *id).collect();
+    let statuses: Vec<&str> = settled
+        .iter()
+        .map(|(_, s)| match s {
+            Settled::Succeeded => "succeeded",
+            Settled::RetryIn(_) => "pending",
+            Settled::Failed => "failed",
+        })
+        .collect();
+    let waits: Vec<Option<f64>> = settled
+        .iter()
+        .map(|(_, s)| match s {
+            Settled::RetryIn(ms) => Some(*ms),
+            _ => None,
+        })
+        .collect();
     sqlx::query!(
-        "update webhook_deliveries set status = 'succeeded', next_attempt_at = null
-          where id = $1",
-        delivery,
+        "update webhook_deliveries d
+            set status = u.status,
+                next_attempt_at = now() + make_interval(secs => u.wait / 1000)
+           from unnest($1::uuid[], $2::text[], $3::float8[]) as u(id, status, wait)
+          where d.id = u.id",
+        &ids,
+        &statuses as &[&str],
+        &waits as &[Option<f64>],
     )
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// `endpoints` delivered: their failing streaks are over.
+pub async fn streak_over(conn: &mut PgConnection, endpoints: &[Uuid]) -> sqlx::Result<()> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
     sqlx::query!(
         "update webhook_endpoints set failing_since = null
-          where id = $1 and failing_since is not null",
-        endpoint,
+          where id = any($1) and failing_since is not null",
+        endpoints,
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The delivery failed: tried again in `wait_ms`, or (none) failed for good. The
-/// endpoint's failing streak starts now if it was not failing: when it started.
-pub async fn failed(
+/// `endpoints` failed: each one's failing streak starts now unless it was failing
+/// already; when each streak started.
+pub async fn streak(
     conn: &mut PgConnection,
-    delivery: Uuid,
-    endpoint: Uuid,
-    wait_ms: Option<f64>,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query!(
-        "update webhook_deliveries
-            set status = case when $2::float8 is null then 'failed' else 'pending' end,
-                next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
-          where id = $1",
-        delivery,
-        wait_ms,
+    endpoints: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    if endpoints.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query!(
+        r#"update webhook_endpoints set failing_since = coalesce(failing_since, now())
+            where id = any($1) returning id, failing_since as "since!""#,
+        endpoints,
     )
-    .execute(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    sqlx::query_scalar!(
-        "update webhook_endpoints set failing_since = coalesce(failing_since, now())
-          where id = $1 returning failing_since",
-        endpoint,
-    )
-    .fetch_optional(conn)
-    .await
-    .map(Option::flatten)
+    Ok(rows.into_iter().map(|r| (r.id, r.since)).collect())
 }
 
 /// When the next waiting delivery of an enabled endpoint other than `busy` is due, if
