@@ -8,11 +8,12 @@
 //! two instances never send one at once and a crash mid-send only delays it), at most
 //! [`PER_ENDPOINT`] in flight per endpoint, and sends each in a task of its own: a slow
 //! receiver holds only its own slots, never another endpoint's deliveries. Each attempt
-//! is recorded (status, duration, the answer's first KiB or the error); a failure is
-//! tried again on the schedule of [`crate::domain::webhook::SCHEDULE`], a 410 disables
-//! the endpoint, and so does failing without a success for
-//! `WEBHOOK_DISABLE_AFTER_HOURS`; those who manage webhooks are then told
-//! (`webhook_disabled`). No database connection is held while a request is out.
+//! is recorded, in batches by a recorder beside the senders (status, duration, the
+//! answer's first KiB or the error); a failure is tried again on the schedule of
+//! [`crate::domain::webhook::SCHEDULE`], a 410 disables the endpoint, and so does
+//! failing without a success for `WEBHOOK_DISABLE_AFTER_HOURS`; those who manage
+//! webhooks are then told (`webhook_disabled`). No database connection is held while a
+//! request is out.
 //!
 //! Every request goes through the SSRF guard ([`common::egress`]): the URL is checked
 //! before each attempt and each name is resolved and checked as the connection is made.
