@@ -111,6 +111,41 @@ pub async fn drop_database(admin: &mut PgConnection, name: &str) -> anyhow::Resu
     Ok(())
 }
 
+impl TestDb {
+    /// A login role of its own on this database, limited to `connection_limit`
+    /// connections, as tenant-resolver makes for a tenant: its name (`prefix` made
+    /// unique); the password is `password`. Dropped by [`TestDb::drop_role`].
+    pub async fn login_role(
+        &self,
+        prefix: &str,
+        password: &str,
+        connection_limit: u32,
+    ) -> anyhow::Result<String> {
+        let role = Ident::new(unique(prefix).to_lowercase())?;
+        ddl::execute(
+            &self.pool,
+            "create role {} login password {} connection limit {}",
+            &[&role, &ddl::Literal(password), &connection_limit],
+        )
+        .await?;
+        ddl::execute(
+            &self.pool,
+            "grant connect on database {} to {}",
+            &[&ident(&self.name), &role],
+        )
+        .await?;
+        Ok(role.as_str().to_owned())
+    }
+
+    /// Drops a role made by [`TestDb::login_role`] (after its connections are closed).
+    pub async fn drop_role(&self, role: &str) -> anyhow::Result<()> {
+        let role = Ident::new(role)?;
+        ddl::execute(&self.pool, "drop owned by {}", &[&role]).await?;
+        ddl::execute(&self.pool, "drop role if exists {}", &[&role]).await?;
+        Ok(())
+    }
+}
+
 /// A test database's name as an identifier (always one: [`unique`] makes it).
 fn ident(name: &str) -> Ident {
     Ident::new(name).expect("test database names are plain identifiers")

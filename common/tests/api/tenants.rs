@@ -552,26 +552,13 @@ async fn at_the_cap_a_bursts_spare_connection_goes_before_another_tenants_last()
 /// to be given back: no 503, and the tenant is not counted as down.
 #[tokio::test]
 async fn a_tenant_whose_role_is_full_waits_for_a_connection_rather_than_failing() {
-    use common::db::ddl::{self, Ident, Literal};
     let db = TestDb::create().await;
-    let role = Ident::new(unique("full_role").to_lowercase()).expect("a role name");
-    let database = Ident::new(db.name.clone()).expect("a database name");
-    ddl::execute(
-        &db.pool,
-        "create role {} login password {} connection limit {}",
-        &[&role, &Literal("role-full-test"), &2u32],
-    )
-    .await
-    .expect("creating the role");
-    ddl::execute(
-        &db.pool,
-        "grant connect on database {} to {}",
-        &[&database, &role],
-    )
-    .await
-    .expect("granting connect");
+    let role = db
+        .login_role("full_role", "role-full-test", 2)
+        .await
+        .expect("a role limited to 2 connections");
     let location = Location {
-        username: role.as_str().to_owned(),
+        username: role.clone(),
         password: "role-full-test".to_owned(),
         ..location_of(&db)
     };
@@ -601,12 +588,7 @@ async fn a_tenant_whose_role_is_full_waits_for_a_connection_rather_than_failing(
         .expect("served once a connection is given back");
     assert!(waited >= Duration::from_millis(450), "{waited:?}");
     drop(second);
-    ddl::execute(&db.pool, "drop owned by {}", &[&role])
-        .await
-        .ok();
     drop(manager);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    ddl::execute(&db.pool, "drop role if exists {}", &[&role])
-        .await
-        .ok();
+    db.drop_role(&role).await.ok();
 }
