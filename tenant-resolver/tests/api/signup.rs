@@ -8,11 +8,17 @@ use tenant_resolver::routes::DatabaseView;
 
 use crate::helpers::{OwnerMode, TestApp, signup_body, spawn_app, spawn_app_with};
 
+/// Databases of this app's tenants (its own prefix: other tests, running beside it,
+/// make and drop theirs).
 async fn database_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar!(r#"select count(*) as "count!" from pg_database"#)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from pg_database
+            where left(datname, length($1)) = $1"#,
+        app.prefix
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
 }
 
 async fn credentials(app: &TestApp, tenant_id: &str) -> DatabaseView {
