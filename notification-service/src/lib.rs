@@ -95,6 +95,50 @@ pub struct AppState {
 )]
 struct ApiDoc;
 
+/// The tenants' databases and the two workers that send what the inbox stores (mail
+/// and webhook deliveries), made as the service makes them (benchmarks make them too).
+pub struct Workers {
+    pub databases: Arc<TenantDirectory>,
+    pub mailer: Arc<Mailer>,
+    pub webhooks: Arc<Dispatcher>,
+}
+
+impl Workers {
+    /// `application` names the database connections.
+    pub fn new(
+        config: &Config,
+        application: &str,
+        http: reqwest::Client,
+        internal: InternalToken,
+    ) -> anyhow::Result<Self> {
+        let databases = Arc::new(TenantDirectory::new(
+            application,
+            http.clone(),
+            &config.tenant_db.tenant_resolver_url,
+            internal.clone(),
+            config.tenant_db.limits(),
+        ));
+        let mailer = Arc::new(Mailer::new(
+            &config.mail,
+            Arc::clone(&databases),
+            http.clone(),
+            internal.clone(),
+        )?);
+        let webhooks = Arc::new(Dispatcher::new(
+            config,
+            Arc::clone(&databases),
+            Arc::clone(&mailer),
+            http,
+            internal,
+        )?);
+        Ok(Self {
+            databases,
+            mailer,
+            webhooks,
+        })
+    }
+}
+
 /// Ready when tenant-resolver and the broker answer and the consumer is subscribed.
 pub fn router(state: AppState) -> Router {
     let config = Arc::clone(&state.config);
@@ -163,29 +207,12 @@ pub async fn run_with(
         NAME,
     );
     let internal = InternalToken::new(config.internal.internal_token.clone());
-    let databases = Arc::new(TenantDirectory::new(
-        NAME,
-        http.clone(),
-        &config.tenant_db.tenant_resolver_url,
-        internal.clone(),
-        config.tenant_db.limits(),
-    ));
-    let mailer = Arc::new(Mailer::new(
-        &config.mail,
-        Arc::clone(&databases),
-        http.clone(),
-        internal.clone(),
-    )?);
+    let Workers {
+        databases,
+        mailer,
+        webhooks: dispatcher,
+    } = Workers::new(&config, NAME, http.clone(), internal.clone())?;
     let mailing = tokio::spawn(Arc::clone(&mailer).run(shutdown.clone()));
-    let dispatcher = Arc::new(Dispatcher::new(
-        &config.webhooks,
-        Arc::clone(&databases),
-        Arc::clone(&mailer),
-        http.clone(),
-        &config.mail.user_service_url,
-        internal.clone(),
-        config.mail.digest_interval_secs as f64,
-    )?);
     let dispatching = tokio::spawn(Arc::clone(&dispatcher).run(shutdown.clone()));
     let sweeping = tokio::spawn({
         let (mailer, dispatcher) = (Arc::clone(&mailer), Arc::clone(&dispatcher));

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::config::WebhookArgs;
+use crate::config::Config;
 use crate::db;
 use crate::db::notifications::Pending;
 use crate::db::webhooks::{Attempt, Claimed, NewDelivery, Settled, Subscription};
@@ -124,15 +124,17 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// The dispatcher of `config`'s `WEBHOOK_*` settings; `webhook_disabled` notices are
+    /// addressed through user-service (`USER_SERVICE_URL`) and may join a digest
+    /// (`DIGEST_INTERVAL_SECS`).
     pub fn new(
-        config: &WebhookArgs,
+        settings: &Config,
         directory: Arc<TenantDirectory>,
         mailer: Arc<Mailer>,
         http: reqwest::Client,
-        user_service_url: &str,
         internal: InternalToken,
-        digest_secs: f64,
     ) -> anyhow::Result<Self> {
+        let config = &settings.webhooks;
         let egress = Egress::new(config.webhook_allowed_networks.0.clone());
         let timeout = Duration::from_secs(config.webhook_timeout_secs.max(1));
         let client = egress.client(
@@ -150,7 +152,7 @@ impl Dispatcher {
             egress,
             mailer,
             http,
-            user_service_url: user_service_url.to_owned(),
+            user_service_url: settings.mail.user_service_url.clone(),
             internal,
             scale: config.webhook_retry_scale.max(0.0),
             disable_after: chrono::Duration::milliseconds((hours * 3_600_000.0) as i64),
@@ -159,7 +161,7 @@ impl Dispatcher {
             lease_secs: (timeout * (CLAIMED_PER_ENDPOINT / PER_ENDPOINT + 1) as u32
                 + LEASE_PAST_TIMEOUT)
                 .as_secs_f64(),
-            digest_secs,
+            digest_secs: settings.mail.digest_interval_secs as f64,
             schedule: TenantSchedule::default(),
             in_flight: Mutex::default(),
             attempts: TaskTracker::new(),

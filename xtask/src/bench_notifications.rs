@@ -14,16 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use common::auth::SigningKey;
-use common::db::directory::TenantDirectory;
 use common::events::consumer::{NullSink, Settings};
 use common::events::{Broker, Envelope, keys};
 use common::internal::InternalToken;
 use common::testkit::{amqp_url, create_database, drop_database, postgres_url, unique};
+use notification_service::Workers;
 use notification_service::domain::event::Event;
 use notification_service::inbox::Inbox;
 use notification_service::live::Hub;
-use notification_service::mailer::Mailer;
-use notification_service::webhooks::Dispatcher;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -173,35 +171,24 @@ async fn measure(
         serde_json::to_value(SigningKey::jwks([&key])?)?,
     )
     .await?;
-    // The service's own defaults, as for the consumer's settings.
-    let config = notification_service::Config::parse_from(["notification-service"]);
+    // The service's own defaults, as for the consumer's settings, on the fake resolver.
+    let mut config = notification_service::Config::parse_from(["notification-service"]);
+    config.tenant_db.tenant_resolver_url = resolver.base_url.clone();
     // The mails the inbox queues are stored with the notifications (part of what is
-    // measured); no mailer runs to send them.
+    // measured); no mailer runs to send them. Each batch is matched against the
+    // tenant's webhook endpoints (it has none).
     let inbox = || -> anyhow::Result<Inbox> {
         let token = InternalToken::new(secrecy::SecretString::from("bench"));
-        let directory = Arc::new(TenantDirectory::new(
+        let Workers {
+            databases: directory,
+            mailer,
+            webhooks,
+        } = Workers::new(
+            &config,
             "bench-notifications",
             reqwest::Client::new(),
-            &resolver.base_url,
-            token.clone(),
-            config.tenant_db.limits(),
-        ));
-        let mailer = Arc::new(Mailer::new(
-            &config.mail,
-            Arc::clone(&directory),
-            reqwest::Client::new(),
-            token.clone(),
-        )?);
-        // Matching each batch against the tenant's webhook endpoints (it has none).
-        let webhooks = Arc::new(Dispatcher::new(
-            &config.webhooks,
-            Arc::clone(&directory),
-            Arc::clone(&mailer),
-            reqwest::Client::new(),
-            &config.mail.user_service_url,
             token,
-            config.mail.digest_interval_secs as f64,
-        )?);
+        )?;
         // The live stream's appends and fanout are part of every batch's work too.
         let broker = Broker::new(amqp_url().into(), unique("bench.notifications"), "bench");
         Ok(Inbox {

@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common::auth::SigningKey;
-use common::db::directory::TenantDirectory;
 use common::internal::InternalToken;
 use common::testkit::{TestServer, create_database, drop_database, postgres_url, unique};
+use notification_service::Workers;
 use notification_service::db::webhooks::{self as store, NewDelivery};
 use notification_service::domain::webhook::{self, Format};
-use notification_service::mailer::Mailer;
-use notification_service::webhooks::{Dispatcher, PER_ENDPOINT};
+use notification_service::webhooks::PER_ENDPOINT;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -118,35 +117,16 @@ async fn measure(server: &str, db: &str, rounds: usize) -> anyhow::Result<Webhoo
     )
     .await?;
 
-    // The service's defaults, its receivers allowed on loopback.
-    let config = notification_service::Config::parse_from([
+    // The service's defaults, its receivers allowed on loopback, on the fake resolver.
+    let mut config = notification_service::Config::parse_from([
         "notification-service",
         "--webhook-allowed-networks",
         "127.0.0.0/8",
     ]);
+    config.tenant_db.tenant_resolver_url = resolver.base_url.clone();
     let token = InternalToken::new(secrecy::SecretString::from("bench"));
-    let directory = Arc::new(TenantDirectory::new(
-        "bench-webhooks",
-        reqwest::Client::new(),
-        &resolver.base_url,
-        token.clone(),
-        config.tenant_db.limits(),
-    ));
-    let mailer = Arc::new(Mailer::new(
-        &config.mail,
-        Arc::clone(&directory),
-        reqwest::Client::new(),
-        token.clone(),
-    )?);
-    let dispatcher = Arc::new(Dispatcher::new(
-        &config.webhooks,
-        directory,
-        mailer,
-        reqwest::Client::new(),
-        &config.mail.user_service_url,
-        token,
-        0.0,
-    )?);
+    let dispatcher =
+        Workers::new(&config, "bench-webhooks", reqwest::Client::new(), token)?.webhooks;
     let stop = CancellationToken::new();
     let running = tokio::spawn(Arc::clone(&dispatcher).run(stop.clone()));
 
